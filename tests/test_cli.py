@@ -1,0 +1,152 @@
+"""The `tt-tui` command end to end, in real subprocesses: exit codes, messages, kills."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_tiny_config
+from tt_core import checkpoint as ckpt
+
+
+def tt(*args, timeout=180, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "tt_tui.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **env},
+    )
+
+
+def _one_error_line(result) -> str:
+    """The single `error:` line (progress messages may precede it; no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_config_error_exits_2_with_one_line_and_no_traceback(tiny_config):
+    result = tt("train", tiny_config, "plan.beam_width=0", "--headless")
+    assert result.returncode == 2
+    assert "plan.beam_width: 0 must be in [1, 4096]" in _one_error_line(result)
+
+
+def test_unknown_flag_is_a_usage_error():
+    result = tt("train", "--beam-with", "3")
+    assert result.returncode == 2
+
+
+def test_missing_dataset_offline_exits_3_and_says_how_to_fix(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: {id: mujoco/hopper/expert-v0}\n")
+    start = time.monotonic()
+    # HF_HUB_OFFLINE makes the hub client fail at once instead of retrying for ~20 s
+    result = tt("train", config, "--headless", HF_HUB_OFFLINE="1")
+    assert time.monotonic() - start < 60
+    assert result.returncode == 3
+    line = _one_error_line(result)
+    assert "mujoco/hopper/expert-v0" in line and "tt-tui collect" in line
+
+
+def test_collect_then_list_datasets():
+    result = tt("collect", "Hopper-v5", "--dataset-id", "test/hopper/listed-v0", "--steps", 300)
+    assert result.returncode == 0, result.stderr
+    assert "wrote test/hopper/listed-v0" in result.stdout
+    listing = tt("datasets")
+    row = next(line for line in listing.stdout.splitlines() if "test/hopper/listed-v0" in line)
+    assert "Hopper-v5" in row and "300" in row
+
+
+def test_collect_unknown_env_exits_2():
+    result = tt("collect", "NoSuchEnv-v9", "--dataset-id", "test/none/x-v0", "--steps", 10)
+    assert result.returncode == 2
+    assert "NoSuchEnv-v9" in _one_error_line(result)
+
+
+def test_train_checkpoint_resume_through_the_cli(tmp_path):
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=200,
+                               checkpoint_every=100)
+    first = tt("train", config, "--headless", "--device", "cpu")
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert ckpt.load_run(run_dir).step == 200
+    assert "training finished at step 200" in first.stderr
+
+    more = tt("train", "--resume", run_dir, "train.max_steps=260", "--headless")
+    assert more.returncode == 0, more.stderr
+    assert f"resumed {run_dir} at step 200" in more.stderr
+    assert ckpt.load_run(run_dir).step == 260
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["step"] for r in steps if r["event"] == "TrainStep"]
+    assert logged[0] == 5 and logged[-1] == 260 and logged == sorted(logged)
+
+
+def test_resume_from_a_corrupt_checkpoint_exits_3(tmp_path):
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10)
+    assert tt("train", config, "--headless").returncode == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    weights = run_dir / "checkpoints" / "step_000000010" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = tt("train", "--resume", run_dir, "--headless")
+    assert result.returncode == 3
+    assert "model.safetensors: truncated or corrupt" in _one_error_line(result)
+
+
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
+    """Checkpoint every step so most kills land inside a save; resume after each."""
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000,
+                               checkpoint_every=1, log_every=50)
+    rng = random.Random(0)
+    cmd = [sys.executable, "-m", "tt_tui.cli", "train", str(config), "--headless"]
+    run_dir = None
+    for attempt in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until this process has saved at least once
+            runs = list((tmp_path / "runs").glob("*"))
+            if runs and (runs[0] / "latest.json").exists():
+                before = ckpt.latest_step(ckpt.RunFiles(runs[0]))
+                if run_dir is None or before != last_step:
+                    break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (run_dir,) = list((tmp_path / "runs").glob("*"))
+        loaded = ckpt.load_run(run_dir)  # must never raise
+        last_step = loaded.step
+        cmd = [sys.executable, "-m", "tt_tui.cli", "train", "--resume", str(run_dir), "--headless"]
+    assert last_step > 0
+    finish = tt("train", "--resume", run_dir, f"train.max_steps={last_step + 3}", "--headless")
+    assert finish.returncode == 0, finish.stderr
+    assert ckpt.load_run(run_dir).step == last_step + 3
+
+
+def test_sigint_stops_cleanly_and_saves(tmp_path):
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000,
+                               checkpoint_every=100_000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tt_tui.cli", "train", str(config), "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "runs").glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "training stopped at step" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert ckpt.load_run(run_dir).step > 0
+
+
+def test_bench_train_reports_median_tokens_per_second():
+    result = tt("bench", "train", "--batch", "2", "--steps", "1", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    assert "median" in result.stdout and "tokens/s" in result.stdout and "x249 tokens" in result.stdout

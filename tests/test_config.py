@@ -1,0 +1,99 @@
+"""Config files, dotted overrides and the one-line errors they produce."""
+
+from pathlib import Path
+
+import pytest
+
+from tt_core.config import dump_config, load_config
+from tt_core.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("name", ["halfcheetah", "hopper", "walker2d", "quickstart"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.dataset.num_bins >= 2
+
+
+def test_env_configs_carry_the_seed_hyperparameters():
+    for env, width, steps in [("halfcheetah", 32, 5), ("hopper", 128, 15), ("walker2d", 128, 15)]:
+        cfg = load_config(CONFIGS / f"{env}.yaml")
+        assert cfg.dataset.id == f"mujoco/{env}/medium-v0"
+        assert (cfg.dataset.num_bins, cfg.dataset.discount, cfg.dataset.seq_len) == (100, 0.99, 10)
+        assert (cfg.model.embedding_dim, cfg.model.n_layers, cfg.model.n_heads) == (128, 4, 4)
+        assert cfg.model.dropout == 0.1
+        t = cfg.train
+        assert (t.action_weight, t.reward_weight, t.value_weight) == (5, 1, 1)
+        assert (t.lr, t.betas, t.weight_decay, t.grad_clip) == (6e-4, (0.9, 0.95), 0.1, 1.0)
+        assert t.epochs is None and t.warmup_tokens is None
+        p = cfg.plan
+        assert (p.beam_width, p.beam_steps, p.beam_context, p.sample_expand) == (width, steps, 5, 2)
+
+
+def test_dotted_overrides_follow_the_config_path():
+    cfg = load_config(CONFIGS / "hopper.yaml", ["train.lr=3e-4", "plan.beam_width=64"])
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.plan.beam_width == 64
+
+
+def test_override_can_set_an_optional_to_null_and_lists():
+    cfg = load_config(None, ["plan.cdf_act=null", "train.betas=[0.8, 0.9]"])
+    assert cfg.plan.cdf_act is None
+    assert cfg.train.betas == (0.8, 0.9)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("plan.beam_width=0", "plan.beam_width: 0 must be in [1, 4096]"),
+        ("train.lr=-1", "train.lr: -1.0 must be > 0"),
+        ("dataset.seq_len=0", "dataset.seq_len: 0 must be >= 1 transition"),
+        ("dataset.num_bins=1", "dataset.num_bins: 1 must be >= 2"),
+        ("train.lr=fast", "train.lr: expected a number, got 'fast'"),
+        ("train.batch_size=1.5", "train.batch_size: expected an integer"),
+        ("train.nope=1", "unknown key 'train.nope'"),
+        ("nope.x=1", "unknown key 'nope'"),
+        ("dataset.strategy=median", "dataset.strategy: 'median' is not one of uniform, quantile"),
+        ("model.n_heads=3", "model.n_heads: 3 must divide model.embedding_dim 128"),
+        ("trainlr", "must look like section.key=value"),
+    ],
+)
+def test_bad_override_names_the_key_and_the_command_line(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    message = str(err.value)
+    assert fragment in message
+    assert "\n" not in message
+    if "=" in override:
+        assert f"command line '{override}'" in message
+
+
+def test_bad_value_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("plan:\n  beam_width: 0\n")
+    with pytest.raises(ConfigError, match=r"plan.beam_width: 0 .*\(from .*bad.yaml\)"):
+        load_config(path)
+
+
+def test_unknown_key_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  layers: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'model.layers' \(from .*bad.yaml\)"):
+        load_config(path)
+
+
+def test_missing_and_malformed_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(CONFIGS / "quickstart.yaml", ["plan.beam_width=7"])
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg

@@ -1,0 +1,275 @@
+"""TrajectoryGPT and its KV cache: cached decoding must equal a full forward pass.
+
+Two weight sets are used: "random" (every parameter, positions and LayerNorms
+included, drawn at a scale where the network is far from its init) and "trained"
+(50 Adam steps on random tokens; briefly trained weights are what a real checkpoint
+looks like structurally: unequal heads, non-zero positions, sharpened attention).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tt_core.model import GPTConfig, KVCache, TrajectoryGPT
+
+ATOL = 1e-4
+# T = 3 + 2 + 2 = 7 tokens per transition; block_size = 4 * 7 - 1 = 27.
+CFG = GPTConfig(observation_dim=3, action_dim=2, num_bins=11, seq_len=4, embedding_dim=32, n_layers=2, n_heads=4)
+T, N, BLOCK = CFG.transition_dim, CFG.num_bins, CFG.block_size
+
+
+def random_model(seed: int = 0) -> TrajectoryGPT:
+    torch.manual_seed(seed)
+    model = TrajectoryGPT(CFG)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def trained_model() -> TrajectoryGPT:
+    """BRIEFLY TRAINED weights: 50 Adam steps, next-token loss on random tokens."""
+    torch.manual_seed(1)
+    model = TrajectoryGPT(CFG).train()
+    opt = torch.optim.AdamW(model.param_groups(0.1), lr=3e-3)
+    for _ in range(50):
+        x = torch.randint(0, N, (16, BLOCK + 1))
+        logits = model(x[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, N), x[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["random", "trained"])
+def model(request) -> TrajectoryGPT:
+    return random_model() if request.param == "random" else trained_model()
+
+
+def tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, N, (batch, length), generator=g)
+
+
+def decode_one_by_one(model, cache: KVCache, idx: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.decode(idx[:, i : i + 1], cache) for i in range(idx.shape[1])], dim=1)
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.shape == b.shape
+    assert (a - b).abs().max().item() <= ATOL
+
+
+# ------------------------------------------------------------------ equivalence
+
+
+def test_token_by_token_cached_decode_equals_forward_at_every_position(model):
+    idx = tokens(3, BLOCK)
+    with torch.no_grad():
+        full = model(idx)
+    cache = model.new_cache(3)
+    cached = decode_one_by_one(model, cache, idx)
+    assert cache.length == BLOCK
+    assert_close(cached, full)  # value-token positions (p % T == T-1) included
+
+
+@pytest.mark.parametrize("prefill", [1, T - 1, T, 2 * T + 3])
+def test_prefill_then_token_by_token_equals_forward(model, prefill):
+    idx = tokens(2, BLOCK, seed=prefill)
+    with torch.no_grad():
+        full = model(idx)
+    cache = model.new_cache(2)
+    first = model.decode(idx[:, :prefill], cache)
+    rest = decode_one_by_one(model, cache, idx[:, prefill:])
+    assert_close(torch.cat([first, rest], dim=1), full)
+
+
+def test_chunked_prefill_at_nonzero_start_equals_forward(model):
+    idx = tokens(2, BLOCK, seed=5)
+    with torch.no_grad():
+        full = model(idx)
+    cache = model.new_cache(2)
+    parts = [model.decode(idx[:, a:b], cache) for a, b in [(0, 4), (4, 13), (13, 14), (14, BLOCK)]]
+    assert_close(torch.cat(parts, dim=1), full)
+
+
+@pytest.mark.parametrize("length,keep", [(3 * T, 2), (3 * T + 4, 2), (BLOCK, 1), (BLOCK, 3)])
+def test_crop_then_continue_equals_forward_on_cropped_sequence(model, length, keep):
+    idx = tokens(2, BLOCK, seed=length)
+    cache = model.new_cache(2)
+    model.decode(idx[:, :length], cache)
+    prefill_logits = model.crop(cache, keep)
+    # Whole transitions are dropped; a trailing partial transition counts as one kept.
+    drop = -(-(length - keep * T) // T) * T
+    assert drop % T == 0 and cache.length == length - drop <= keep * T
+    assert torch.equal(cache.token_ids(), idx[:, drop:length])
+    # The cropped window starts at position 0 (dimension 0) and continues from there.
+    cropped = idx[:, drop:]
+    cropped = torch.cat([cropped, tokens(2, BLOCK - cropped.shape[1], seed=9)], dim=1)
+    with torch.no_grad():
+        full = model(cropped)
+    cont = decode_one_by_one(model, cache, cropped[:, cache.length :])
+    assert_close(torch.cat([prefill_logits, cont], dim=1), full)
+
+
+def test_crop_is_a_no_op_returning_none_when_the_cache_already_fits(model):
+    cache = model.new_cache(1)
+    model.decode(tokens(1, 2 * T), cache)
+    assert model.crop(cache, 2) is None and cache.length == 2 * T
+    with pytest.raises(ValueError):
+        model.crop(cache, 0)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        torch.tensor([2, 0, 1]),  # permutation
+        torch.tensor([1, 1, 0]),  # beam selection with duplicates
+        torch.tensor([2]),  # shrink (envs finishing)
+        torch.tensor([0, 1, 2]).repeat_interleave(3),  # expand beyond capacity
+    ],
+    ids=["permute", "duplicates", "shrink", "expand"],
+)
+def test_reorder_equals_forward_of_reordered_batch(model, index):
+    idx = tokens(3, BLOCK, seed=3)
+    split = 2 * T + 2
+    cache = model.new_cache(3)
+    model.decode(idx[:, :split], cache)
+    cache.reorder(index)
+    assert cache.batch == len(index) and cache.length == split
+    reordered = idx[index]
+    assert torch.equal(cache.token_ids(), reordered[:, :split])
+    with torch.no_grad():
+        full = model(reordered)
+    cont = decode_one_by_one(model, cache, reordered[:, split:])
+    assert_close(cont, full[:, split:])
+
+
+def test_reorder_expand_within_preallocated_capacity_then_shrink(model):
+    idx = tokens(2, BLOCK, seed=4)
+    cache = model.new_cache(2, capacity=8)
+    model.decode(idx[:, :T], cache)
+    kv_before = cache.kv
+    expand = torch.arange(2).repeat_interleave(4)
+    cache.reorder(expand)
+    assert cache.kv is kv_before  # no reallocation when the new batch fits
+    select = torch.tensor([7, 0, 3])
+    cache.reorder(select)
+    rows = expand[select]
+    with torch.no_grad():
+        full = model(idx[rows])
+    assert_close(decode_one_by_one(model, cache, idx[rows, T:]), full[:, T:])
+
+
+def test_clone_is_independent_of_the_original(model):
+    idx = tokens(2, BLOCK, seed=6)
+    cache = model.new_cache(2)
+    model.decode(idx[:, :T], cache)
+    copy = cache.clone()
+    model.decode(tokens(2, 5, seed=7), cache)  # diverge the original
+    with torch.no_grad():
+        full = model(idx)
+    assert copy.length == T
+    assert_close(decode_one_by_one(model, copy, idx[:, T:]), full[:, T:])
+
+
+# ------------------------------------------------------------------ structure
+
+
+def test_value_tokens_are_hidden_from_all_later_positions(model):
+    idx = tokens(1, BLOCK, seed=8)
+    changed_value = idx.clone()
+    changed_value[0, T - 1] = (idx[0, T - 1] + 5) % N  # the first value token
+    changed_obs = idx.clone()
+    changed_obs[0, T] = (idx[0, T] + 5) % N  # obs[0] of the second transition
+    with torch.no_grad():
+        base, after_value, after_obs = model(idx), model(changed_value), model(changed_obs)
+    assert_close(after_value[:, T:], base[:, T:])  # later logits blind to the value
+    assert (after_obs[:, T + 1 :] - base[:, T + 1 :]).abs().max() > 1e-3  # obs is seen
+    # The same holds for cached decoding.
+    cache = model.new_cache(1)
+    cached = decode_one_by_one(model, cache, changed_value)
+    assert_close(cached[:, T:], base[:, T:])
+
+
+def test_position_p_uses_output_head_p_mod_T(model):
+    idx = tokens(1, BLOCK, seed=10)
+    with torch.no_grad():
+        base = model(idx)
+        saved = model.head.detach().clone()
+        try:
+            model.head[2].add_(1.0)
+            changed = model(idx)
+        finally:
+            model.head.copy_(saved)
+    moved = (changed - base).abs().amax(dim=-1)[0] > 1e-3
+    assert moved.tolist() == [p % T == 2 for p in range(BLOCK)]
+
+
+def test_token_embedding_uses_per_dimension_offsets_into_one_table(model):
+    assert model.tok_emb.num_embeddings >= T * N
+    seen = []
+    handle = model.tok_emb.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    try:
+        idx = tokens(2, BLOCK, seed=11)
+        with torch.no_grad():
+            model(idx)
+    finally:
+        handle.remove()
+    p = torch.arange(BLOCK)
+    assert torch.equal(seen[0], idx + (p % T) * N)
+
+
+def test_param_groups_cover_every_parameter_once_decaying_only_linear_and_head_weights():
+    model = TrajectoryGPT(CFG)
+    groups = model.param_groups(0.1)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    expected = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) for n in [n + ".weight"]}
+    assert decayed == expected | {"head"}
+    assert all(g["weight_decay"] in (0.0, 0.1) for g in groups)
+    assert "tok_emb.weight" not in decayed and "pos_emb" not in decayed
+
+
+def test_head_and_embedding_shapes_follow_the_config():
+    model = TrajectoryGPT(CFG)
+    assert model.head.shape == (T, N, CFG.embedding_dim)
+    assert model.pos_emb.shape == (BLOCK, CFG.embedding_dim)
+    assert BLOCK == CFG.seq_len * T - 1
+    assert "mask" not in model.state_dict()  # derived tables are not checkpointed
+
+
+def test_exceeding_block_size_raises():
+    model = random_model()
+    with pytest.raises(ValueError):
+        model(tokens(1, BLOCK + 1))
+    cache = model.new_cache(1)
+    with pytest.raises(ValueError):
+        model.decode(tokens(1, BLOCK + 1), cache)  # prefill that overflows
+    model.decode(tokens(1, BLOCK), cache)
+    with pytest.raises(ValueError):
+        model.decode(tokens(1, 1), cache)  # one token past the end
+    assert cache.length == BLOCK  # a refused decode leaves the cache untouched
+
+
+def test_decode_rejects_a_batch_that_does_not_match_the_cache():
+    model = random_model()
+    with pytest.raises(ValueError):
+        model.decode(tokens(2, 1), model.new_cache(3))
+
+
+def test_cache_works_with_and_without_inference_mode():
+    model = random_model()
+    idx = tokens(2, 2 * T)
+    with torch.no_grad():
+        full = model(idx)
+    cache = model.new_cache(2)
+    with torch.inference_mode():
+        first = model.decode(idx[:, :T], cache)
+    cache.reorder(torch.tensor([0, 1]))  # outside inference mode: must not raise
+    rest = model.decode(idx[:, T:], cache)
+    assert_close(torch.cat([first, rest], dim=1), full)

@@ -1,0 +1,134 @@
+"""Trainer: loss weighting, schedule, events and exact resume."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import write_tiny_config
+from tt_core import checkpoint as ckpt
+from tt_core.config import load_config
+from tt_core.controls import Controls
+from tt_core.errors import ConfigError
+from tt_core.events import Checkpointed, EventBus, TrainFinished, TrainStarted, TrainStep
+from tt_core.metrics import read_metrics
+from tt_core.train import Trainer, lr_multiplier, make_schedule, target_kinds, weighted_loss
+
+
+def _collect_events(bus: EventBus) -> list:
+    events: list = []
+    bus.subscribe(events.append)
+    return events
+
+
+def test_target_kinds_follow_the_transition_layout():
+    # O=2, A=1: transition [o0 o1 a r v]; target j is sequence position j + 1.
+    kinds = target_kinds(9, observation_dim=2, action_dim=1)
+    assert kinds.tolist() == [0, 1, 2, 3, 0, 0, 1, 2, 3]
+
+
+def test_weighted_loss_is_the_original_masked_mean():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    targets = torch.randint(0, 7, (2, 5))
+    mask = torch.tensor([[1.0, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    kind = torch.tensor([1, 2, 3, 0, 0])
+    weights = torch.tensor([1.0, 5.0, 2.0, 3.0])
+    loss, per_kind = weighted_loss(logits, targets, mask, kind, weights)
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    expected = (ce * weights[kind] * mask).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # per-kind losses are unweighted means over unmasked targets of that kind
+    assert per_kind[0].item() == pytest.approx(ce[0, 3:].mean().item(), rel=1e-6)
+    assert per_kind[1].item() == pytest.approx(ce[:, 0].mean().item(), rel=1e-6)
+    assert per_kind[3].item() == pytest.approx(ce[0, 2].item(), rel=1e-6)
+
+
+def test_lr_warms_up_linearly_then_decays_by_cosine_to_a_tenth():
+    assert lr_multiplier(0, 100, 1000) == 0.0
+    assert lr_multiplier(50, 100, 1000) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 1000) == pytest.approx(1.0)
+    assert lr_multiplier(550, 100, 1000) == pytest.approx(0.5)
+    assert lr_multiplier(1000, 100, 1000) == pytest.approx(0.1)
+    assert lr_multiplier(5000, 100, 1000) == pytest.approx(0.1)
+
+
+def test_default_epochs_follow_the_seed_rule():
+    cfg = load_config(None, ["train.batch_size=100"])
+    sched = make_schedule(cfg, num_windows=1000, num_transitions=200_000, seq_tokens=249)
+    assert sched.steps_per_epoch == 10
+    assert sched.total_steps == 10 * int(50 * 1_000_000 / 200_000)
+    assert sched.warmup_tokens == 10 * 100 * 249  # one epoch of tokens
+
+
+def test_training_emits_events_writes_metrics_and_checkpoints(tiny_config):
+    cfg = load_config(tiny_config)
+    bus = EventBus()
+    events = _collect_events(bus)
+    run_dir = Trainer(cfg, bus).run()
+    kinds = [type(e) for e in events]
+    assert kinds.count(TrainStarted) == 1 and kinds[-1] is TrainFinished
+    steps = [e for e in events if isinstance(e, TrainStep)]
+    assert [s.step for s in steps] == [5, 10, 15, 20, 25, 30]
+    assert all(math.isfinite(s.loss) and s.tokens_per_s > 0 for s in steps)
+    assert [e.step for e in events if isinstance(e, Checkpointed)] == [10, 20, 30]
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "TrainStep"] == [5, 10, 15, 20, 25, 30]
+    assert load_config(run_dir / "config.yaml") == cfg
+    assert ckpt.load_run(run_dir).step == 30
+
+
+def test_learnable_parts_of_the_loss_fall_on_the_tiny_dataset(tmp_path):
+    """Random-policy actions stay unpredictable; dynamics, rewards and values do not."""
+    cfg = load_config(
+        write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100, log_every=10,
+                          checkpoint_every=1000, batch_size=32, lr=3e-3)
+    )
+    bus = EventBus()
+    events = _collect_events(bus)
+    Trainer(cfg, bus).run()
+    first, last = [e for e in events if isinstance(e, TrainStep)][:: 9]
+    assert last.loss_obs < 0.85 * first.loss_obs
+    assert last.loss_reward < 0.3 * first.loss_reward
+    assert last.loss_value < 0.9 * first.loss_value
+    assert last.loss < first.loss
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    """30 steps in one go == 10 steps, stop, resume to 30: same weights, bit for bit."""
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=30)
+    cfg = load_config(config)
+    straight = Trainer(cfg, EventBus())
+    straight.run()
+
+    controls = Controls()
+    bus = EventBus()
+    # stop after step 10 is logged: the trainer saves before returning
+    bus.subscribe(lambda e: controls.request_stop() if isinstance(e, TrainStep) and e.step == 10 else None)
+    first = Trainer(load_config(config), bus, controls)
+    run_dir = first.run()
+    assert ckpt.load_run(run_dir).step == 10
+
+    resumed = Trainer(load_config(run_dir / "config.yaml"), EventBus(), resume=run_dir)
+    assert resumed.step == 10
+    resumed.run()
+    for name, p in straight.model.state_dict().items():
+        assert torch.equal(p, resumed.model.state_dict()[name]), name
+
+
+def test_save_request_checkpoints_at_the_current_step_boundary(tiny_config):
+    cfg = load_config(tiny_config)
+    controls = Controls()
+    bus = EventBus()
+    events = _collect_events(bus)
+    bus.subscribe(lambda e: controls.request_save() if isinstance(e, TrainStep) and e.step == 5 else None)
+    Trainer(cfg, bus, controls).run()
+    assert [e.step for e in events if isinstance(e, Checkpointed)] == [5, 10, 20, 30]
+
+
+def test_resume_refuses_a_changed_model_section(tmp_path):
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=5)
+    run_dir = Trainer(load_config(config), EventBus()).run()
+    changed = load_config(run_dir / "config.yaml", ["model.n_layers=2"])
+    with pytest.raises(ConfigError, match="'model' section differs"):
+        Trainer(changed, EventBus(), resume=run_dir)

@@ -1,0 +1,286 @@
+"""Run directories: atomic, pickle-free checkpoints.
+
+Layout of a run directory::
+
+    config.yaml            resolved config (written once, atomically)
+    discretizer.npz        bin boundaries as plain arrays (np.load allow_pickle=False)
+    dataset.json           dataset id, dims and behaviour statistics for eval/UI
+    metrics.jsonl          one JSON record per engine event
+    checkpoints/step_000001234/
+        model.safetensors  weights
+        trainer.pt         optimizer + progress + RNG state (loaded with weights_only=True)
+    latest.json            {"checkpoint": "checkpoints/step_000001234", "step": 1234}
+
+Why a directory per checkpoint plus a pointer: a checkpoint is several files, and a
+process killed between two renames must never leave a mix of two steps. Each
+checkpoint is written in a temporary directory, fsynced, renamed into place, and only
+then is latest.json replaced (write temp, fsync, rename). Whatever moment a SIGKILL
+lands, latest.json names a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from tt_core.config import Config, config_from_dict, dump_config
+from tt_core.data.discretizer import Discretizer
+from tt_core.errors import CheckpointError, ConfigError
+
+KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new file, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+@dataclass
+class RunFiles:
+    """Paths inside one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def discretizer(self) -> Path:
+        return self.root / "discretizer.npz"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def latest(self) -> Path:
+        return self.root / "latest.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+
+def write_run_header(
+    run: RunFiles, cfg: Config, disc: Discretizer, dataset_meta: dict[str, Any]
+) -> None:
+    """Write the files fixed for the whole run (config, discretizer, dataset facts)."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config, dump_config(cfg))
+    buf = _npz_bytes(disc.to_arrays())
+    atomic_write_bytes(run.discretizer, buf)
+    atomic_write_text(run.dataset, json.dumps(dataset_meta, indent=2))
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def save_checkpoint(
+    run: RunFiles, step: int, model_state: dict[str, torch.Tensor], trainer_state: dict
+) -> Path:
+    """Write a complete checkpoint for `step`, then point latest.json at it."""
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:09d}"
+    final = run.checkpoints / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run.checkpoints))
+    try:
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        torch.save(trainer_state, tmp / "trainer.pt")
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        _fsync_dir(tmp)
+        if final.exists():  # a re-save of the same step (e.g. 's' right after a save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(run.checkpoints)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pointer = {"checkpoint": f"checkpoints/{name}", "step": step}
+    atomic_write_text(run.latest, json.dumps(pointer))
+    _prune(run, keep=final)
+    return final
+
+
+def _prune(run: RunFiles, keep: Path) -> None:
+    """Delete unfinished temp dirs and all but the newest KEEP_CHECKPOINTS checkpoints."""
+    done = sorted(p for p in run.checkpoints.glob("step_*") if p.is_dir())
+    for old in done[:-KEEP_CHECKPOINTS]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    for tmp in run.checkpoints.glob(".step_*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class LoadedRun:
+    """Everything needed to continue training or to plan from a run directory."""
+
+    run: RunFiles
+    config: Config
+    discretizer: Discretizer
+    dataset_meta: dict[str, Any]
+    step: int
+    model_state: dict[str, torch.Tensor]
+    trainer_state: dict | None
+
+
+def find_run_root(path: Path) -> tuple[Path, Path | None]:
+    """Accept a run directory or one of its checkpoints/step_N directories."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory")
+    if (path / "model.safetensors").exists() and path.parent.name == "checkpoints":
+        return path.parent.parent, path
+    return path, None
+
+
+def load_run(path: Path, with_trainer: bool = True) -> LoadedRun:
+    """Load a run directory's latest (or the named) checkpoint; one-line errors."""
+    root, explicit = find_run_root(path)
+    run = RunFiles(root)
+    cfg = _load_config(run.config)
+    disc = _load_discretizer(run.discretizer)
+    dataset_meta = _load_json(run.dataset)
+    ckpt = explicit if explicit is not None else _latest_checkpoint(run)
+    model_state = _load_weights(ckpt / "model.safetensors")
+    trainer_state = _load_trainer(ckpt / "trainer.pt") if with_trainer else None
+    step = int(trainer_state["step"]) if trainer_state else _step_of(ckpt)
+    return LoadedRun(run, cfg, disc, dataset_meta, step, model_state, trainer_state)
+
+
+def latest_step(run: RunFiles) -> int | None:
+    """Step of the checkpoint latest.json points at, or None when there is none yet."""
+    if not run.latest.exists():
+        return None
+    step = _load_json(run.latest).get("step")
+    if not isinstance(step, int):
+        raise CheckpointError(f"{run.latest}: corrupt (no 'step' entry)")
+    return step
+
+
+def _step_of(ckpt: Path) -> int:
+    try:
+        return int(ckpt.name.split("_")[-1])
+    except ValueError:
+        return 0
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable or corrupt ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupt (expected a JSON object)")
+    return data
+
+
+def _latest_checkpoint(run: RunFiles) -> Path:
+    pointer = _load_json(run.latest)
+    rel = pointer.get("checkpoint")
+    if not isinstance(rel, str):
+        raise CheckpointError(f"{run.latest}: corrupt (no 'checkpoint' entry)")
+    ckpt = run.root / rel
+    if not ckpt.is_dir():
+        raise CheckpointError(f"{ckpt}: checkpoint named by latest.json is missing")
+    return ckpt
+
+
+def _load_config(path: Path) -> Config:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupt (expected a mapping)")
+    try:
+        return config_from_dict(data, str(path))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: invalid saved config: {exc}") from None
+
+
+def _load_discretizer(path: Path) -> Discretizer:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        return Discretizer.from_arrays(arrays)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
+    except Exception as exc:  # zip/npz/format errors all mean the same to the user
+        raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt ({type(exc).__name__})") from None
+
+
+def _load_trainer(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle stream
+        raise CheckpointError(f"{path}: truncated or corrupt ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path}: corrupt (no trainer step)")
+    return state

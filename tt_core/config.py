@@ -1,0 +1,335 @@
+"""Typed run configuration: YAML files + dotted command-line overrides.
+
+A config is five sections (dataset, model, train, plan, eval). Every value a user
+can set lives here, with its default, so the hyperparameters are in one place.
+Errors a user can cause raise `ConfigError`, whose message is one line naming the
+key and where the bad value came from (a file or a command-line override).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import yaml
+
+from tt_core.errors import ConfigError
+
+
+@dataclass
+class CollectConfig:
+    """How to build the dataset locally when it is missing (offline quickstart)."""
+
+    env_id: str = "Hopper-v5"
+    policy: Literal["random"] = "random"
+    steps: int = 20_000
+    seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    id: str = "mujoco/walker2d/medium-v0"
+    discount: float = 0.99
+    num_bins: int = 100
+    strategy: Literal["uniform", "quantile"] = "uniform"
+    seq_len: int = 10  # context window, in transitions
+    # Reward added at a terminal transition (the original TT uses -100); None = off.
+    termination_penalty: Optional[float] = None
+    # When set and the dataset is missing locally, it is collected with this recipe.
+    collect: Optional[CollectConfig] = None
+
+
+@dataclass
+class ModelConfig:
+    embedding_dim: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 6e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    batch_size: int = 256
+    # None = 50 x 1M / dataset transitions (the seed's rule), at least 1.
+    epochs: Optional[int] = None
+    # Hard cap on optimizer steps (handy for smoke runs); None = run all epochs.
+    max_steps: Optional[int] = None
+    # None = one epoch of tokens, as in the seed project.
+    warmup_tokens: Optional[int] = None
+    action_weight: float = 5.0
+    reward_weight: float = 1.0
+    value_weight: float = 1.0
+    seed: int = 42
+    device: str = "auto"
+    out_dir: str = "runs"
+    checkpoint_every: int = 1000  # optimizer steps between checkpoints
+    log_every: int = 10
+
+
+@dataclass
+class PlanConfig:
+    beam_width: int = 128
+    beam_steps: int = 15
+    beam_context: int = 5
+    sample_expand: int = 2
+    k_obs: Optional[int] = 1
+    k_act: Optional[int] = None
+    k_reward: Optional[int] = None
+    cdf_obs: Optional[float] = None
+    cdf_act: Optional[float] = 0.6
+    temperature: float = 1.0
+    discount: float = 0.99
+    plan_every: int = 1
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 10
+    max_steps: int = 1000
+    seed: int = 0
+    vector: Literal["sync", "async"] = "sync"
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# Range checks: (dotted key, predicate, what the value must be).
+_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("dataset.discount", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("dataset.num_bins", lambda v: v >= 2, ">= 2"),
+    ("dataset.seq_len", lambda v: v >= 1, ">= 1 transition"),
+    ("dataset.collect.steps", lambda v: v >= 1, ">= 1"),
+    ("model.embedding_dim", lambda v: v >= 1, ">= 1"),
+    ("model.n_layers", lambda v: v >= 1, ">= 1"),
+    ("model.n_heads", lambda v: v >= 1, ">= 1"),
+    ("model.dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("train.lr", lambda v: v > 0, "> 0"),
+    ("train.betas", lambda v: all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
+    ("train.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("train.grad_clip", lambda v: v > 0, "> 0"),
+    ("train.batch_size", lambda v: v >= 1, ">= 1"),
+    ("train.epochs", lambda v: v >= 1, ">= 1"),
+    ("train.max_steps", lambda v: v >= 1, ">= 1"),
+    ("train.warmup_tokens", lambda v: v >= 0, ">= 0"),
+    ("train.action_weight", lambda v: v >= 0, ">= 0"),
+    ("train.reward_weight", lambda v: v >= 0, ">= 0"),
+    ("train.value_weight", lambda v: v >= 0, ">= 0"),
+    ("train.device", lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
+     "one of auto, cpu, cuda, cuda:N, mps"),
+    ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
+    ("train.log_every", lambda v: v >= 1, ">= 1"),
+    ("plan.beam_width", lambda v: 1 <= v <= 4096, "in [1, 4096]"),
+    ("plan.beam_steps", lambda v: v >= 1, ">= 1"),
+    ("plan.beam_context", lambda v: v >= 1, ">= 1"),
+    ("plan.sample_expand", lambda v: v >= 1, ">= 1"),
+    ("plan.k_obs", lambda v: v >= 1, ">= 1"),
+    ("plan.k_act", lambda v: v >= 1, ">= 1"),
+    ("plan.k_reward", lambda v: v >= 1, ">= 1"),
+    ("plan.cdf_obs", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("plan.cdf_act", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("plan.temperature", lambda v: v > 0, "> 0"),
+    ("plan.discount", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("plan.plan_every", lambda v: v >= 1, ">= 1"),
+    ("eval.episodes", lambda v: v >= 1, ">= 1"),
+    ("eval.max_steps", lambda v: v >= 1, ">= 1"),
+]
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, key: str, where: Callable[[str], str]) -> Any:
+    """Check `value` against the annotation `tp`; return it in canonical form.
+
+    `where(key)` names the place (file or override) that set `key`.
+    """
+    source = where(key)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, where)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ConfigError(f"{key}: {value!r} is not one of {choices} (from {source})")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(
+                f"{key}: expected a list of {len(args)} numbers, got {value!r} (from {source})"
+            )
+        return tuple(_coerce(v, a, key, where) for v, a in zip(value, args))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r} (from {source})")
+        return _build(tp, value, key, where)
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "3e-4" (no dot) as a string; accept numeric text.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r} (from {source})")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r} (from {source})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r} (from {source})")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r} (from {source})")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r} (from {source})")
+        return value
+    raise TypeError(f"unsupported config annotation {_type_name(tp)} for {key}")
+
+
+def _build(cls: type, data: dict, prefix: str, where: Callable[[str], str]) -> Any:
+    """Build dataclass `cls` from `data`, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown key '{key}' (from {where(key)}); known keys here: {known}")
+        kwargs[name] = _coerce(value, hints[name], key, where)
+    return cls(**kwargs)
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+        if obj is None:
+            return None
+    return obj
+
+
+def validate(cfg: Config, sources: dict[str, str]) -> None:
+    """Apply the range checks; `sources` maps dotted keys to where they were set."""
+    for key, ok, what in _CHECKS:
+        value = _get(cfg, key)
+        if value is not None and not ok(value):
+            src = _source_of(key, sources)
+            raise ConfigError(f"{key}: {value!r} must be {what} (from {src})")
+    if cfg.model.embedding_dim % cfg.model.n_heads:
+        src = _source_of("model.n_heads", sources)
+        raise ConfigError(
+            f"model.n_heads: {cfg.model.n_heads} must divide model.embedding_dim "
+            f"{cfg.model.embedding_dim} (from {src})"
+        )
+
+
+def _source_of(key: str, sources: dict[str, str]) -> str:
+    # The most specific place that set the key or one of its parents.
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        k = ".".join(parts[:n])
+        if k in sources:
+            return sources[k]
+    return "defaults"
+
+
+def _merge(base: dict, update: dict, prefix: str, sources: dict[str, str], source: str) -> None:
+    for name, value in update.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, dict) and isinstance(base.get(name), dict):
+            _merge(base[name], value, key, sources, source)
+        else:
+            base[name] = value
+            sources[key] = source
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    dotted = dotted.strip()
+    if not dotted or any(not p for p in dotted.split(".")):
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML: keep the literal text, type checks will judge it
+    return dotted.split("."), value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (or the defaults when `path` is None) and apply overrides."""
+    data: dict = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{where}: not valid YAML") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        _merge(data, loaded, "", sources, str(p))
+    for text in overrides:
+        parts, value = _parse_override(text)
+        update: Any = value
+        for part in reversed(parts):
+            update = {part: update}
+        _merge(data, update, "", sources, f"command line '{text}'")
+    cfg = _build(Config, data, "", lambda key: _source_of(key, sources))
+    validate(cfg, sources)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain-data form (tuples as lists) for YAML / JSON."""
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+    return plain(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def config_from_dict(data: dict, source: str) -> Config:
+    """Rebuild a Config from plain data (a run directory's config.yaml)."""
+    cfg = _build(Config, data, "", lambda key: source)
+    validate(cfg, {k: source for k in data})
+    return cfg

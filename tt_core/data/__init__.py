@@ -1,0 +1,1 @@
+"""Data layer: Minari I/O, trajectories + values, discretizer, token windows (+ disk cache)."""

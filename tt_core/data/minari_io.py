@@ -1,0 +1,266 @@
+"""Find, download, collect and describe Minari datasets.
+
+Everything a user can get wrong here (a bad id, no network, an unknown env) ends
+in a one-line DataError / ConfigError that says what to do next.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium as gym
+import minari
+import numpy as np
+from minari.data_collector import EpisodeBuffer
+from minari.dataset.minari_dataset import parse_dataset_id
+from minari.storage.datasets_root_dir import get_dataset_path
+
+from tt_core.config import DatasetConfig
+from tt_core.errors import ConfigError, DataError
+
+# The hub client retries for ~20 s offline; never let a start hang much longer.
+DOWNLOAD_TIMEOUT_S = 45.0
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    id: str
+    env_id: str | None
+    episodes: int
+    steps: int
+    mean_return: float
+    ref_min_score: float | None
+    ref_max_score: float | None
+
+
+def _check_id(dataset_id: str) -> None:
+    try:
+        parse_dataset_id(dataset_id)
+    except Exception:  # ValueError for bad syntax, TypeError when "-vN" is missing
+        raise DataError(
+            f"invalid dataset id {dataset_id!r}: expected namespace/name-vN, e.g. mujoco/hopper/medium-v0"
+        ) from None
+
+
+def _is_local(dataset_id: str) -> bool:
+    return (get_dataset_path(dataset_id) / "data").exists()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    reason = text[0] if text else type(exc).__name__
+    return reason if len(reason) <= 120 else reason[:117] + "..."
+
+
+def _download(dataset_id: str) -> None:
+    """Fetch `dataset_id` from the Minari hub (a seam the tests replace)."""
+    # The hub client logs every retry; the user gets one line from us instead.
+    try:
+        from huggingface_hub.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+    except ImportError:  # a GCS-only install has no hub client to quiet
+        pass
+    logging.getLogger("google").setLevel(logging.CRITICAL)
+    minari.download_dataset(dataset_id)
+
+
+def _download_bounded(dataset_id: str, timeout_s: float) -> str | None:
+    """Run the download on a daemon thread; return a failure reason or None."""
+    outcome: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            _download(dataset_id)
+        except BaseException as exc:  # noqa: BLE001 - any failure is "not available"
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"minari-download-{dataset_id}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return f"timed out after {timeout_s:.0f} s"
+    if "error" in outcome:
+        return _short(outcome["error"])
+    return None
+
+
+def load_dataset(
+    dataset_id: str, download: bool = True, notify: Callable[[str], None] | None = None
+) -> minari.MinariDataset:
+    """Open a local dataset, downloading it first when allowed and missing.
+
+    `notify` hears about slow steps (a hub download) before they start.
+    """
+    _check_id(dataset_id)
+    if not _is_local(dataset_id):
+        reason = "download disabled"
+        if download:
+            if notify:
+                notify(f"dataset '{dataset_id}' is not local; trying the Minari hub "
+                       f"(up to {DOWNLOAD_TIMEOUT_S:.0f} s)")
+            reason = _download_bounded(dataset_id, DOWNLOAD_TIMEOUT_S) or "download left no data"
+        if not _is_local(dataset_id):
+            raise DataError(
+                f"dataset '{dataset_id}' is not available locally and could not be downloaded "
+                f"({reason}); run `tt-tui collect ENV_ID --dataset-id {dataset_id}` "
+                "or set MINARI_DATASETS_PATH"
+            )
+    try:
+        return minari.load_dataset(dataset_id)
+    except Exception as exc:
+        raise DataError(f"dataset '{dataset_id}' could not be read: {_short(exc)}") from None
+
+
+def _make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    try:
+        env = gym.make(env_id, **kwargs)
+    except Exception as exc:  # NameNotFound, DependencyNotInstalled, bad kwargs, ...
+        raise ConfigError(f"cannot make environment '{env_id}': {_short(exc)}") from None
+    for what, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if not isinstance(space, gym.spaces.Box):
+            env.close()
+            raise ConfigError(
+                f"environment '{env_id}' has a {type(space).__name__} {what} space; only Box is supported"
+            )
+    return env
+
+
+def _record_random(env: gym.Env, steps: int, seed: int) -> list[EpisodeBuffer]:
+    """`steps` random-policy steps as episode buffers; a cut-off last episode is truncated."""
+    env.action_space.seed(seed)
+    buffers: list[EpisodeBuffer] = []
+    obs, _ = env.reset(seed=seed)
+    ep_obs, ep_act, ep_rew, ep_term, ep_trunc = [obs], [], [], [], []
+
+    def close_episode() -> None:
+        buffers.append(EpisodeBuffer(
+            id=len(buffers),
+            seed=seed if not buffers else None,  # only the first reset is seeded
+            observations=np.asarray(ep_obs),
+            actions=np.asarray(ep_act),
+            rewards=np.asarray(ep_rew, dtype=np.float64),
+            terminations=np.asarray(ep_term, dtype=bool),
+            truncations=np.asarray(ep_trunc, dtype=bool),
+        ))
+
+    for _ in range(steps):
+        action = env.action_space.sample()
+        obs, reward, terminated, truncated, _ = env.step(action)
+        ep_obs.append(obs)
+        ep_act.append(action)
+        ep_rew.append(float(reward))
+        ep_term.append(bool(terminated))
+        ep_trunc.append(bool(truncated))
+        if terminated or truncated:
+            close_episode()
+            obs, _ = env.reset()
+            ep_obs, ep_act, ep_rew, ep_term, ep_trunc = [obs], [], [], [], []
+    if ep_rew:
+        ep_trunc[-1] = True
+        close_episode()
+    return buffers
+
+
+def collect_dataset(
+    env_id: str,
+    dataset_id: str,
+    steps: int,
+    policy: str = "random",
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+) -> DatasetInfo:
+    """Record `steps` steps of `policy` in `env_id` as a new local Minari dataset."""
+    if policy != "random":
+        raise ConfigError(f"unknown collection policy {policy!r}; only 'random' is supported")
+    if steps < 1:
+        raise ConfigError(f"collection steps must be >= 1, got {steps}")
+    _check_id(dataset_id)
+    path = get_dataset_path(dataset_id)
+    if path.exists():
+        raise DataError(
+            f"dataset '{dataset_id}' already exists at {path}; delete it "
+            f"(minari delete {dataset_id}) or choose another id"
+        )
+    env = _make_env(env_id, max_episode_steps)
+    try:
+        buffers = _record_random(env, steps, seed)
+        with warnings.catch_warnings():
+            # Minari warns about every optional metadata field (author, permalink, ...).
+            warnings.simplefilter("ignore")
+            ds = minari.create_dataset_from_buffers(
+                dataset_id,
+                buffers,
+                env=env,
+                algorithm_name=f"{policy} policy (tt-tui collect, seed {seed})",
+                author="tt-tui",
+                description=f"{steps} steps of a {policy} policy in {env_id}, collected locally.",
+            )
+    except BaseException:
+        # Never leave a half-written dataset that would later look valid.
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        env.close()
+    return dataset_info(ds)
+
+
+def _episode_returns(ds: minari.MinariDataset) -> np.ndarray:
+    """Undiscounted return per episode, reading only the rewards when the file is HDF5."""
+    main = ds.storage.data_path / "main_data.hdf5"
+    if main.exists():
+        import h5py  # minari[hdf5] dependency; reading rewards alone skips observations
+
+        with h5py.File(main, "r") as f:
+            return np.array([f[f"episode_{i}"]["rewards"][()].sum() for i in ds.episode_indices])
+    return np.array([ep.rewards.sum() for ep in ds.iterate_episodes()])
+
+
+def dataset_info(ds: minari.MinariDataset) -> DatasetInfo:
+    meta: dict[str, Any] = ds.storage.metadata
+    returns = _episode_returns(ds)
+    ref_min, ref_max = meta.get("ref_min_score"), meta.get("ref_max_score")
+    return DatasetInfo(
+        id=ds.id,
+        env_id=ds.env_spec.id if ds.env_spec is not None else None,
+        episodes=ds.total_episodes,
+        steps=ds.total_steps,
+        mean_return=float(returns.mean()) if returns.size else float("nan"),
+        ref_min_score=None if ref_min is None else float(ref_min),
+        ref_max_score=None if ref_max is None else float(ref_max),
+    )
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every readable dataset under the local Minari root."""
+    infos = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # misconfigured folders are skipped with a warning
+        ids = list(minari.list_local_datasets())
+    for dataset_id in ids:
+        try:
+            infos.append(dataset_info(minari.load_dataset(dataset_id)))
+        except Exception:  # one unreadable dataset must not hide the others
+            continue
+    return infos
+
+
+def ensure_dataset(
+    cfg: DatasetConfig, notify: Callable[[str], None] | None = None
+) -> minari.MinariDataset:
+    """Load `cfg.id`, collecting it first when missing and `cfg.collect` says how."""
+    _check_id(cfg.id)
+    if cfg.collect is not None and not _is_local(cfg.id):
+        c = cfg.collect
+        if notify:
+            notify(f"dataset '{cfg.id}' is not local; collecting {c.steps} steps of a "
+                   f"{c.policy} policy in {c.env_id}")
+        collect_dataset(c.env_id, cfg.id, c.steps, policy=c.policy, seed=c.seed)
+        return load_dataset(cfg.id, download=False)
+    return load_dataset(cfg.id, notify=notify)

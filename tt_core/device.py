@@ -1,0 +1,32 @@
+"""Device selection shared by training, planning and benchmarks."""
+
+from __future__ import annotations
+
+import torch
+
+from tt_core.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda > mps > cpu; an explicit device that is absent is a usage error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {name!r} requested but CUDA is not available here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device: {name!r} requested but MPS is not available here")
+    return device
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type

@@ -1,0 +1,29 @@
+"""User-facing errors and their exit codes (documented in the README).
+
+Each error's message is one line that names what is wrong; the CLI prints it and
+exits with the code below. Anything else is a bug: exit code 1.
+"""
+
+
+class TTError(Exception):
+    """Base class for errors a user can cause and fix."""
+
+    exit_code = 1
+
+
+class ConfigError(TTError):
+    """Bad config file, override, CLI flag or live setting."""
+
+    exit_code = 2
+
+
+class DataError(TTError):
+    """Missing, unreachable or malformed dataset."""
+
+    exit_code = 3
+
+
+class CheckpointError(TTError):
+    """Missing, truncated or corrupt run directory / checkpoint."""
+
+    exit_code = 3

@@ -1,0 +1,41 @@
+"""metrics.jsonl: every engine event of a run, one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tt_core.events import to_record
+
+
+class MetricsWriter:
+    """Event listener appending to a run's metrics.jsonl (append: resumes continue it).
+
+    Each line is flushed so a killed run keeps every record written before the kill.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")
+
+    def __call__(self, event: Any) -> None:
+        record = to_record(event)
+        record["time"] = round(time.time(), 3)
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """All complete records of a metrics.jsonl (a torn last line is skipped)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

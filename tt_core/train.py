@@ -1,0 +1,352 @@
+"""Training: weighted cross-entropy, AdamW + warmup/cosine schedule, resumable loop.
+
+The loop is written top to bottom in `Trainer.run`. Everything it reports goes out as
+events (tt_core.events); it knows nothing about who is watching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tt_core import checkpoint as ckpt
+from tt_core.config import Config
+from tt_core.controls import Controls
+from tt_core.data.minari_io import dataset_info, ensure_dataset
+from tt_core.data.tokens import TokenWindows, default_cache_dir, load_or_build_tokens
+from tt_core.data.trajectories import Trajectories
+from tt_core.device import describe, resolve_device
+from tt_core.errors import CheckpointError, ConfigError
+from tt_core.events import (
+    Checkpointed,
+    EventBus,
+    Message,
+    TrainFinished,
+    TrainStarted,
+    TrainStep,
+)
+from tt_core.metrics import MetricsWriter
+from tt_core.model import GPTConfig, TrajectoryGPT
+
+# The seed's rule: as many epochs as make 50 passes over a 1M-transition dataset.
+REFERENCE_EPOCHS = 50
+REFERENCE_TRANSITIONS = 1_000_000
+MIN_LR_FRACTION = 0.1  # cosine decay floor, as in the original TT
+
+
+def gpt_config(cfg: Config, observation_dim: int, action_dim: int) -> GPTConfig:
+    m = cfg.model
+    return GPTConfig(
+        observation_dim=observation_dim,
+        action_dim=action_dim,
+        num_bins=cfg.dataset.num_bins,
+        seq_len=cfg.dataset.seq_len,
+        embedding_dim=m.embedding_dim,
+        n_layers=m.n_layers,
+        n_heads=m.n_heads,
+        dropout=m.dropout,
+    )
+
+
+def lr_multiplier(tokens: int, warmup_tokens: int, final_tokens: int) -> float:
+    """Linear warmup over `warmup_tokens`, then cosine decay to 10% at `final_tokens`."""
+    if tokens < warmup_tokens:
+        return tokens / max(1, warmup_tokens)
+    progress = (tokens - warmup_tokens) / max(1, final_tokens - warmup_tokens)
+    return max(MIN_LR_FRACTION, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def target_kinds(seq_tokens: int, observation_dim: int, action_dim: int) -> torch.Tensor:
+    """Kind of each target position (0 obs, 1 action, 2 reward, 3 value).
+
+    Target j predicts sequence position j + 1, i.e. transition dimension (j + 1) % T.
+    """
+    transition_dim = observation_dim + action_dim + 2
+    dims = (torch.arange(seq_tokens) + 1) % transition_dim
+    kinds = torch.zeros(seq_tokens, dtype=torch.long)
+    kinds[dims >= observation_dim] = 1
+    kinds[dims == observation_dim + action_dim] = 2
+    kinds[dims == observation_dim + action_dim + 1] = 3
+    return kinds
+
+
+def weighted_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    kind: torch.Tensor,
+    kind_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Original TT loss: mean over all positions of CE x kind weight x padding mask.
+
+    Returns the loss to optimize and, for display, the unweighted mean CE of each
+    kind over unmasked targets (shape [4]).
+    """
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
+    ).view_as(targets)
+    loss = (ce * kind_weights[kind] * mask).mean()
+    with torch.no_grad():
+        onehot = F.one_hot(kind, 4).to(ce.dtype)  # [L, 4]
+        per_kind_sum = torch.einsum("bl,bl,lk->k", ce, mask, onehot)
+        per_kind_count = torch.einsum("bl,lk->k", mask, onehot).clamp_min(1)
+    return loss, per_kind_sum / per_kind_count
+
+
+@dataclass
+class Schedule:
+    """Where training stands and where it ends, in steps and tokens."""
+
+    steps_per_epoch: int
+    total_steps: int
+    tokens_per_step: int
+    warmup_tokens: int
+
+    @property
+    def final_tokens(self) -> int:
+        return self.total_steps * self.tokens_per_step
+
+
+def make_schedule(cfg: Config, num_windows: int, num_transitions: int, seq_tokens: int) -> Schedule:
+    batch = min(cfg.train.batch_size, num_windows)
+    steps_per_epoch = max(1, num_windows // batch)
+    epochs = cfg.train.epochs or max(
+        1, int(REFERENCE_EPOCHS * REFERENCE_TRANSITIONS / max(1, num_transitions))
+    )
+    total = epochs * steps_per_epoch
+    if cfg.train.max_steps is not None:
+        total = min(total, cfg.train.max_steps)
+    tokens_per_step = batch * seq_tokens
+    warmup = cfg.train.warmup_tokens
+    if warmup is None:
+        warmup = steps_per_epoch * tokens_per_step
+    return Schedule(steps_per_epoch, total, tokens_per_step, warmup)
+
+
+class WindowSampler:
+    """Deterministic shuffled batches: batch i of epoch e depends only on (seed, e, i).
+
+    That is what makes `--resume` continue with exactly the batches it would have seen.
+    """
+
+    def __init__(self, num_windows: int, batch: int, seed: int) -> None:
+        self.num_windows = num_windows
+        self.batch = min(batch, num_windows)
+        self.steps_per_epoch = max(1, num_windows // self.batch)
+        self.seed = seed
+        self._epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.num_windows, generator=g)
+            self._epoch = epoch
+        assert self._perm is not None
+        return self._perm[i * self.batch : (i + 1) * self.batch]
+
+
+def new_run_dir(cfg: Config) -> Path:
+    slug = cfg.dataset.id.replace("/", "-")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(cfg.train.out_dir) / f"{slug}-{stamp}"
+    n = 1
+    while root.exists():  # two runs started in the same second
+        n += 1
+        root = Path(cfg.train.out_dir) / f"{slug}-{stamp}-{n}"
+    return root
+
+
+def _dataset_meta(cfg: Config, traj: Trajectories, info) -> dict:
+    return {
+        "dataset_id": cfg.dataset.id,
+        "env_id": info.env_id,
+        "observation_dim": traj.observation_dim,
+        "action_dim": traj.action_dim,
+        "transitions": traj.num_transitions,
+        "episodes": info.episodes,
+        "behaviour_mean_return": info.mean_return,
+        "ref_min_score": info.ref_min_score,
+        "ref_max_score": info.ref_max_score,
+    }
+
+
+class Trainer:
+    """Owns model, optimizer and data for one run; `run()` trains until done or stopped."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        bus: EventBus,
+        controls: Controls | None = None,
+        resume: Path | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.bus = bus
+        self.controls = controls or Controls()
+        loaded = ckpt.load_run(resume) if resume is not None else None
+        if loaded is not None:
+            _check_resume_compatible(loaded.config, cfg)
+        self.cfg = cfg
+        self.device = resolve_device(device or cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+
+        ds = ensure_dataset(cfg.dataset, notify=lambda text: bus.emit(Message(text)))
+        info = dataset_info(ds)
+        t0 = time.perf_counter()
+        traj, disc, windows, cached = load_or_build_tokens(cfg.dataset.id, ds, cfg.dataset, default_cache_dir())
+        how = "loaded from cache" if cached else "tokenized"
+        bus.emit(Message(f"{traj.num_transitions} transitions {how} in {time.perf_counter() - t0:.1f}s"))
+        if loaded is not None and not np.array_equal(
+            loaded.discretizer.to_arrays()["boundaries"], disc.to_arrays()["boundaries"]
+        ):
+            raise CheckpointError(
+                f"{loaded.run.root}: the dataset '{cfg.dataset.id}' changed since this run started"
+            )
+        self.windows: TokenWindows = windows
+        self.gpt = gpt_config(cfg, traj.observation_dim, traj.action_dim)
+        self.model = TrajectoryGPT(self.gpt).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.param_groups(cfg.train.weight_decay),
+            lr=cfg.train.lr,
+            betas=cfg.train.betas,
+            # fused AdamW is a large win on CUDA and unavailable elsewhere
+            fused=self.device.type == "cuda",
+        )
+        seq_tokens = self.gpt.block_size
+        self.schedule = make_schedule(cfg, len(windows), traj.num_transitions, seq_tokens)
+        self.sampler = WindowSampler(len(windows), cfg.train.batch_size, cfg.train.seed)
+        self.kind = target_kinds(seq_tokens, traj.observation_dim, traj.action_dim).to(self.device)
+        t = cfg.train
+        self.kind_weights = torch.tensor(
+            [1.0, t.action_weight, t.reward_weight, t.value_weight], device=self.device
+        )
+        self.step = 0
+        if loaded is not None:
+            self.run_files = loaded.run
+            self._restore(loaded)
+            bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}"))
+        else:
+            self.run_files = ckpt.RunFiles(new_run_dir(cfg))
+            ckpt.write_run_header(self.run_files, cfg, disc, _dataset_meta(cfg, traj, info))
+        self.metrics = MetricsWriter(self.run_files.metrics)
+        bus.subscribe(self.metrics)
+
+    def _restore(self, loaded: ckpt.LoadedRun) -> None:
+        try:
+            self.model.load_state_dict(loaded.model_state)
+            state = loaded.trainer_state or {}
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"{loaded.run.root}: checkpoint does not fit the model ({first})") from None
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def _trainer_state(self) -> dict:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self) -> Path:
+        path = ckpt.save_checkpoint(
+            self.run_files, self.step, self.model.state_dict(), self._trainer_state()
+        )
+        self.bus.emit(Checkpointed(self.step, str(path)))
+        return path
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def run(self) -> Path:
+        """Train to the end of the schedule or until a stop request; returns the run dir."""
+        sched, cfg = self.schedule, self.cfg
+        self.bus.emit(
+            TrainStarted(
+                run_dir=str(self.run_files.root),
+                total_steps=sched.total_steps,
+                start_step=self.step,
+                tokens_per_step=sched.tokens_per_step,
+                device=describe(self.device),
+                num_params=sum(p.numel() for p in self.model.parameters()),
+                dataset_id=cfg.dataset.id,
+            )
+        )
+        self.model.train()
+        sums = torch.zeros(5, device=self.device)  # total + 4 kinds, summed between logs
+        n_summed, t_log = 0, time.perf_counter()
+        while self.step < sched.total_steps and not self.controls.stop_requested:
+            self.controls.wait_while_paused()
+            tokens = self.step * sched.tokens_per_step
+            lr = cfg.train.lr * lr_multiplier(tokens, sched.warmup_tokens, sched.final_tokens)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+            x, y, mask = self.windows.batch(self.sampler.indices(self.step))
+            x, y, mask = (t.to(self.device, non_blocking=True) for t in (x, y, mask))
+            with self._autocast():
+                logits = self.model(x)
+            loss, per_kind = weighted_loss(logits, y, mask, self.kind, self.kind_weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            sums += torch.cat([loss.detach()[None], per_kind])
+            n_summed += 1
+
+            if self.step % cfg.train.log_every == 0 or self.step == sched.total_steps:
+                means = (sums / n_summed).tolist()  # one device sync per log interval
+                now = time.perf_counter()
+                self.bus.emit(
+                    TrainStep(
+                        step=self.step,
+                        epoch=self.step / sched.steps_per_epoch,
+                        tokens=self.step * sched.tokens_per_step,
+                        loss=means[0],
+                        loss_obs=means[1],
+                        loss_action=means[2],
+                        loss_reward=means[3],
+                        loss_value=means[4],
+                        lr=lr,
+                        tokens_per_s=n_summed * sched.tokens_per_step / max(now - t_log, 1e-9),
+                    )
+                )
+                if not math.isfinite(means[0]):
+                    raise ConfigError(
+                        f"loss became {means[0]} at step {self.step}; lower train.lr "
+                        f"(now {cfg.train.lr}) or check the dataset"
+                    )
+                sums.zero_()
+                n_summed, t_log = 0, now
+            if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
+                self.save()
+        stopped = self.step < sched.total_steps
+        if ckpt.latest_step(self.run_files) != self.step:
+            self.save()
+        self.bus.emit(TrainFinished(self.step, str(self.run_files.root), stopped_early=stopped))
+        return self.run_files.root
+
+
+def _check_resume_compatible(saved: Config, requested: Config) -> None:
+    """A resumed run may change training knobs, never the data or the network."""
+    for section in ("dataset", "model"):
+        if getattr(saved, section) != getattr(requested, section):
+            raise ConfigError(
+                f"--resume: the '{section}' section differs from the run's saved config.yaml; "
+                f"only train/plan/eval settings may change on resume"
+            )
