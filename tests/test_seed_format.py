@@ -1,0 +1,525 @@
+"""Importing faster-trajectory-transformer (seed project) checkpoints.
+
+Each test builds a seed-format directory itself: a config.yaml in the seed's layout,
+a discretizer.pt pickled from a class living at the seed's module path, and a
+model_last.pt holding the state dict of a small re-statement of the seed's GPT. The
+imported model is checked against that independent forward, not against tt-tui code.
+"""
+
+import os
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+
+from tt_core import seed_format as sf
+from tt_core.errors import CheckpointError
+from tt_core.model import TrajectoryGPT
+from tt_core.train import gpt_config
+
+# Hopper's dimensions (the importer checks them against the D4RL task).
+O, A, N, SEQ, E, LAYERS, HEADS = 11, 3, 7, 3, 16, 2, 2
+T = O + A + 2
+L = SEQ * T  # the seed's model.seq_len counts tokens
+
+
+# ------------------------------------------------- the seed side, restated
+
+
+class SeedBlock(nn.Module):
+    """The seed's TransformerBlock: MultiheadAttention with a True-means-masked buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(E)
+        self.norm2 = nn.LayerNorm(E)
+        self.attention = nn.MultiheadAttention(E, HEADS, 0.0, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(E, 4 * E), nn.GELU(), nn.Linear(4 * E, E), nn.Dropout(0.0))
+        mask = ~torch.tril(torch.ones(L, L)).to(bool)
+        mask[:, T - 1 :: T] = True  # hide every value token
+        self.register_buffer("attn_mask", mask)
+
+    def forward(self, x, norm_residual):
+        t = x.shape[1]
+        h = self.norm1(x)
+        att = self.attention(h, h, h, attn_mask=self.attn_mask[:t, :t], need_weights=False)[0]
+        x = (h if norm_residual else x) + att
+        return x + self.mlp(self.norm2(x))
+
+
+class SeedGPT(nn.Module):
+    """Names and shapes of the seed's GPT (use_sep_heads=True)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tok_emb = nn.Embedding(N * T, E)
+        self.pos_emb = nn.Parameter(torch.zeros(1, L, E))
+        self.blocks = nn.ModuleList(SeedBlock() for _ in range(LAYERS))
+        self.norm = nn.LayerNorm(E)
+        self.head = nn.Module()
+        self.head.weight = nn.Parameter(torch.zeros(T, N, E))  # EinLinear [models, out, in]
+        with torch.no_grad():
+            for p in self.parameters():
+                p.normal_(0.0, 0.5)
+
+    def forward(self, tokens, norm_residual=True):
+        t = tokens.shape[1]
+        dims = torch.arange(t) % T
+        x = self.tok_emb(tokens + dims * N) + self.pos_emb[:, :t]
+        for block in self.blocks:
+            x = block(x, norm_residual)
+        x = self.norm(x)
+        return torch.einsum("bte,btne->btn", x, self.head.weight[dims].unsqueeze(0).expand(len(x), -1, -1, -1))
+
+
+class KBinsDiscretizer:
+    """The seed's discretizer: edges by linspace / percentile, centers = midpoints."""
+
+    def __init__(self, dataset, num_bins, strategy):
+        self.strategy, self.n_bins, self.feature_dim = strategy, num_bins, dataset.shape[-1]
+        if strategy == "uniform":
+            self.bin_edges = np.linspace(dataset.min(0), dataset.max(0), num_bins + 1).T
+        else:
+            self.bin_edges = np.percentile(dataset, np.linspace(0, 100, num_bins + 1), axis=0).T
+        self.bin_centers = (self.bin_edges[:, 1:] + self.bin_edges[:, :-1]) * 0.5
+        self.bin_centers_torch = torch.from_numpy(self.bin_centers)
+
+    def encode(self, X):
+        Xt = np.zeros(X.shape, dtype=np.int64)
+        for j in range(X.shape[1]):
+            eps = 1.0e-8 + 1.0e-5 * np.abs(X[:, j])
+            Xt[:, j] = np.digitize(X[:, j] + eps, self.bin_edges[j][1:])
+        return np.clip(Xt, 0, self.n_bins - 1)
+
+    def decode(self, Xt):
+        return np.stack([self.bin_centers[j, Xt[:, j]] for j in range(Xt.shape[1])], axis=1)
+
+
+@pytest.fixture
+def seed_module(monkeypatch):
+    """Make KBinsDiscretizer pickle as trajectory.utils.discretization.KBinsDiscretizer."""
+    mod = types.ModuleType("trajectory.utils.discretization")
+    mod.KBinsDiscretizer = KBinsDiscretizer
+    monkeypatch.setattr(KBinsDiscretizer, "__module__", mod.__name__)
+    for name in ("trajectory", "trajectory.utils"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    return mod
+
+
+def seed_config(env_name="hopper-medium-v2", **model):
+    spec = dict(
+        vocab_size=N, transition_dim=T, observation_dim=O, action_dim=A, seq_len=L,
+        embedding_dim=E, num_layers=LAYERS, num_heads=HEADS, use_sep_heads=True,
+    )
+    spec.update(model)
+    return {
+        "wandb": {"project": None, "name": "hopper_medium", "mode": "disabled"},
+        "dataset": {
+            "env_name": env_name, "seq_len": SEQ, "cache_path": "data", "num_bins": N,
+            "discount": 0.99, "strategy": "uniform", "batch_size": 256,
+        },
+        "model": spec,
+        "trainer": {
+            "num_epochs_ref": 50, "action_weight": 5, "value_weight": 1, "reward_weight": 1,
+            "lr": 0.0006, "betas": [0.9, 0.95], "weight_decay": 0.1, "clip_grad": 1.0,
+            "eval_discount": 0.99, "eval_temperature": 1, "eval_plan_every": 1,
+            "eval_beam_width": 32, "eval_beam_steps": 5, "eval_beam_context": 4,
+            "eval_sample_expand": 2, "eval_k_obs": 1, "eval_k_reward": 1, "eval_k_act": None,
+            "checkpoints_path": "checkpoints/hopper-medium-v2/uniform/baseline",
+        },
+        "run_seed": 42,
+    }
+
+
+def transitions(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, T)) * rng.uniform(0.1, 50, size=T) + rng.normal(size=T) * 10
+
+
+@pytest.fixture
+def seed_dir(tmp_path, seed_module):
+    """A complete seed checkpoint directory; returns (path, SeedGPT, KBinsDiscretizer)."""
+    torch.manual_seed(0)
+    path = tmp_path / "pretrained" / "hopper"
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(seed_config(), sort_keys=False))
+    disc = KBinsDiscretizer(transitions(), N, "uniform")
+    torch.save(disc, path / "discretizer.pt")
+    model = SeedGPT().eval()
+    torch.save(model.state_dict(), path / "model_last.pt")
+    return path, model, disc
+
+
+def build(loaded):
+    """What tt_core.agent does with a LoadedRun, plus the seed block adaptation."""
+    meta = loaded.dataset_meta
+    model = TrajectoryGPT(gpt_config(loaded.config, meta["observation_dim"], meta["action_dim"]))
+    sf.adapt_model(model, meta)
+    model.load_state_dict(loaded.model_state)  # strict: every name and shape fits
+    return model.eval()
+
+
+def random_tokens(batch, t, seed=1):
+    return torch.randint(0, N, (batch, t), generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------- the model
+
+
+@pytest.mark.parametrize("block", [sf.NORM_RESIDUAL, sf.PRE_NORM])
+def test_imported_model_gives_the_seed_networks_logits(seed_dir, block):
+    path, seed_model, _ = seed_dir
+    model = build(sf.load_seed_checkpoint(path, block=block))
+    tokens = random_tokens(3, L - 1)  # a full window: seq_len transitions minus the target
+    with torch.no_grad():
+        want = seed_model(tokens, norm_residual=(block == sf.NORM_RESIDUAL))
+        got = model(tokens)
+    assert got.shape == (3, L - 1, N)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # Partial windows too (the seed slices its mask and positions the same way).
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(tokens[:, :20]), seed_model(tokens[:, :20], block == sf.NORM_RESIDUAL),
+            atol=1e-4, rtol=1e-4,
+        )
+
+
+def test_the_two_block_kinds_really_differ(seed_dir):
+    # Guards the test above: if both residual paths agreed it would prove nothing.
+    path, seed_model, _ = seed_dir
+    tokens = random_tokens(1, 30)
+    with torch.no_grad():
+        assert not torch.allclose(seed_model(tokens, True), seed_model(tokens, False), atol=1e-3)
+
+
+@pytest.mark.parametrize("block", [sf.NORM_RESIDUAL, sf.PRE_NORM])
+def test_cached_decoding_of_an_imported_model_equals_its_full_forward(seed_dir, block):
+    path, _, _ = seed_dir
+    model = build(sf.load_seed_checkpoint(path, block=block))
+    tokens = random_tokens(2, 2 * T + 5, seed=3)
+    cache = model.new_cache(2)
+    with torch.no_grad():
+        full = model(tokens)
+        first = model.decode(tokens[:, :7], cache)
+        steps = [model.decode(tokens[:, i : i + 1], cache) for i in range(7, tokens.shape[1])]
+    torch.testing.assert_close(torch.cat([first, *steps], dim=1), full, atol=1e-4, rtol=1e-4)
+
+
+def test_the_seed_block_kind_is_recorded_and_defaults_to_the_seed_snapshots(seed_dir):
+    path, _, _ = seed_dir
+    assert sf.load_seed_checkpoint(path).dataset_meta["seed_block"] == "norm-residual"
+    assert sf.load_seed_checkpoint(path, block="pre-norm").dataset_meta["seed_block"] == "pre-norm"
+    with pytest.raises(CheckpointError, match="seed block kind"):
+        sf.load_seed_checkpoint(path, block="post-norm")
+
+
+def test_imported_weights_keep_the_seed_values(seed_dir):
+    path, seed_model, _ = seed_dir
+    state = sf.load_seed_checkpoint(path).model_state
+    seed_state = seed_model.state_dict()
+    assert torch.equal(state["tok_emb.weight"][:-1], seed_state["tok_emb.weight"])
+    assert torch.equal(state["tok_emb.weight"][-1], torch.zeros(E))  # our unused spare row
+    assert torch.equal(state["pos_emb"], seed_state["pos_emb"][0, : L - 1])
+    assert torch.equal(state["blocks.1.attn.c_attn.weight"], seed_state["blocks.1.attention.in_proj_weight"])
+    assert torch.equal(state["head"], seed_state["head.weight"])
+
+
+# ---------------------------------------------------------- config and meta
+
+
+def test_config_and_dataset_facts_come_from_the_seed_config(seed_dir):
+    path, _, _ = seed_dir
+    loaded = sf.load_seed_checkpoint(path)
+    cfg = loaded.config
+    assert (cfg.dataset.id, cfg.dataset.num_bins, cfg.dataset.seq_len) == ("hopper-medium-v2", N, SEQ)
+    assert (cfg.model.embedding_dim, cfg.model.n_layers, cfg.model.n_heads) == (E, LAYERS, HEADS)
+    p = cfg.plan
+    assert (p.beam_width, p.beam_steps, p.beam_context, p.sample_expand) == (32, 5, 4, 2)
+    assert (p.k_obs, p.k_act, p.k_reward, p.cdf_obs, p.cdf_act) == (1, None, 1, None, None)
+    assert (p.discount, p.temperature, p.plan_every) == (0.99, 1.0, 1)
+    assert cfg.train.action_weight == 5.0 and cfg.train.betas == (0.9, 0.95)
+    assert loaded.dataset_meta == {
+        "dataset_id": "hopper-medium-v2",
+        "env_id": "Hopper-v5",
+        "observation_dim": O,
+        "action_dim": A,
+        "behaviour_mean_return": None,
+        "ref_min_score": -20.272305,
+        "ref_max_score": 3234.3,
+        "source": "faster-trajectory-transformer",
+        "seed_weights": "model_last.pt",
+        "seed_block": "norm-residual",
+    }
+    assert loaded.step == 0 and loaded.trainer_state is None and loaded.run.root == path
+
+
+def test_plan_defaults_are_the_seed_evals_when_the_trainer_section_is_absent(seed_dir):
+    path, _, _ = seed_dir
+    data = seed_config()
+    del data["trainer"]
+    (path / "config.yaml").write_text(yaml.safe_dump(data))
+    p = sf.load_seed_checkpoint(path).config.plan
+    assert (p.beam_width, p.beam_steps, p.beam_context, p.sample_expand) == (128, 15, 5, 2)
+    assert (p.k_obs, p.k_act, p.k_reward) == (1, None, 1)
+
+
+@pytest.mark.parametrize(
+    "name, env_id, lo, hi",
+    [
+        ("halfcheetah-medium-v2", "HalfCheetah-v5", -280.178953, 12135.0),
+        ("halfcheetah-medium-expert-v2", "HalfCheetah-v5", -280.178953, 12135.0),
+        ("hopper-medium-replay-v2", "Hopper-v5", -20.272305, 3234.3),
+        ("hopper-random-v0", "Hopper-v5", -20.272305, 3234.3),
+        ("walker2d-expert-v1", "Walker2d-v5", 1.629008, 4592.3),
+        ("Walker2d-Medium-v2", "Walker2d-v5", 1.629008, 4592.3),
+    ],
+)
+def test_d4rl_names_map_to_gymnasium_v5_ids_and_reference_scores(name, env_id, lo, hi):
+    env = sf.d4rl_env(name)
+    assert (env.env_id, env.ref_min_score, env.ref_max_score) == (env_id, lo, hi)
+    assert name.lower() in sf.D4RL_ENVS
+
+
+@pytest.mark.parametrize("name", ["ant-medium-v2", "hopper-medium", "hopper-medium-v3", "walker-rand-params"])
+def test_unknown_d4rl_names_are_refused(name):
+    with pytest.raises(CheckpointError, match="unsupported D4RL dataset"):
+        sf.d4rl_env(name)
+
+
+# --------------------------------------------------------------- discretizer
+
+
+def _probe_values(disc, rng):
+    edges, centers = disc.bin_edges, disc.bin_centers
+    D = edges.shape[0]
+    rows = [
+        transitions(300, seed=5),  # in range, arbitrary
+        edges.T,  # exactly on every edge
+        np.nextafter(edges.T, -np.inf),  # just below every edge
+        edges.T - 1e-6 * np.abs(edges.T),  # within the seed's relative epsilon below edges
+        centers.T,
+        edges[:, :1].T - 100.0,  # below range
+        edges[:, -1:].T + 100.0,  # above range
+    ]
+    return np.concatenate([r.reshape(-1, D) for r in rows])
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_imported_discretizer_bins_values_like_the_seed(seed_module, strategy):
+    data = transitions(seed=2)
+    seed = KBinsDiscretizer(data, N, strategy)
+    ours = sf.discretizer_from_seed(vars(seed))
+    x = _probe_values(seed, np.random.default_rng(0))
+    np.testing.assert_array_equal(ours.encode(x), seed.encode(x))
+    np.testing.assert_array_equal(ours.encode(torch.as_tensor(x)).numpy(), seed.encode(x))
+    ids = seed.encode(x)
+    np.testing.assert_array_equal(ours.decode(ids), seed.decode(ids))
+    probs = np.random.default_rng(1).dirichlet(np.ones(N), size=(4, T))
+    np.testing.assert_allclose(ours.expectation(probs), (probs * seed.bin_centers).sum(-1))
+
+
+def test_repeated_quantile_edges_keep_point_masses_in_the_seeds_bin(seed_module):
+    data = transitions(seed=4)
+    data[: len(data) // 2, 2] = 0.0  # half the mass on one value: quantile edges repeat
+    data[:, 5] = 3.0  # a constant dimension: every edge equal
+    seed = KBinsDiscretizer(data, N, "quantile")
+    assert (np.diff(seed.bin_edges[2]) == 0).any()
+    ours = sf.discretizer_from_seed(vars(seed))
+    np.testing.assert_array_equal(ours.encode(data), seed.encode(data))
+
+
+def test_discretizer_file_round_trips_through_the_restricted_unpickler(seed_dir):
+    path, _, disc = seed_dir
+    state = sf.read_seed_discretizer(path / "discretizer.pt")
+    assert isinstance(state, dict) and state["n_bins"] == N and state["strategy"] == "uniform"
+    np.testing.assert_array_equal(state["bin_edges"], disc.bin_edges)
+    assert torch.equal(state["bin_centers_torch"], disc.bin_centers_torch)
+    loaded = sf.load_seed_checkpoint(path)
+    x = transitions(50, seed=9)
+    np.testing.assert_array_equal(loaded.discretizer.encode(x), disc.encode(x))
+
+
+# ----------------------------------------------------------------- safety
+
+
+class _Exec:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import builtins
+
+        return builtins.exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+class _System:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_discretizer_pickle_that_would_run_code_is_refused_and_nothing_runs(seed_dir, tmp_path):
+    path, _, _ = seed_dir
+    marker = tmp_path / "pwned"
+    torch.save(_Exec(marker), path / "discretizer.pt")
+    with pytest.raises(CheckpointError) as err:
+        sf.load_seed_checkpoint(path)
+    assert "discretizer.pt: refused to unpickle builtins.exec" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_code_hidden_inside_the_discretizers_state_or_a_plain_pickle_is_refused(seed_dir, tmp_path):
+    path, _, disc = seed_dir
+    marker = tmp_path / "pwned"
+    disc.extra = _System(marker)  # inside an otherwise valid KBinsDiscretizer
+    torch.save(disc, path / "discretizer.pt")
+    with pytest.raises(CheckpointError, match=r"refused to unpickle (posix|nt)\.system"):
+        sf.load_seed_checkpoint(path)
+    (path / "discretizer.pt").write_bytes(pickle.dumps(_Exec(marker)))  # not a torch zip
+    with pytest.raises(CheckpointError, match="refused to unpickle builtins.exec"):
+        sf.load_seed_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_model_weights_are_loaded_without_unpickling_objects(seed_dir, tmp_path):
+    path, _, _ = seed_dir
+    marker = tmp_path / "pwned"
+    torch.save({"tok_emb.weight": _Exec(marker)}, path / "model_last.pt")
+    with pytest.raises(CheckpointError, match="model_last.pt: unreadable, corrupt or not a state dict"):
+        sf.load_seed_checkpoint(path)
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------- damaged input
+
+
+def _drop(path, key):
+    sd = torch.load(path / "model_last.pt", weights_only=True)
+    del sd[key]
+    torch.save(sd, path / "model_last.pt")
+
+
+def _add(path, key, value):
+    sd = torch.load(path / "model_last.pt", weights_only=True)
+    sd[key] = value
+    torch.save(sd, path / "model_last.pt")
+
+
+def _truncate(file):
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+def _set_model(path, **changes):
+    data = yaml.safe_load((path / "config.yaml").read_text())
+    data["model"].update(changes)
+    (path / "config.yaml").write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "config.yaml").unlink(), "config.yaml: missing"),
+        (lambda p: (p / "config.yaml").write_text("model: [1, 2\n"), "config.yaml: unreadable or corrupt"),
+        (lambda p: _set_model(p, vocab_size=None), "model.vocab_size is missing"),
+        (lambda p: _set_model(p, use_sep_heads=False), "use_sep_heads is false"),
+        (lambda p: _set_model(p, transition_dim=T + 1), "transition_dim 17 != observation_dim"),
+        (lambda p: _set_model(p, observation_dim=12, transition_dim=T + 1), "do not match hopper-medium-v2"),
+        (lambda p: (p / "discretizer.pt").unlink(), "discretizer.pt: missing"),
+        (lambda p: _truncate(p / "discretizer.pt"), "discretizer.pt: unreadable or corrupt"),
+        (lambda p: torch.save({"a": 1}, p / "discretizer.pt"), "discretizer.pt: not a seed KBinsDiscretizer"),
+        (lambda p: _truncate(p / "model_last.pt"), "model_last.pt: unreadable, corrupt or not a state dict"),
+        (lambda p: _drop(p, "blocks.1.norm2.bias"), "model_last.pt: missing key 'blocks.1.norm2.bias'"),
+        (lambda p: _add(p, "head.bias", torch.zeros(T, N)), "unexpected key 'head.bias'"),
+        (lambda p: _add(p, "pos_emb", torch.zeros(1, L + 1, E)), "'pos_emb' has shape (1, 49, 16)"),
+        (lambda p: _add(p, "blocks.0.attn_mask", torch.zeros(L, L, dtype=torch.bool)), "'blocks.0.attn_mask' is not"),
+    ],
+)
+def test_missing_or_damaged_files_give_one_line_checkpoint_errors(seed_dir, damage, message):
+    path, _, _ = seed_dir
+    damage(path)
+    with pytest.raises(CheckpointError) as err:
+        sf.load_seed_checkpoint(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    assert err.value.exit_code == 3
+
+
+def test_a_discretizer_of_other_dimensions_is_refused(seed_dir, seed_module):
+    path, _, _ = seed_dir
+    torch.save(KBinsDiscretizer(transitions()[:, :-1], N, "uniform"), path / "discretizer.pt")
+    with pytest.raises(CheckpointError, match="15 dims x 7 bins, config.yaml says 16 x 7"):
+        sf.load_seed_checkpoint(path)
+
+
+# -------------------------------------------------------------- detection
+
+
+def test_seed_directories_are_recognised_by_their_files(seed_dir, tmp_path):
+    path, _, _ = seed_dir
+    assert sf.is_seed_checkpoint(path)
+    (path / "model_last.pt").rename(path / "model_12.pt")
+    (path / "model_3.pt").write_bytes(b"older")
+    assert sf.is_seed_checkpoint(path)
+    assert sf.load_seed_checkpoint(path).dataset_meta["seed_weights"] == "model_12.pt"
+    (path / "model_12.pt").unlink()
+    (path / "model_3.pt").unlink()
+    assert not sf.is_seed_checkpoint(path)
+    assert not sf.is_seed_checkpoint(tmp_path / "nowhere")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("{}")
+    (run / "discretizer.npz").write_bytes(b"")
+    assert not sf.is_seed_checkpoint(run)
+
+
+def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():
+    # The seed ran numpy 1.22, whose pickles name numpy.core.multiarray._reconstruct.
+    import io
+
+    edges = np.linspace(-1.0, 1.0, 9).reshape(1, 9)
+    raw = pickle.dumps(edges, protocol=2)
+    assert b"numpy._core.multiarray" in raw
+    old = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    np.testing.assert_array_equal(sf._restricted_load(io.BytesIO(old)), edges)
+
+
+def test_adapt_model_leaves_tt_tui_runs_alone_and_refuses_unknown_kinds(seed_dir):
+    path, _, _ = seed_dir
+    loaded = sf.load_seed_checkpoint(path)
+    model = TrajectoryGPT(gpt_config(loaded.config, O, A))
+    sf.adapt_model(model, {"dataset_id": "x"})
+    assert all(type(b).__name__ == "Block" for b in model.blocks)
+    sf.adapt_model(model, loaded.dataset_meta)
+    assert all(isinstance(b, sf.NormResidualBlock) for b in model.blocks)
+    with pytest.raises(CheckpointError, match="unknown seed_block"):
+        sf.adapt_model(model, {"seed_block": "post-norm"})
+
+
+@pytest.mark.parametrize(
+    "module, name, target",
+    [
+        ("torch._utils", "_rebuild_tensor_v2", lambda: torch._utils._rebuild_tensor_v2),
+        ("trajectory.utils.discretization", "KBinsDiscretizer", lambda: sf.SeedKBinsState),
+    ],
+)
+def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
+    # GLOBAL, then BUILD with slot state {"__doc__": "pwned"}: setattr on the global itself.
+    import io
+    import struct
+
+    def text(s):
+        return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+    raw = f"c{module}\n{name}\n".encode() + b"N}" + text("__doc__") + text("pwned") + b"s\x86b."
+    before = target().__doc__
+    sf._restricted_load(io.BytesIO(raw))
+    assert target().__doc__ == before != "pwned"

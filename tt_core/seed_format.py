@@ -1,0 +1,693 @@
+"""Import checkpoints of the seed project, faster-trajectory-transformer (Howuhh).
+
+A seed checkpoint is a directory such as `pretrained/hopper/` holding
+
+    config.yaml       OmegaConf dump: dataset / model / trainer sections (resolved)
+    discretizer.pt    torch.save of a `trajectory.utils.discretization.KBinsDiscretizer`
+    model_last.pt     torch.save(model.state_dict()) (or model_<epoch>.pt)
+
+`load_seed_checkpoint` turns it into the `LoadedRun` a tt-tui run directory gives, so
+eval and planning need not know where the weights came from. What it maps, and why:
+
+- Network: the seed's GPT is ours with other names. nn.MultiheadAttention's fused
+  `in_proj_weight` [3E, E] is q, k, v stacked, the layout of our `c_attn`; heads are
+  contiguous E/H slices in both. `out_proj` -> `c_proj`, `norm1/norm2` -> `ln1/ln2`,
+  `norm` -> `ln_f`, the bias-free EinLinear head [T, N, E] -> `head`. MLP (GELU) and
+  LayerNorm eps are the same. The seed's vocabulary is exactly N bins per dimension:
+  its embedding has T*N rows (ours one spare row more, appended as zeros, never read)
+  and its learned positions are [1, T*seq_len, E]; ours are [T*seq_len - 1, E] (the
+  last token of a window is only ever a target), so the final row is dropped.
+- Attention mask: the seed stores a boolean `attn_mask` buffer per block where True
+  means *masked* (nn.MultiheadAttention's convention), causal plus every value column.
+  It is checked to be exactly the negation of ours.
+- Residual path: the blocks of the seed snapshot compute `h = norm1(x); h = h +
+  attn(h); h + mlp(norm2(h))` -- the residual carries the *normalized* stream (upstream
+  issue #3). Upstream fixed this in 2023 (PR #10) and retrained its pretrained models
+  with the ordinary pre-norm block, `x + attn(norm1(x))`. The two kinds of file are
+  indistinguishable, so `load_seed_checkpoint(block=...)` says which one it is; it is
+  recorded as `dataset_meta["seed_block"]`, and `adapt_model` turns a TrajectoryGPT's
+  blocks into the matching kind (needed for "norm-residual" only).
+- Discretizer: read with a restricted unpickler that can build only the seed's
+  discretizer (as an inert state holder), numpy arrays and tensors; anything else is
+  refused before it is called. The seed encodes with
+  `digitize(x + 1e-8 + 1e-5*|x|, edges[1:])` clipped to N-1; since that shift is
+  strictly increasing, moving each edge e to the x where the shifted x reaches e gives
+  boundaries for which our plain `searchsorted` returns the same bins. Decoding and
+  expectations use the seed's own bin centers (midpoints of its unshifted edges).
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import pickle
+import re
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from tt_core.checkpoint import LoadedRun, RunFiles
+from tt_core.config import (
+    Config,
+    DatasetConfig,
+    EvalConfig,
+    ModelConfig,
+    PlanConfig,
+    TrainConfig,
+    validate,
+)
+from tt_core.data.discretizer import Discretizer
+from tt_core.errors import CheckpointError, ConfigError
+from tt_core.model import Block, GPTConfig, TrajectoryGPT, attention_mask
+
+CONFIG_FILE = "config.yaml"
+DISCRETIZER_FILE = "discretizer.pt"
+MODEL_FILE = "model_last.pt"
+
+# dataset_meta["seed_block"]: which residual path the seed weights were trained with.
+SEED_BLOCK_KEY = "seed_block"
+NORM_RESIDUAL = "norm-residual"  # the seed snapshot's block (upstream issue #3)
+PRE_NORM = "pre-norm"  # upstream after PR #10, and tt-tui's own block
+BLOCK_KINDS = (NORM_RESIDUAL, PRE_NORM)
+
+# The seed's KBinsDiscretizer.encode: x + atol + rtol * |x| is binned.
+SEED_ENCODE_ATOL = 1.0e-8
+SEED_ENCODE_RTOL = 1.0e-5
+
+# Planning defaults of the seed's eval (configs/eval_base.yaml + README for hopper and
+# walker2d); a checkpoint's own trainer.eval_* values take precedence.
+SEED_PLAN_DEFAULTS = dict(
+    beam_width=128, beam_steps=15, beam_context=5, sample_expand=2, k_obs=1, k_act=None,
+    k_reward=1, cdf_obs=None, cdf_act=None, temperature=1.0, plan_every=1,
+)
+
+
+# ----------------------------------------------------------------- D4RL names
+
+
+@dataclass(frozen=True)
+class D4RLEnv:
+    """A D4RL MuJoCo task, the Gymnasium environment that replaces it, and D4RL's
+    reference returns (normalized score = 100 * (R - ref_min) / (ref_max - ref_min))."""
+
+    env_id: str
+    observation_dim: int
+    action_dim: int
+    ref_min_score: float
+    ref_max_score: float
+
+
+# D4RL's REF_MIN_SCORE / REF_MAX_SCORE: the same for every dataset of one task.
+# Gymnasium's v5 environments keep the v2 observation and action spaces.
+_D4RL_TASKS = {
+    "halfcheetah": D4RLEnv("HalfCheetah-v5", 17, 6, -280.178953, 12135.0),
+    "hopper": D4RLEnv("Hopper-v5", 11, 3, -20.272305, 3234.3),
+    "walker2d": D4RLEnv("Walker2d-v5", 17, 6, 1.629008, 4592.3),
+}
+_D4RL_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
+
+D4RL_ENVS: dict[str, D4RLEnv] = {
+    f"{task}-{data}-v{v}": env
+    for task, env in _D4RL_TASKS.items()
+    for data in _D4RL_DATASETS
+    for v in (0, 1, 2)
+}
+
+
+def d4rl_env(name: str) -> D4RLEnv:
+    """The D4RLEnv of a D4RL dataset name such as 'hopper-medium-replay-v2'."""
+    env = D4RL_ENVS.get(str(name).strip().lower())
+    if env is None:
+        tasks = ", ".join(_D4RL_TASKS)
+        raise CheckpointError(
+            f"unsupported D4RL dataset {name!r}: expected <task>-<dataset>-v0|v1|v2 "
+            f"with task one of {tasks}"
+        )
+    return env
+
+
+# ----------------------------------------------------------------- detection
+
+
+def _model_file(path: Path) -> Optional[Path]:
+    """model_last.pt, else the model_<epoch>.pt with the highest epoch."""
+    last = path / MODEL_FILE
+    if last.is_file():
+        return last
+    epochs = []
+    for p in path.glob("model_*.pt"):
+        m = re.fullmatch(r"model_(\d+)\.pt", p.name)
+        if m and p.is_file():
+            epochs.append((int(m.group(1)), p))
+    return max(epochs)[1] if epochs else None
+
+
+def is_seed_checkpoint(path: Path) -> bool:
+    """True for a directory laid out like the seed's `pretrained/<env>` (cheap; never raises)."""
+    try:
+        path = Path(path)
+        return (
+            path.is_dir()
+            and (path / CONFIG_FILE).is_file()
+            and (path / DISCRETIZER_FILE).is_file()
+            and _model_file(path) is not None
+        )
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------ restricted unpickling
+
+
+class SeedKBinsState:
+    """Inert stand-in for the seed's KBinsDiscretizer: unpickling fills __dict__ only."""
+
+
+def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    # Pickle protocol 2 (torch.save's) stores bytes as _codecs.encode(text, "latin1").
+    if not isinstance(obj, str) or encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError("refused _codecs.encode other than str -> latin1 bytes")
+    return obj.encode("latin1", errors)
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    import collections
+
+    try:
+        from numpy._core import multiarray  # numpy >= 2; files of numpy 1 name numpy.core
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+
+    import torch._utils
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("trajectory.utils.discretization", "KBinsDiscretizer"): SeedKBinsState,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    }
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "_reconstruct")] = multiarray._reconstruct
+        allowed[(mod, "scalar")] = multiarray.scalar
+    # numpy >= 1.25 may pickle a dtype through its class, e.g. numpy.dtypes.Float64DType.
+    for name in ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType"):
+        cls = getattr(getattr(np, "dtypes", None), name, None)
+        if cls is not None:
+            allowed[("numpy.dtypes", name)] = cls
+    return allowed
+
+
+class _Refused(Exception):
+    """A global outside the allow-list; carries 'module.name'."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only allow-listed globals; everything else is refused, never imported."""
+
+    _allowed: Optional[dict] = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if _RestrictedUnpickler._allowed is None:
+            _RestrictedUnpickler._allowed = _allowed_globals()
+        # Protocol-2 pickles (torch.save's) may carry Python 2 names, e.g. __builtin__.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        try:
+            target = _RestrictedUnpickler._allowed[(module, name)]
+        except (KeyError, TypeError):
+            raise _Refused(f"{module}.{name}") from None
+        # A pickle may BUILD (setattr) on any object it holds, globals included. Hand
+        # out fresh stand-ins so that cannot alter a shared class or function; the
+        # other allowed types (ndarray, dtype, OrderedDict) are immutable C types.
+        if target is SeedKBinsState:
+            return type("KBinsDiscretizer", (SeedKBinsState,), {})
+        if isinstance(target, type):
+            return target
+
+        def call(*args, **kwargs):
+            return target(*args, **kwargs)
+
+        return call
+
+
+def _restricted_load(file, **kwargs) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# What torch.load(pickle_module=...) needs: an Unpickler class and a load function.
+_restricted_pickle = types.ModuleType("tt_core_seed_restricted_pickle")
+_restricted_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined]
+_restricted_pickle.load = _restricted_load  # type: ignore[attr-defined]
+
+
+def read_seed_discretizer(path: Path) -> dict[str, Any]:
+    """The pickled KBinsDiscretizer's attributes (bin_edges, bin_centers, n_bins, ...)."""
+    path = Path(path)
+    try:
+        obj = torch.load(
+            path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False
+        )
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except _Refused as exc:
+        raise CheckpointError(
+            f"{path}: refused to unpickle {exc} (a seed discretizer holds only its "
+            "KBinsDiscretizer, numpy arrays and tensors)"
+        ) from None
+    except Exception as exc:  # zip, pickle and torch errors all mean a damaged file
+        raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
+    if not isinstance(obj, SeedKBinsState):
+        raise CheckpointError(f"{path}: not a seed KBinsDiscretizer (found {type(obj).__name__})")
+    return dict(vars(obj))
+
+
+# ------------------------------------------------------------ discretizer
+
+
+class SeedDiscretizer(Discretizer):
+    """A Discretizer whose boundaries reproduce the seed's encode and whose centers are
+    the seed's bin centers exactly (decode / expectation)."""
+
+    def __init__(self, boundaries: np.ndarray, centers: np.ndarray):
+        super().__init__(boundaries)
+        c = np.asarray(centers, dtype=np.float64)
+        if c.shape != self.centers.shape or not np.isfinite(c).all():
+            raise ValueError(
+                f"centers must be finite with shape {self.centers.shape}, got {c.shape}"
+            )
+        self.centers = c
+
+
+def seed_encode_threshold(edges: np.ndarray) -> np.ndarray:
+    """The x at which the seed's shifted value x + atol + rtol*|x| reaches each edge.
+
+    The shift is strictly increasing in x (slope 1 +- rtol), so "shifted x >= e" is
+    exactly "x >= threshold(e)".
+    """
+    e = np.asarray(edges, dtype=np.float64) - SEED_ENCODE_ATOL
+    return np.where(e >= 0, e / (1.0 + SEED_ENCODE_RTOL), e / (1.0 - SEED_ENCODE_RTOL))
+
+
+def _rising_from_the_top(b: np.ndarray) -> np.ndarray:
+    """Make each row strictly increasing by lowering repeated edges below their run.
+
+    Repeated edges (constant dimensions, quantiles of point masses) are zero-width bins
+    the seed can never encode into; it sends a value equal to the repeated edge to the
+    bin above the whole run. Keeping the highest copy of a run and moving the others
+    down by tiny steps preserves that for the value itself.
+    """
+    if (np.diff(b, axis=1) > 0).all():
+        return b
+    span = b[:, -1] - b[:, 0]
+    scale = np.maximum(np.abs(b).max(axis=1), 1.0)
+    delta = np.where(span > 0, span * 1e-6, scale * 1e-6)
+    delta = np.maximum(delta, np.spacing(scale) * 64)[:, None]
+    ramp = np.arange(b.shape[1]) * delta
+    # out_i = min_{m >= i}(b_m - m*delta) + i*delta: <= b_i, rises by >= delta per step.
+    return np.minimum.accumulate((b - ramp)[:, ::-1], axis=1)[:, ::-1] + ramp
+
+
+def discretizer_from_seed(state: dict[str, Any], where: str = DISCRETIZER_FILE) -> SeedDiscretizer:
+    """Map the seed discretizer's state onto a Discretizer that bins like the seed."""
+    edges = state.get("bin_edges")
+    if not isinstance(edges, np.ndarray) or edges.ndim != 2 or edges.shape[1] < 3:
+        raise CheckpointError(f"{where}: bin_edges missing or not a [dims, bins + 1] array")
+    edges = edges.astype(np.float64)
+    if not np.isfinite(edges).all() or (np.diff(edges, axis=1) < 0).any():
+        raise CheckpointError(f"{where}: bin_edges are not finite and ascending")
+    n_bins = state.get("n_bins", edges.shape[1] - 1)
+    if n_bins != edges.shape[1] - 1:
+        raise CheckpointError(f"{where}: n_bins {n_bins} does not match bin_edges {edges.shape}")
+    centers = state.get("bin_centers")
+    if centers is None:
+        centers = (edges[:, 1:] + edges[:, :-1]) * 0.5
+    centers = np.asarray(centers, dtype=np.float64)
+    try:
+        return SeedDiscretizer(_rising_from_the_top(seed_encode_threshold(edges)), centers)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+
+
+# ------------------------------------------------------------------ config
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupt (expected a mapping)")
+    return data
+
+
+class _Section:
+    """Typed access to one section of the seed config with one-line errors."""
+
+    def __init__(self, data: dict, name: str, where: Path, required: bool = True):
+        sec = data.get(name)
+        if sec is None and not required:
+            sec = {}
+        if not isinstance(sec, dict):
+            raise CheckpointError(f"{where}: no '{name}' section")
+        self.sec, self.name, self.where = sec, name, where
+
+    def get(self, key: str, kind: type, default: Any = ..., optional: bool = False) -> Any:
+        if key not in self.sec or (self.sec[key] is None and not optional):
+            if default is ...:
+                raise CheckpointError(f"{self.where}: {self.name}.{key} is missing")
+            return default
+        value = self.sec[key]
+        if value is None:
+            return None
+        if isinstance(value, str) and "${" in value:
+            raise CheckpointError(
+                f"{self.where}: {self.name}.{key} is an unresolved interpolation {value!r}"
+            )
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if kind is bool:
+            ok = isinstance(value, bool)
+        if not ok:
+            raise CheckpointError(
+                f"{self.where}: {self.name}.{key} should be {kind.__name__}, got {value!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class SeedModelSpec:
+    """The seed model's dimensions (config.yaml `model` section)."""
+
+    vocab_size: int
+    transition_dim: int
+    observation_dim: int
+    action_dim: int
+    seq_len_tokens: int
+    embedding_dim: int
+    num_layers: int
+    num_heads: int
+
+    @property
+    def seq_len(self) -> int:  # in transitions
+        return self.seq_len_tokens // self.transition_dim
+
+
+def _model_spec(data: dict, where: Path) -> SeedModelSpec:
+    m = _Section(data, "model", where)
+    spec = SeedModelSpec(
+        vocab_size=m.get("vocab_size", int),
+        transition_dim=m.get("transition_dim", int),
+        observation_dim=m.get("observation_dim", int),
+        action_dim=m.get("action_dim", int),
+        seq_len_tokens=m.get("seq_len", int),
+        embedding_dim=m.get("embedding_dim", int, 32),  # the seed GPT's defaults
+        num_layers=m.get("num_layers", int, 4),
+        num_heads=m.get("num_heads", int, 4),
+    )
+    if not m.get("use_sep_heads", bool, False):
+        raise CheckpointError(
+            f"{where}: model.use_sep_heads is false; only per-dimension heads "
+            "(use_sep_heads: true, as in every seed config) can be imported"
+        )
+    if spec.transition_dim != spec.observation_dim + spec.action_dim + 2:
+        raise CheckpointError(
+            f"{where}: model.transition_dim {spec.transition_dim} != observation_dim "
+            f"{spec.observation_dim} + action_dim {spec.action_dim} + 2"
+        )
+    if spec.seq_len < 1:
+        raise CheckpointError(
+            f"{where}: model.seq_len {spec.seq_len_tokens} is shorter than one transition"
+        )
+    for key in ("vocab_size", "embedding_dim", "num_layers", "num_heads"):
+        if getattr(spec, key) < 1:
+            raise CheckpointError(f"{where}: model.{key} must be >= 1")
+    return spec
+
+
+def _build_config(data: dict, spec: SeedModelSpec, strategy: str, where: Path) -> Config:
+    d = _Section(data, "dataset", where)
+    t = _Section(data, "trainer", where, required=False)
+    num_bins = d.get("num_bins", int, spec.vocab_size)
+    if num_bins != spec.vocab_size:
+        raise CheckpointError(
+            f"{where}: dataset.num_bins {num_bins} != model.vocab_size {spec.vocab_size}"
+        )
+    discount = d.get("discount", float, 0.99)
+    cfg_strategy = d.get("strategy", str, strategy)
+    plan = {}
+    for key, default in SEED_PLAN_DEFAULTS.items():
+        kind = float if isinstance(default, float) else int
+        if key.startswith("cdf"):
+            plan[key] = None  # the seed samples with top-k only
+        elif key == "temperature":
+            plan[key] = t.get("eval_temperature", float, default)
+        else:
+            plan[key] = t.get(f"eval_{key}", kind, default, optional=key.startswith("k_"))
+    plan["discount"] = t.get("eval_discount", float, discount)
+    betas = t.get("betas", list, [0.9, 0.95])
+    try:
+        train = TrainConfig(
+            lr=t.get("lr", float, 6e-4),
+            betas=(float(betas[0]), float(betas[1])),
+            weight_decay=t.get("weight_decay", float, 0.1),
+            grad_clip=t.get("clip_grad", float, 1.0),
+            batch_size=d.get("batch_size", int, 256),
+            action_weight=t.get("action_weight", float, 5.0),
+            reward_weight=t.get("reward_weight", float, 1.0),
+            value_weight=t.get("value_weight", float, 1.0),
+        )
+    except (IndexError, TypeError, ValueError):
+        raise CheckpointError(
+            f"{where}: trainer.betas should be two numbers, got {betas!r}"
+        ) from None
+    cfg = Config(
+        dataset=DatasetConfig(
+            id=d.get("env_name", str),
+            discount=discount,
+            num_bins=num_bins,
+            strategy=cfg_strategy if cfg_strategy in ("uniform", "quantile") else "uniform",
+            seq_len=spec.seq_len,
+            termination_penalty=None,  # the seed adds none
+        ),
+        model=ModelConfig(
+            embedding_dim=spec.embedding_dim, n_layers=spec.num_layers, n_heads=spec.num_heads,
+            dropout=0.1,  # the seed GPT's default; inactive when planning
+        ),
+        train=train,
+        plan=PlanConfig(**plan),
+        eval=EvalConfig(),
+    )
+    try:
+        validate(cfg, {})
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: cannot be used as a tt-tui config: {exc}") from None
+    return cfg
+
+
+def _gpt_config(cfg: Config, spec: SeedModelSpec) -> GPTConfig:
+    return GPTConfig(
+        observation_dim=spec.observation_dim,
+        action_dim=spec.action_dim,
+        num_bins=cfg.dataset.num_bins,
+        seq_len=cfg.dataset.seq_len,
+        embedding_dim=cfg.model.embedding_dim,
+        n_layers=cfg.model.n_layers,
+        n_heads=cfg.model.n_heads,
+        dropout=cfg.model.dropout,
+    )
+
+
+# ------------------------------------------------------------------ weights
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except Exception as exc:  # damaged zip / refused pickle content
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(
+            f"{path}: unreadable, corrupt or not a state dict ({first})"
+        ) from None
+    if isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        state = None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def map_seed_state(
+    seed: dict[str, torch.Tensor], spec: SeedModelSpec, gpt: GPTConfig, where: str = MODEL_FILE
+) -> dict[str, torch.Tensor]:
+    """Rename and reshape the seed GPT's state dict onto TrajectoryGPT's names."""
+    T, N, E, L = spec.transition_dim, spec.vocab_size, spec.embedding_dim, spec.seq_len_tokens
+    used: set[str] = set()
+
+    def take(key: str, *shapes: tuple[int, ...]) -> torch.Tensor:
+        if key not in seed:
+            raise CheckpointError(f"{where}: missing key '{key}'")
+        value = seed[key]
+        if tuple(value.shape) not in shapes:
+            raise CheckpointError(
+                f"{where}: '{key}' has shape {tuple(value.shape)}, expected "
+                f"{' or '.join(str(s) for s in shapes)} from config.yaml"
+            )
+        used.add(key)
+        return value.detach().to(torch.float32)
+
+    out: dict[str, torch.Tensor] = {}
+    tok = take("tok_emb.weight", (T * N, E))
+    out["tok_emb.weight"] = torch.cat([tok, tok.new_zeros(1, E)])  # our spare row, never read
+    out["pos_emb"] = take("pos_emb", (1, L, E), (L, E)).reshape(L, E)[: gpt.block_size]
+    blocked = ~attention_mask(L, T)  # the seed's convention: True = masked
+    for i in range(spec.num_layers):
+        s, o = f"blocks.{i}.", f"blocks.{i}."
+        for ours, theirs in (("ln1", "norm1"), ("ln2", "norm2")):
+            out[f"{o}{ours}.weight"] = take(f"{s}{theirs}.weight", (E,))
+            out[f"{o}{ours}.bias"] = take(f"{s}{theirs}.bias", (E,))
+        out[f"{o}attn.c_attn.weight"] = take(f"{s}attention.in_proj_weight", (3 * E, E))
+        out[f"{o}attn.c_attn.bias"] = take(f"{s}attention.in_proj_bias", (3 * E,))
+        out[f"{o}attn.c_proj.weight"] = take(f"{s}attention.out_proj.weight", (E, E))
+        out[f"{o}attn.c_proj.bias"] = take(f"{s}attention.out_proj.bias", (E,))
+        out[f"{o}mlp.0.weight"] = take(f"{s}mlp.0.weight", (4 * E, E))
+        out[f"{o}mlp.0.bias"] = take(f"{s}mlp.0.bias", (4 * E,))
+        out[f"{o}mlp.2.weight"] = take(f"{s}mlp.2.weight", (E, 4 * E))
+        out[f"{o}mlp.2.bias"] = take(f"{s}mlp.2.bias", (E,))
+        mask_key = f"{s}attn_mask"
+        if mask_key in seed:  # a persistent buffer in the seed; not a weight of ours
+            mask = seed[mask_key]
+            used.add(mask_key)
+            if tuple(mask.shape) != (L, L) or not torch.equal(mask.to(torch.bool), blocked):
+                raise CheckpointError(
+                    f"{where}: '{mask_key}' is not the causal + value-column mask "
+                    "this importer maps onto tt-tui's attention"
+                )
+    out["ln_f.weight"] = take("norm.weight", (E,))
+    out["ln_f.bias"] = take("norm.bias", (E,))
+    out["head"] = take("head.weight", (T, N, E))
+    extra = sorted(set(seed) - used)
+    if extra:
+        raise CheckpointError(
+            f"{where}: unexpected key '{extra[0]}' (not part of the seed GPT this importer knows)"
+        )
+
+    # The target model's own names and shapes: any drift in TrajectoryGPT shows here.
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in TrajectoryGPT(gpt).state_dict().items()}
+    for key, shape in expected.items():
+        if key not in out:
+            raise CheckpointError(f"{where}: no seed weight maps onto '{key}'")
+        if tuple(out[key].shape) != shape:
+            raise CheckpointError(
+                f"{where}: '{key}' maps to shape {tuple(out[key].shape)}, model needs {shape}"
+            )
+    return {k: out[k].contiguous().clone() for k in expected}
+
+
+# ------------------------------------------------------------ block variant
+
+
+class NormResidualBlock(Block):
+    """The seed snapshot's block: the residual stream is the *normalized* input,
+    h = ln1(x); h = h + attn(h); h + mlp(ln2(h)). Same parameters as Block."""
+
+    def forward(self, x, mask, k_cache=None, v_cache=None, start=0):
+        h = self.ln1(x)
+        h = h + self.attn(h, mask, k_cache, v_cache, start)
+        return h + self.mlp(self.ln2(h))
+
+
+def adapt_model(model: TrajectoryGPT, dataset_meta: dict) -> TrajectoryGPT:
+    """Give `model` the residual path its seed weights were trained with (in place).
+
+    A no-op for tt-tui runs and "pre-norm" seed checkpoints. Works before or after
+    load_state_dict: the block classes share every parameter and buffer.
+    """
+    kind = dataset_meta.get(SEED_BLOCK_KEY)
+    if kind == NORM_RESIDUAL:
+        for block in model.blocks:
+            if type(block) is Block:
+                block.__class__ = NormResidualBlock
+    elif kind not in (None, PRE_NORM):
+        kinds = ", ".join(BLOCK_KINDS)
+        raise CheckpointError(f"unknown {SEED_BLOCK_KEY} {kind!r}; expected one of {kinds}")
+    return model
+
+
+# -------------------------------------------------------------------- load
+
+
+def load_seed_checkpoint(path: Path, block: str = NORM_RESIDUAL) -> LoadedRun:
+    """Load a seed-format directory as a LoadedRun (step 0, no trainer state).
+
+    `block`: "norm-residual" for checkpoints of the seed snapshot (its pretrained/
+    models and anything trained with its gpt.py), "pre-norm" for ones trained after
+    upstream's fix. Build the model with `adapt_model(TrajectoryGPT(...), meta)`.
+    """
+    path = Path(path)
+    if block not in BLOCK_KINDS:
+        kinds = ", ".join(BLOCK_KINDS)
+        raise CheckpointError(f"seed block kind {block!r}: expected one of {kinds}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such seed checkpoint directory")
+    cfg_path = path / CONFIG_FILE
+    data = _read_yaml(cfg_path)
+    spec = _model_spec(data, cfg_path)
+    env_name = _Section(data, "dataset", cfg_path).get("env_name", str)
+    try:
+        env = d4rl_env(env_name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{cfg_path}: {exc}") from None
+    if (spec.observation_dim, spec.action_dim) != (env.observation_dim, env.action_dim):
+        raise CheckpointError(
+            f"{cfg_path}: observation/action dims {spec.observation_dim}/{spec.action_dim} do not "
+            f"match {env_name} ({env.observation_dim}/{env.action_dim})"
+        )
+
+    disc_path = path / DISCRETIZER_FILE
+    disc_state = read_seed_discretizer(disc_path)
+    disc = discretizer_from_seed(disc_state, str(disc_path))
+    if disc.dim != spec.transition_dim or disc.num_bins != spec.vocab_size:
+        raise CheckpointError(
+            f"{disc_path}: {disc.dim} dims x {disc.num_bins} bins, config.yaml says "
+            f"{spec.transition_dim} x {spec.vocab_size}"
+        )
+    strategy = disc_state.get("strategy")
+    cfg = _build_config(data, spec, strategy if isinstance(strategy, str) else "uniform", cfg_path)
+
+    model_path = _model_file(path)
+    if model_path is None:
+        raise CheckpointError(f"{path / MODEL_FILE}: missing (nor any model_<epoch>.pt)")
+    gpt = _gpt_config(cfg, spec)
+    state = map_seed_state(_load_state_dict(model_path), spec, gpt, str(model_path))
+
+    meta = {
+        "dataset_id": env_name,
+        "env_id": env.env_id,
+        "observation_dim": spec.observation_dim,
+        "action_dim": spec.action_dim,
+        "behaviour_mean_return": None,
+        "ref_min_score": env.ref_min_score,
+        "ref_max_score": env.ref_max_score,
+        "source": "faster-trajectory-transformer",
+        "seed_weights": model_path.name,
+        SEED_BLOCK_KEY: block,
+    }
+    return LoadedRun(
+        run=RunFiles(path), config=cfg, discretizer=disc, dataset_meta=meta,
+        step=0, model_state=state, trainer_state=None,
+    )
