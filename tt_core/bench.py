@@ -75,3 +75,131 @@ def bench_train(
         sync()
         runs.append(steps * batch * L / (time.perf_counter() - t0))
     return TrainBench(describe(dev), batch, L, steps, runs)
+
+
+# ---------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class PlanBenchRow:
+    planner: str  # "tt-tui" (batched cascade cache) or "naive" (full forward per token)
+    envs: int
+    width: int
+    steps: int
+    expand: int
+    ms: list[float]  # ms per plan, each timed run
+    tokens: int  # tokens sampled per plan
+    skipped: str = ""  # why the row was not run
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.ms) if self.ms else float("nan")
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / (self.median_ms / 1e3) if self.ms else float("nan")
+
+
+def _bench_planning_setup(dev: torch.device, seed: int):
+    import numpy as np
+
+    from tt_core.data.discretizer import Discretizer
+
+    torch.manual_seed(seed)
+    cfg = WALKER2D
+    model = TrajectoryGPT(cfg).to(dev).eval()
+    T = cfg.transition_dim
+    edges = np.linspace(-1.0, 1.0, cfg.num_bins + 1)
+    disc = Discretizer(np.tile(edges, (T, 1)))
+    return model, disc
+
+
+def _context(envs: int, h: int, cfg: GPTConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real-looking context: per-dimension random walks over bins (not uniform noise)."""
+    g = torch.Generator().manual_seed(seed)
+    T, N = cfg.transition_dim, cfg.num_bins
+    start = torch.randint(N // 4, 3 * N // 4, (envs, 1, T), generator=g)
+    steps = torch.randint(-3, 4, (envs, h + 1, T), generator=g).cumsum(1)
+    tok = (start + steps).clamp(0, N - 1)
+    return tok[:, :h], tok[:, h, : cfg.observation_dim]
+
+
+def bench_plan(
+    device: str = "auto",
+    envs: tuple[int, ...] = (1, 25),
+    shapes: tuple[tuple[int, int], ...] = ((32, 5), (128, 15)),
+    expand: int = 2,
+    context: int = 5,
+    naive: bool = True,
+    naive_max_rows_tokens: float = 2e3,
+    repeats: int = 3,
+    seed: int = 0,
+) -> tuple[str, list[PlanBenchRow]]:
+    """ms per plan and planning tokens/s of BeamPlanner vs NaivePlanner (medians).
+
+    The naive planner runs only where it finishes in reasonable time: its cost grows
+    with rows x window tokens per sampled token; cases above `naive_max_rows_tokens`
+    (thousands of tokens re-encoded per plan, estimated; 2e3 ~ 10-20 s on 2 CPU
+    cores) are listed as skipped.
+    """
+    from tt_core.config import PlanConfig
+    from tt_core.planner import BeamPlanner, NaivePlanner
+
+    dev = resolve_device(device)
+    model, disc = _bench_planning_setup(dev, seed)
+    cfg = model.cfg
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    rows: list[PlanBenchRow] = []
+    for width, steps in shapes:
+        params = PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand)
+        for e in envs:
+            hist, obs = _context(e, context, cfg, seed)
+            kinds = [("tt-tui", BeamPlanner)] + ([("naive", NaivePlanner)] if naive else [])
+            for name, cls in kinds:
+                tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
+                if name == "naive":
+                    # each sampled token re-encodes the whole window (~block/2 .. block tokens)
+                    work = tokens_per_plan * cfg.block_size * 0.75 / 1e3
+                    if work > naive_max_rows_tokens:
+                        rows.append(PlanBenchRow(name, e, width, steps, expand, [], tokens_per_plan,
+                                                 f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
+                        continue
+                planner = cls(model, disc, params, device=dev)
+                gen = torch.Generator(device=dev).manual_seed(seed)
+                n_runs = repeats if name == "tt-tui" else 1
+                if name == "tt-tui":
+                    planner.plan(hist, obs, generator=gen)  # warm-up: buffers, kernels
+                ms, tokens = [], 0
+                for _ in range(n_runs):
+                    sync()
+                    t0 = time.perf_counter()
+                    res = planner.plan(hist, obs, generator=gen)
+                    sync()
+                    ms.append((time.perf_counter() - t0) * 1e3)
+                    tokens = res.tokens
+                rows.append(PlanBenchRow(name, e, width, steps, expand, ms, tokens))
+    return describe(dev), rows
+
+
+def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
+    """Markdown table; speedup = naive ms / tt-tui ms for the same case."""
+    base = {(r.envs, r.width, r.steps): r.median_ms for r in rows if r.planner == "naive" and r.ms}
+    lines = [
+        f"planning, device {device}, walker2d-size model (O=17, A=6, N=100, 4x128, seq_len 10)",
+        "",
+        "| envs | beams x steps | expand | planner | ms / plan (median) | planning tokens/s | vs naive |",
+        "|---:|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} |"
+        if not r.ms:
+            lines.append(f"{case} {r.skipped} | | |")
+            continue
+        key = (r.envs, r.width, r.steps)
+        speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base else ""
+        lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} |")
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""Batched beam planner (cascade KV cache) against the naive full-forward oracle.
+
+Tiny random models (O=3, A=2, N=11 -> T=7). With seq_len 3 the window holds 20
+tokens, so the crop (window rule, see tt_core/planner.py) happens mid-plan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tt_core.config import PlanConfig
+from tt_core.data.discretizer import Discretizer
+from tt_core.model import GPTConfig, TrajectoryGPT
+from tt_core.planner import BeamPlanner, NaivePlanner, filter_cdf
+
+O, A, N = 3, 2, 11
+T = O + A + 2
+E = 16
+GREEDY = dict(k_act=1, k_obs=1, k_reward=1, cdf_act=None, cdf_obs=None)
+
+
+def make_model(seq_len: int, layers: int = 2, seed: int = 0) -> TrajectoryGPT:
+    torch.manual_seed(seed)
+    cfg = GPTConfig(observation_dim=O, action_dim=A, num_bins=N, seq_len=seq_len,
+                    embedding_dim=32, n_layers=layers, n_heads=4)
+    model = TrajectoryGPT(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)  # far from init: distinct logits, no near-ties
+    return model.eval()
+
+
+def make_disc(seed: int = 0) -> Discretizer:
+    rs = np.random.RandomState(seed)
+    return Discretizer(np.sort(rs.randn(T, N + 1), axis=1))
+
+
+def context(envs: int, h: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, N, (envs, h, T), generator=g), torch.randint(0, N, (envs, O), generator=g)
+
+
+def params(**kw) -> PlanConfig:
+    base = dict(beam_width=4, beam_steps=3, beam_context=3, sample_expand=2)
+    base.update(kw)
+    return PlanConfig(**base)
+
+
+def assert_same_plan(a, b):
+    assert a.sequence.shape == b.sequence.shape
+    assert torch.equal(a.sequence, b.sequence)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_allclose(a.value, b.value, atol=1e-4, rtol=0)
+    assert a.tokens == b.tokens
+
+
+# ---------------------------------------------------------------- deterministic
+
+
+@pytest.mark.parametrize("seq_len", [8, 3], ids=["no-crop", "crop-mid-plan"])
+def test_greedy_cached_plan_equals_naive_token_for_token(seq_len):
+    model, disc = make_model(seq_len), make_disc()
+    hist, obs = context(E, 4)  # every env its own context
+    p = params(**GREEDY)
+    a = BeamPlanner(model, disc, p).plan(hist, obs)
+    b = NaivePlanner(model, disc, p).plan(hist, obs)
+    assert a.actions.shape == (E, 3, A) and a.sequence.shape == (E, 3, T)
+    assert len({tuple(s.flatten().tolist()) for s in a.sequence}) > 1  # envs differ
+    assert_same_plan(a, b)
+
+
+def test_width_1_expand_1_steps_1():
+    model, disc = make_model(8), make_disc()
+    hist, obs = context(E, 2)
+    p = params(beam_width=1, sample_expand=1, beam_steps=1, **GREEDY)
+    a = BeamPlanner(model, disc, p).plan(hist, obs)
+    assert a.actions.shape == (E, 1, A)
+    assert a.tokens == E * (A + 2)
+    assert_same_plan(a, NaivePlanner(model, disc, p).plan(hist, obs))
+
+
+def test_history_longer_than_context_uses_only_the_last_transitions():
+    model, disc = make_model(3), make_disc()  # seq_len 3: context capped at 2 transitions
+    hist, obs = context(E, 9)
+    p = params(beam_context=5, **GREEDY)
+    planner = BeamPlanner(model, disc, p)
+    a = planner.plan(hist, obs)
+    assert_same_plan(a, planner.plan(hist[:, -2:], obs))
+    assert_same_plan(a, NaivePlanner(model, disc, p).plan(hist, obs))
+    assert not torch.equal(a.sequence, planner.plan(hist[:, -1:], obs).sequence)
+
+
+def test_empty_history_first_step_of_an_episode():
+    model, disc = make_model(4), make_disc()
+    hist, obs = context(E, 0)
+    p = params(beam_steps=4, **GREEDY)
+    assert_same_plan(BeamPlanner(model, disc, p).plan(hist, obs), NaivePlanner(model, disc, p).plan(hist, obs))
+
+
+def test_env_count_can_shrink_between_plans_on_one_planner():
+    model, disc = make_model(3), make_disc()
+    p = params(**GREEDY)
+    planner, naive = BeamPlanner(model, disc, p), NaivePlanner(model, disc, p)
+    hist, obs = context(E, 3)
+    assert_same_plan(planner.plan(hist, obs), naive.plan(hist, obs))
+    live = torch.tensor([1, 4, 5, 11, 15])  # the other envs finished
+    hist2, obs2 = context(E, 4, seed=1)
+    hist2, obs2 = hist2[live], obs2[live]
+    a = planner.plan(hist2, obs2)
+    assert a.sequence.shape[0] == 5
+    assert_same_plan(a, naive.plan(hist2, obs2))
+    # and grows back (a new batch of episodes)
+    assert_same_plan(planner.plan(hist, obs), naive.plan(hist, obs))
+
+
+def test_set_params_changes_the_next_plan_without_rebuilding():
+    model, disc = make_model(3), make_disc()
+    planner = BeamPlanner(model, disc, params(beam_width=4, beam_steps=2, **GREEDY))
+    hist, obs = context(E, 3)
+    first = planner.plan(hist, obs, snapshot=True)
+    assert first.actions.shape == (E, 2, A) and len(first.snapshot[0].steps[0].parent) == 4
+    new = params(beam_width=8, beam_steps=3, **GREEDY)
+    planner.set_params(new)
+    second = planner.plan(hist, obs, snapshot=True)
+    assert second.actions.shape == (E, 3, A)
+    assert len(second.snapshot[0].steps) == 3 and len(second.snapshot[0].steps[0].parent) == 8
+    assert planner.model is model
+    assert_same_plan(second, NaivePlanner(model, disc, new).plan(hist, obs))
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class Recorder:
+    """Cached planner side: records every sampling call and every selection."""
+
+    def __init__(self):
+        self.samples, self.selections = [], []
+
+    def sampled(self, env, kind, logits, tokens):
+        self.samples.append((kind, logits.clone(), tokens.clone()))
+
+    def selected(self, env, step, scores, index):
+        self.selections.append((scores.clone(), index.clone()))
+
+
+class Replayer:
+    """Naive planner side: at every call, compare the naive (full forward) logits and
+    scores with what the cached planner saw for this env, then replay its choices."""
+
+    def __init__(self, rec: Recorder):
+        self.rec = rec
+        self.env = -1
+        self.checked = 0
+        self.max_err = 0.0
+
+    def sampled(self, env, kind, logits, tokens):
+        if env.start != self.env:  # the naive planner moved on to the next env
+            self.env, self.i, self.j = env.start, 0, 0
+        k, ref_logits, ref_tokens = self.rec.samples[self.i]
+        self.i += 1
+        assert kind == k
+        ref = ref_logits[env]
+        assert ref.shape == logits.shape
+        self.max_err = max(self.max_err, (ref - logits).abs().max().item())
+        self.checked += logits.shape[1]
+        return ref_tokens[env]
+
+    def selected(self, env, step, scores, index):
+        ref_scores, ref_index = self.rec.selections[self.j]
+        self.j += 1
+        torch.testing.assert_close(scores, ref_scores[env], atol=1e-4, rtol=0)
+        chosen = ref_index[env]
+        # the cached choice must be a top-k of the naive scores (up to float noise)
+        mask = torch.ones_like(scores, dtype=torch.bool).scatter(1, chosen, False)
+        if mask.any():
+            assert scores.gather(1, chosen).min() >= scores[mask].max() - 1e-4
+        return chosen
+
+
+@pytest.mark.parametrize("seq_len", [8, 3], ids=["no-crop", "crop-mid-plan"])
+def test_sampled_plan_candidate_logits_equal_full_forward_at_every_token(seq_len):
+    model, disc = make_model(seq_len), make_disc()
+    hist, obs = context(E, 3)
+    p = params(k_act=None, cdf_act=0.6, k_obs=None, cdf_obs=0.9, k_reward=None, temperature=1.3)
+    rec = Recorder()
+    gen = torch.Generator().manual_seed(0)
+    a = BeamPlanner(model, disc, p).plan(hist, obs, generator=gen, hooks=rec)
+    # sampling really happened: the expanded copies of a beam diverge
+    acts = rec.samples[0][2]
+    assert (acts.view(E, -1, 2)[..., 0] != acts.view(E, -1, 2)[..., 1]).any()
+    rep = Replayer(rec)
+    b = NaivePlanner(model, disc, p).plan(hist, obs, hooks=rep)
+    assert rep.i == len(rec.samples) and rep.j == len(rec.selections)  # last env consumed all
+    assert rep.checked == sum(s[1].shape[1] for s in rec.samples) * E
+    assert rep.max_err <= 1e-4
+    assert_same_plan(a, b)
+
+
+def test_replay_check_detects_a_wrong_model():
+    """The sampling check can fail: a slightly different model is caught."""
+    model, disc = make_model(3), make_disc()
+    hist, obs = context(4, 2)
+    p = params(k_act=None, cdf_act=0.6, k_obs=None, cdf_obs=0.9)
+    rec = Recorder()
+    BeamPlanner(model, disc, p).plan(hist, obs, generator=torch.Generator().manual_seed(0), hooks=rec)
+    other = make_model(3)
+    with torch.no_grad():
+        other.blocks[1].attn.c_attn.weight.add_(1e-2)
+    rep = Replayer(rec)
+    with pytest.raises(AssertionError):
+        NaivePlanner(other, disc, p).plan(hist, obs, hooks=rep)
+        assert rep.max_err <= 1e-4
+
+
+# ---------------------------------------------------------------- snapshot, filters
+
+
+def test_snapshot_parents_and_chosen_path_match_the_plan():
+    model, disc = make_model(3), make_disc()
+    hist, obs = context(E, 3)
+    p = params(beam_width=5, beam_steps=4, k_act=None, cdf_act=0.6, k_obs=None)
+    res = BeamPlanner(model, disc, p).plan(hist, obs, generator=torch.Generator().manual_seed(3), snapshot=True)
+    assert len(res.snapshot) == E
+    for e, snap in enumerate(res.snapshot):
+        assert len(snap.steps) == 4 and len(snap.chosen) == 4
+        assert (snap.steps[0].parent == 0).all()
+        for step in snap.steps:
+            assert step.parent.shape == (5,) and step.value.shape == (5,) and step.reward.shape == (5,)
+            assert step.action.shape == (5, A)
+            assert ((0 <= step.parent) & (step.parent < 5)).all()
+            assert not any(isinstance(v, torch.Tensor) for v in vars(step).values())
+        for t in range(1, 4):  # the chosen path follows the parents
+            assert snap.steps[t].parent[snap.chosen[t]] == snap.chosen[t - 1]
+        for t in range(4):
+            np.testing.assert_allclose(snap.steps[t].action[snap.chosen[t]], res.actions[e, t])
+        assert snap.steps[-1].value[snap.chosen[-1]] == pytest.approx(res.value[e])
+        assert snap.steps[-1].value.max() == pytest.approx(res.value[e])
+    assert BeamPlanner(model, disc, p).plan(hist, obs).snapshot is None
+
+
+def test_filter_cdf_keeps_the_head_holding_the_requested_mass():
+    probs = torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]])
+    out = filter_cdf(probs.log(), 0.6)  # ascending cum: .04 .10 .20 .50 1.0; < 0.4: up to 0.1
+    assert (out[0, :2] > -1000).all() and (out[0, 2:] == -1000).all()
+    out = filter_cdf(probs.log(), 0.99)  # nothing below 0.01: only the smallest is dropped
+    assert (out[0, :4] > -1000).all() and out[0, 4] == -1000
