@@ -247,6 +247,18 @@ def validate(cfg: Config, sources: dict[str, str]) -> None:
         )
 
 
+def apply_plan_update(current: PlanConfig, update: dict[str, Any]) -> PlanConfig:
+    """A live edit of the planning parameters, checked like the config file would be."""
+    data = {**to_dict(current), **update}
+    new = _build(PlanConfig, data, "plan", lambda key: "live edit")
+    for key, ok, what in _CHECKS:
+        section, _, name = key.partition(".")
+        value = getattr(new, name, None) if section == "plan" else None
+        if value is not None and not ok(value):
+            raise ConfigError(f"{key}: {value!r} must be {what}")
+    return new
+
+
 def _source_of(key: str, sources: dict[str, str]) -> str:
     # The most specific place that set the key or one of its parents.
     parts = key.split(".")
@@ -302,15 +314,29 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
         _merge(data, loaded, "", sources, str(p))
+    _merge_overrides(data, overrides, sources)
+    cfg = _build(Config, data, "", lambda key: _source_of(key, sources))
+    validate(cfg, sources)
+    return cfg
+
+
+def _merge_overrides(data: dict, overrides: list[str] | tuple[str, ...], sources: dict[str, str]) -> None:
     for text in overrides:
         parts, value = _parse_override(text)
         update: Any = value
         for part in reversed(parts):
             update = {part: update}
         _merge(data, update, "", sources, f"command line '{text}'")
-    cfg = _build(Config, data, "", lambda key: _source_of(key, sources))
-    validate(cfg, sources)
-    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """`cfg` with dotted overrides applied and checked (e.g. eval flags on a saved run)."""
+    data = to_dict(cfg)
+    sources: dict[str, str] = {}
+    _merge_overrides(data, overrides, sources)
+    new = _build(Config, data, "", lambda key: _source_of(key, sources))
+    validate(new, sources)
+    return new
 
 
 def to_dict(cfg: Any) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 
 class Controls:
@@ -17,6 +18,9 @@ class Controls:
         self._save = threading.Event()
         self._running = threading.Event()
         self._running.set()  # not paused
+        self._lock = threading.Lock()
+        self._plan_update: dict[str, Any] = {}
+        self._record_toggles: list[int] = []
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -48,3 +52,26 @@ class Controls:
 
     def wait_while_paused(self) -> None:
         self._running.wait()
+
+    def request_plan_params(self, **params: Any) -> None:
+        """Ask for new planning parameters (beam_width=64, ...); applied at the next plan.
+
+        The engine validates them and answers with a Message (accepted or refused).
+        """
+        with self._lock:
+            self._plan_update.update(params)
+
+    def take_plan_params(self) -> dict[str, Any]:
+        with self._lock:
+            update, self._plan_update = self._plan_update, {}
+        return update
+
+    def toggle_recording(self, env_index: int) -> None:
+        """Start recording `env_index` if it is not recorded, else stop and write its GIF."""
+        with self._lock:
+            self._record_toggles.append(env_index)
+
+    def take_record_toggles(self) -> list[int]:
+        with self._lock:
+            toggles, self._record_toggles = self._record_toggles, []
+        return toggles

@@ -61,7 +61,63 @@ class Failed:
     exit_code: int = 1
 
 
-Event = Union[TrainStarted, TrainStep, Checkpointed, TrainFinished, Message, Failed]
+@dataclass(frozen=True)
+class EvalStarted:
+    env_id: str
+    episodes: int
+    source: str  # the run or checkpoint directory planned with
+    device: str
+    plan: dict  # planning parameters in force at the start
+    model: dict  # n_layers, embedding_dim, transition_dim, seq_len, action_dim (memory estimates)
+    memory_available: int | None = None  # free accelerator memory in bytes (CUDA), else None
+
+
+@dataclass(frozen=True)
+class EnvStep:
+    """One vector-env step: per-env running returns and the reward just received."""
+
+    step: int
+    returns: tuple[float, ...]
+    rewards: tuple[float, ...]
+    statuses: tuple[str, ...]  # running | done | truncated | failed
+
+
+@dataclass(frozen=True)
+class EpisodeEnd:
+    env_index: int
+    episode_return: float
+    length: int
+    status: str  # done (terminated) | truncated | failed
+    score: float | None  # normalized score, see rollout.normalized_score
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanSnapshot:
+    """The latest beam tree of one env (plain data, see planner.BeamSnapshot)."""
+
+    step: int
+    env_index: int
+    snapshot: Any
+
+
+@dataclass(frozen=True)
+class Throughput:
+    planning_tokens_per_s: float
+    ms_per_plan: float
+    env_steps_per_s: float
+
+
+@dataclass(frozen=True)
+class EvalFinished:
+    results: tuple[dict, ...]  # one EpisodeResult record per episode
+    summary: dict
+
+
+Event = Union[
+    TrainStarted, TrainStep, Checkpointed, TrainFinished, Message, Failed,
+    EvalStarted, EnvStep, EpisodeEnd, PlanSnapshot, Throughput, EvalFinished,
+]
 
 
 def to_record(event: Any) -> dict:

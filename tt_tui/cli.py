@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback)
 
 from __future__ import annotations
 
+import enum
 import functools
 import signal
 import sys
@@ -89,10 +90,8 @@ def train(
     """Train a Trajectory Transformer (or resume a run)."""
     from tt_core.checkpoint import RunFiles
     from tt_core.config import load_config
-    from tt_core.controls import Controls
+    from tt_core.engine import train_job
     from tt_core.errors import ConfigError
-    from tt_core.events import EventBus
-    from tt_core.train import Trainer
 
     overrides = list(overrides or [])
     if config is not None and "=" in config.name:
@@ -109,14 +108,12 @@ def train(
     if device is not None:
         cfg.train.device = device
 
+    if _use_app(headless):
+        _run_app(train_job(cfg, resume=resume), "train")
+        return
     from tt_tui.headless import HeadlessReporter
 
-    bus, controls = EventBus(), Controls()
-    with HeadlessReporter() as reporter:
-        bus.subscribe(reporter)
-        trainer = Trainer(cfg, bus, controls, resume=resume)
-        _stop_on_sigint(controls)
-        trainer.run()
+    _run_job(train_job(cfg, resume=resume), HeadlessReporter())
 
 
 @app.command()
@@ -159,6 +156,146 @@ def datasets() -> None:
         )
 
 
+class SeedBlock(str, enum.Enum):
+    """Residual layout of a seed-format checkpoint (see README: seed-format import)."""
+
+    norm_residual = "norm-residual"  # the seed snapshot's pretrained models (its issue #3)
+    pre_norm = "pre-norm"  # models retrained after upstream's fix
+
+
+_SEED_BLOCK_OPTION = typer.Option(
+    SeedBlock.norm_residual, "--seed-block",
+    help="Seed-format dirs only: norm-residual (seed snapshot) or pre-norm (after its fix).",
+)
+
+
+def _plan_overrides(**flags) -> list[str]:
+    """CLI planning/eval flags as dotted overrides, validated like a config file."""
+    sections = {"episodes": "eval", "seed": "eval", "max_steps": "eval"}
+    return [f"{sections.get(k, 'plan')}.{k}={v}" for k, v in flags.items() if v is not None]
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    run: Path = typer.Argument(..., help="Run dir, checkpoint dir or seed-format pretrained dir."),
+    beam_width: Optional[int] = typer.Option(None, "--beam-width"),
+    beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
+    beam_context: Optional[int] = typer.Option(None, "--beam-context"),
+    sample_expand: Optional[int] = typer.Option(None, "--expand"),
+    plan_every: Optional[int] = typer.Option(None, "--plan-every"),
+    episodes: Optional[int] = typer.Option(None, "--episodes"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    vector: Optional[str] = typer.Option(None, "--vector", help="sync (default) or async envs."),
+    headless: bool = typer.Option(False, "--headless"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
+    seed_block: SeedBlock = _SEED_BLOCK_OPTION,
+) -> None:
+    """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
+    overrides = _plan_overrides(
+        beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
+        sample_expand=sample_expand, plan_every=plan_every, episodes=episodes,
+        max_steps=max_steps, seed=seed,
+    ) + ([f"eval.vector={vector}"] if vector else [])
+    from tt_core.engine import eval_job
+
+    if _use_app(headless):  # the app can record (r) and draws the beam tree
+        reporter = _run_app(eval_job(run, overrides, device, seed_block=seed_block.value,
+                                     record_dir=Path("recordings"), snapshots=True), "eval")
+    else:
+        reporter = _run_eval(eval_job(run, overrides, device, seed_block=seed_block.value))
+    if json_out is not None:
+        import json
+
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(reporter.report, indent=2))
+        typer.echo(f"results written to {json_out}", err=True)
+
+
+@app.command()
+@user_errors
+def record(
+    run: Optional[Path] = typer.Argument(None, help="Run/pretrained dir (default: newest under runs/)."),
+    episodes: int = typer.Option(3, "--episodes", min=1),
+    out: Path = typer.Option(Path("recordings"), "--out", help="Folder for the GIFs."),
+    fps: int = typer.Option(30, "--fps", min=1, max=100),
+    size: int = typer.Option(256, "--size", min=32, max=2048, help="Frame width and height."),
+    beam_width: Optional[int] = typer.Option(None, "--beam-width"),
+    beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    headless: bool = typer.Option(False, "--headless"),
+    seed_block: SeedBlock = _SEED_BLOCK_OPTION,
+) -> None:
+    """Plan episodes and write one GIF per episode (MuJoCo offscreen rendering)."""
+    from tt_core.engine import eval_job, newest_run
+
+    run = run or newest_run(Path("runs"))
+    overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps,
+                                episodes=episodes, max_steps=max_steps, seed=seed)
+    if _use_app(headless):
+        _run_app(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps,
+                          size=size, seed_block=seed_block.value, snapshots=True), "record")
+        return
+    _run_eval(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps, size=size,
+                       seed_block=seed_block.value))
+
+
+def _run_job(job, reporter) -> None:
+    """Run an engine job in the foreground with a headless reporter; Ctrl+C stops it."""
+    from tt_core.controls import Controls
+    from tt_core.events import EventBus
+
+    bus, controls = EventBus(), Controls()
+    bus.subscribe(reporter)
+    _stop_on_sigint(controls)
+    with reporter:
+        job(bus, controls)
+
+
+def _run_eval(job):
+    from tt_tui.headless import EvalReporter
+
+    reporter = EvalReporter()
+    _run_job(job, reporter)
+    return reporter
+
+
+def _use_app(headless: bool) -> bool:
+    """The Textual app needs a terminal on both ends; pipes and CI logs get plain output."""
+    return not headless and sys.stdout.isatty() and sys.stdin.isatty()
+
+
+def _run_app(job, mode: str):
+    """Run `job` under the Textual app (engine on its own thread). After the app closes,
+    print the headless reporter's final lines (run directory, results table, the error)
+    and exit with the job's code; returns the reporter (eval: its `report` for --json)."""
+    from tt_core.engine import Engine
+    from tt_core.events import EvalFinished, EvalStarted, Failed, TrainFinished
+    from tt_tui.app import TTApp
+    from tt_tui.headless import EvalReporter, HeadlessReporter
+
+    engine = Engine(job)
+    final: list = []
+    keep = (EvalStarted, EvalFinished, TrainFinished, Failed)
+    engine.subscribe(lambda event: final.append(event) if isinstance(event, keep) else None)
+    app = TTApp(engine, mode)
+    app.run()
+    code = app.return_code or 0
+    if engine.running and code != 130:  # the app closed early (a UI error): stop and save
+        engine.stop(timeout=300)
+    reporter = HeadlessReporter() if mode == "train" else EvalReporter()
+    for event in final:
+        reporter(event)
+    code = code or engine.exit_code or 0
+    if code:
+        raise typer.Exit(code)
+    return reporter
+
+
 @bench_app.command("train")
 @user_errors
 def bench_train_cmd(
@@ -176,6 +313,28 @@ def bench_train_cmd(
         f"median {r.median:,.0f} tokens/s over {len(r.runs)} runs of {r.steps_per_run} steps "
         f"(min {min(r.runs):,.0f}, max {max(r.runs):,.0f})"
     )
+
+
+@bench_app.command("plan")
+@user_errors
+def bench_plan_cmd(
+    device: str = typer.Option("auto", "--device"),
+    envs: list[int] = typer.Option([1, 25], "--envs", min=1, help="Env counts (repeatable)."),
+    width: list[int] = typer.Option([32, 128], "--width", min=1, help="Beam widths, paired with --steps."),
+    steps: list[int] = typer.Option([5, 15], "--steps", min=1, help="Beam steps, paired with --width."),
+    expand: int = typer.Option(2, "--expand", min=1),
+    context: int = typer.Option(5, "--context", min=1, help="Context transitions."),
+    naive: bool = typer.Option(True, "--naive/--no-naive", help="Also time the naive reference where feasible."),
+    repeats: int = typer.Option(3, "--repeats", min=1),
+) -> None:
+    """ms per plan and planning tokens/s, batched planner vs the naive reference (markdown)."""
+    from tt_core.bench import bench_plan, plan_table
+
+    if len(width) != len(steps):
+        _fail("--width and --steps must be given the same number of times (they pair up)", 2)
+    dev, rows = bench_plan(device=device, envs=tuple(envs), shapes=tuple(zip(width, steps)),
+                           expand=expand, context=context, naive=naive, repeats=repeats)
+    typer.echo(plan_table(dev, rows))
 
 
 def main() -> None:

@@ -16,7 +16,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tt_core.events import Checkpointed, Failed, Message, TrainFinished, TrainStarted, TrainStep
+from rich.table import Table
+
+from tt_core.events import (
+    Checkpointed,
+    EpisodeEnd,
+    EvalFinished,
+    EvalStarted,
+    Failed,
+    Message,
+    Throughput,
+    TrainFinished,
+    TrainStarted,
+    TrainStep,
+)
 
 PLAIN_LINE_EVERY_S = 5.0  # how often a non-terminal log gets a progress line
 
@@ -82,3 +95,90 @@ class HeadlessReporter:
             self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
         elif isinstance(event, Failed):
             self.console.print(f"error: {event.error}")
+
+
+class EvalReporter:
+    """Event listener for eval/record: per-episode lines, then a results table."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)  # the table goes to stdout
+        self.report: dict = {}  # what --json writes: source, env, plan, episodes, summary
+        self._started: EvalStarted | None = None
+        self.progress = Progress(
+            TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            console=self.console, disable=not self.console.is_terminal,
+        )
+        self._task = None
+        self._last_line = 0.0
+
+    def __enter__(self) -> "EvalReporter":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, EvalStarted):
+            self._started = event
+            p = event.plan
+            self.console.print(
+                f"evaluating {event.source} on {event.env_id}: {event.episodes} episodes, "
+                f"beam {p['beam_width']}x{p['beam_steps']} context {p['beam_context']} "
+                f"expand {p['sample_expand']}, {event.device}"
+            )
+            self._task = self.progress.add_task("eval", total=None, info="")
+        elif isinstance(event, Throughput) and self._task is not None:
+            self.progress.update(
+                self._task, advance=1,
+                info=f"{event.planning_tokens_per_s:,.0f} plan tok/s  {event.ms_per_plan:.0f} ms/plan",
+            )
+            now = time.monotonic()
+            if not self.console.is_terminal and now - self._last_line >= PLAIN_LINE_EVERY_S:
+                self._last_line = now
+                self.console.print(
+                    f"{event.planning_tokens_per_s:,.0f} planning tokens/s, "
+                    f"{event.ms_per_plan:.0f} ms/plan, {event.env_steps_per_s:.1f} env steps/s"
+                )
+        elif isinstance(event, EpisodeEnd):
+            score = "-" if event.score is None else f"{event.score:.1f}"
+            why = f" ({event.error})" if event.error else ""
+            self.console.print(
+                f"episode {event.env_index}: return {event.episode_return:.1f}, "
+                f"length {event.length}, {event.status}{why}, score {score}"
+            )
+        elif isinstance(event, EvalFinished):
+            started = self._started
+            self.report = {
+                "source": started.source if started else None,
+                "env_id": started.env_id if started else None,
+                "plan": started.plan if started else None,
+                "episodes": list(event.results),
+                "summary": event.summary,
+            }
+            self._print_table(event)
+        elif isinstance(event, Message):
+            self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
+
+    def _print_table(self, event: EvalFinished) -> None:
+        table = Table(title="evaluation", show_lines=False)
+        for col in ("episode", "return", "length", "status", "score"):
+            table.add_column(col, justify="right" if col != "status" else "left")
+        for r in event.results:
+            score = "-" if r["score"] is None else f"{r['score']:.1f}"
+            table.add_row(str(r["env_index"]), f"{r['episode_return']:.1f}", str(r["length"]),
+                          r["status"], score)
+        self.out.print(table)
+        s = event.summary
+        line = f"return {s['return_mean']:.1f} ± {s['return_std']:.1f}"
+        if s["score_mean"] is not None:
+            line += f"   score {s['score_mean']:.1f} ± {s['score_std']:.1f} ({s['score_basis']})"
+        if s["behaviour_mean_return"] is not None:
+            line += f"   dataset behaviour mean return {s['behaviour_mean_return']:.1f}"
+        self.out.print(line)
+        self.out.print(
+            f"planning {s['planning_tokens_per_s']:,.0f} tokens/s, {s['ms_per_plan']:.1f} ms per plan "
+            f"({s['plans']} plans), {s['failed']} failed episodes"
+        )

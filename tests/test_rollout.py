@@ -1,0 +1,207 @@
+"""Vector-env evaluation, recording and the eval/record commands on a tiny trained run."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import gymnasium as gym
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+
+from conftest import write_tiny_config
+from tt_core.agent import load_agent
+from tt_core.config import EvalConfig, load_config
+from tt_core.controls import Controls
+from tt_core.events import EpisodeEnd, EventBus, Message, PlanSnapshot
+from tt_core.record import GifRecorder
+from tt_core.rollout import Rollout, normalized_score
+from tt_core.train import Trainer
+
+
+class FlakyHopper(HopperEnv):
+    """Hopper whose episode reset with seed 101 raises at step 3, and with seed 102
+    returns a NaN observation at step 4: one failure of each kind."""
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self._tt_seed = seed
+        self._tt_t = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self._tt_t += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        if getattr(self, "_tt_seed", None) == 101 and self._tt_t == 3:
+            raise RuntimeError("simulated physics blow-up")
+        if getattr(self, "_tt_seed", None) == 102 and self._tt_t == 4:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+gym.register("TTFlakyHopper-v0", entry_point=FlakyHopper, max_episode_steps=1000)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rollout")
+    cfg = load_config(write_tiny_config(root / "c.yaml", root / "runs", max_steps=40))
+    return Trainer(cfg, EventBus()).run()
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_run):
+    return load_agent(tiny_run, torch.device("cpu"))
+
+
+def _events(bus):
+    seen = []
+    bus.subscribe(seen.append)
+    return seen
+
+
+def test_normalized_score_prefers_reference_scores_then_behaviour_mean():
+    assert normalized_score(50.0, {"ref_min_score": 0.0, "ref_max_score": 200.0}) == 25.0
+    assert normalized_score(30.0, {"behaviour_mean_return": 20.0}) == 150.0
+    assert normalized_score(30.0, {}) is None
+
+
+def test_finished_envs_leave_the_planning_batch(agent):
+    bus = EventBus()
+    events = _events(bus)
+    rollout = Rollout(agent, agent.config.plan, EvalConfig(episodes=4, max_steps=25, seed=3), bus)
+    batch_sizes = []
+    real_plan = rollout.planner.plan
+
+    def spy(history, obs, **kw):
+        batch_sizes.append(obs.shape[0])
+        return real_plan(history, obs, **kw)
+
+    rollout.planner.plan = spy
+    results = rollout.run()
+    ends = [e for e in events if isinstance(e, EpisodeEnd)]
+    assert sorted(e.env_index for e in ends) == [0, 1, 2, 3]
+    # planned rows always equal the envs still running at that step
+    lengths = sorted(r.length for r in results)
+    expected = [sum(length > t for length in lengths) for t in range(max(lengths))]
+    assert batch_sizes == expected
+    assert all(r.status in ("done", "truncated") for r in results)
+    assert any(r.length < 25 for r in results), "random-data Hopper falls early: some envs finish first"
+
+
+def test_an_env_that_raises_or_returns_nan_fails_alone(agent):
+    flaky = replace(agent, dataset_meta={**agent.dataset_meta, "env_id": "TTFlakyHopper-v0"})
+    bus = EventBus()
+    results = Rollout(flaky, agent.config.plan, EvalConfig(episodes=3, max_steps=8, seed=100), bus).run()
+    by_seed = {r.seed: r for r in results}
+    assert by_seed[101].status == "failed" and "simulated physics blow-up" in by_seed[101].error
+    assert by_seed[102].status == "failed" and "NaN" in by_seed[102].error
+    assert by_seed[100].status != "failed" and by_seed[100].length > 4
+
+
+def test_live_planning_edits_apply_at_the_next_plan_or_are_refused(agent):
+    bus, controls = EventBus(), Controls()
+    events = _events(bus)
+    rollout = Rollout(agent, agent.config.plan, EvalConfig(episodes=1, max_steps=6, seed=0), bus, controls)
+    widths = []
+    real_plan = rollout.planner.plan
+
+    def spy(history, obs, **kw):
+        widths.append(rollout.plan_cfg.beam_width)
+        if len(widths) == 2:
+            controls.request_plan_params(beam_width=7)
+        if len(widths) == 4:
+            controls.request_plan_params(beam_width=0)
+        return real_plan(history, obs, **kw)
+
+    rollout.planner.plan = spy
+    rollout.run()
+    assert widths[:2] == [4, 4] and set(widths[2:]) == {7}
+    texts = [e.text for e in events if isinstance(e, Message)]
+    assert "planning: beam_width=7 (from the next plan)" in texts
+    assert any(t.startswith("refused: plan.beam_width: 0 must be in [1, 4096]") for t in texts)
+
+
+def test_snapshots_are_emitted_only_when_asked(agent):
+    for wanted in (False, True):
+        bus = EventBus()
+        events = _events(bus)
+        Rollout(agent, agent.config.plan, EvalConfig(episodes=2, max_steps=2), bus, snapshots=wanted).run()
+        snaps = [e for e in events if isinstance(e, PlanSnapshot)]
+        assert bool(snaps) == wanted
+        if wanted:
+            assert {s.env_index for s in snaps} == {0, 1}
+
+
+def test_toggled_recording_writes_a_gif_of_the_recorded_steps(agent, tmp_path):
+    bus, controls = EventBus(), Controls()
+    events = _events(bus)
+    recorder = GifRecorder(tmp_path, "run", agent.env_id, fps=10)
+    rollout = Rollout(agent, agent.config.plan, EvalConfig(episodes=2, max_steps=30, seed=5), bus,
+                      controls, recorder=recorder, render_size=64)
+    calls = []
+    real_plan = rollout.planner.plan
+
+    def spy(history, obs, **kw):
+        calls.append(1)
+        if len(calls) in (2, 5):  # start, then stop after 3 steps
+            controls.toggle_recording(1)
+        return real_plan(history, obs, **kw)
+
+    rollout.planner.plan = spy
+    rollout.run()
+    (gif,) = tmp_path.glob("*.gif")
+    assert gif.name == "run-Hopper-v5-episode001.gif"
+    frames = iio.imread(gif, index=None)
+    assert frames.shape[0] == 3 and frames.shape[1:3] == (64, 64)
+    assert any(isinstance(e, Message) and str(gif) in e.text for e in events)
+
+
+def tt(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tt_tui.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=cwd, env=os.environ.copy())
+
+
+def test_eval_command_prints_the_table_and_writes_json(tiny_run, tmp_path):
+    out = tmp_path / "eval.json"
+    result = tt("eval", tiny_run, "--episodes", 2, "--max-steps", 10, "--beam-width", 3,
+                "--headless", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "return" in result.stdout and "planning" in result.stdout and "tokens/s" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["plan"]["beam_width"] == 3 and len(report["episodes"]) == 2
+    assert report["summary"]["behaviour_mean_return"] > 0
+    assert report["summary"]["ms_per_plan"] > 0
+
+
+def test_eval_rejects_bad_flags_with_exit_2(tiny_run):
+    result = tt("eval", tiny_run, "--beam-width", 0, "--headless")
+    assert result.returncode == 2
+    assert "plan.beam_width: 0 must be in [1, 4096] (from command line 'plan.beam_width=0')" in result.stderr
+
+
+def test_eval_of_a_missing_run_exits_3(tmp_path):
+    result = tt("eval", tmp_path / "nope", "--headless")
+    assert result.returncode == 3 and "no such run directory" in result.stderr
+
+
+def test_record_writes_one_gif_per_episode_with_every_frame(tiny_run, tmp_path):
+    # no DIR: the newest run under ./runs is used
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / tiny_run.name).symlink_to(tiny_run)
+    result = tt("record", "--episodes", 2, "--max-steps", 6, "--size", 48, "--fps", 10,
+                "--headless", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    gifs = sorted((tmp_path / "recordings").glob("*.gif"))
+    assert [g.name for g in gifs] == [f"{tiny_run.name}-Hopper-v5-episode00{i}.gif" for i in (0, 1)]
+    report_lengths = [int(line.split("length ")[1].split(",")[0])
+                      for line in result.stderr.splitlines() if line.startswith("episode ")]
+    for gif in gifs:
+        frames = iio.imread(gif, index=None)
+        assert frames.shape[1:3] == (48, 48)
+        assert frames.shape[0] - 1 in report_lengths  # the reset frame + one per step

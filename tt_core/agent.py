@@ -1,0 +1,66 @@
+"""A trained model ready to plan: loaded from a tt-tui run or a seed-format directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tt_core import checkpoint as ckpt
+from tt_core.config import Config
+from tt_core.data.discretizer import Discretizer
+from tt_core.errors import CheckpointError
+from tt_core.model import TrajectoryGPT
+from tt_core.seed_format import NORM_RESIDUAL, adapt_model, is_seed_checkpoint, load_seed_checkpoint
+from tt_core.train import gpt_config
+
+
+@dataclass
+class Agent:
+    model: TrajectoryGPT
+    discretizer: Discretizer
+    config: Config
+    dataset_meta: dict
+    source: Path
+    step: int
+
+    @property
+    def env_id(self) -> str:
+        env_id = self.dataset_meta.get("env_id")
+        if not env_id:
+            raise CheckpointError(f"{self.source}: no environment id recorded for this dataset")
+        return env_id
+
+    @property
+    def observation_dim(self) -> int:
+        return int(self.dataset_meta["observation_dim"])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.dataset_meta["action_dim"])
+
+
+def load_agent(path: Path, device: torch.device, seed_block: str = NORM_RESIDUAL) -> Agent:
+    """Load weights for inference from a run dir, a checkpoint dir or a seed-format dir.
+
+    `seed_block` only matters for seed-format dirs: see seed_format.load_seed_checkpoint.
+    """
+    path = Path(path)
+    if is_seed_checkpoint(path):
+        loaded = load_seed_checkpoint(path, block=seed_block)
+    else:
+        loaded = ckpt.load_run(path, with_trainer=False)
+    meta = loaded.dataset_meta
+    try:
+        gpt = gpt_config(loaded.config, int(meta["observation_dim"]), int(meta["action_dim"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: dataset.json lacks the model dimensions ({exc})") from None
+    model = adapt_model(TrajectoryGPT(gpt), meta)  # seed weights keep their residual path
+    try:
+        model.load_state_dict(loaded.model_state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+    model.to(device).eval()
+    return Agent(model, loaded.discretizer, loaded.config, meta, loaded.run.root, loaded.step)

@@ -1,0 +1,327 @@
+"""Vector-env evaluation: plan -> act -> extend the context, for N episodes at once.
+
+One gymnasium vector env holds one episode per sub-env. Every env step, the envs still
+running are planned for in one batch (finished envs leave the batch at once), the first
+action of each best plan (or the next one, with plan_every > 1) is executed, and the
+executed transition is appended to that env's token history. Results are reported as
+events; `run()` also returns them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from tt_core.agent import Agent
+from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
+from tt_core.controls import Controls
+from tt_core.errors import ConfigError
+from tt_core.events import (
+    EnvStep,
+    EpisodeEnd,
+    EvalFinished,
+    EvalStarted,
+    EventBus,
+    Message,
+    PlanSnapshot,
+    Throughput,
+)
+from tt_core.planner import BeamPlanner
+from tt_core.record import GifRecorder
+
+RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    env_index: int
+    seed: int
+    episode_return: float
+    length: int
+    status: str
+    score: float | None
+    error: str | None = None
+
+
+def normalized_score(episode_return: float, meta: dict) -> float | None:
+    """D4RL-style 100 * (R - min) / (max - min) when the dataset has reference scores,
+    else 100 * R / behaviour mean return (the dataset's own policy = 100)."""
+    lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
+    if lo is not None and hi is not None and hi != lo:
+        return 100.0 * (episode_return - lo) / (hi - lo)
+    mean = meta.get("behaviour_mean_return")
+    if mean:
+        return 100.0 * episode_return / abs(mean)
+    return None
+
+
+def score_basis(meta: dict) -> str:
+    if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
+        return "normalized (reference min/max)"
+    return "% of the dataset's behaviour mean return"
+
+
+class _CatchStepErrors(gym.Wrapper):
+    """Turn an exception inside one sub-env into a terminated step flagged in `info`,
+    so a vector step never loses the other envs' progress."""
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as exc:  # any physics / env bug fails this episode only
+            obs = np.full(self.observation_space.shape, np.nan, dtype=np.float64)
+            return obs, 0.0, True, False, {"tt_error": f"{type(exc).__name__}: {exc}"}
+
+
+def make_vector_env(
+    env_id: str, n: int, mode: str, max_steps: int, render_size: int | None = None
+) -> gym.vector.VectorEnv:
+    kwargs: dict[str, Any] = {"max_episode_steps": max_steps}
+    if render_size is not None:
+        kwargs.update(render_mode="rgb_array", width=render_size, height=render_size)
+
+    def make() -> gym.Env:
+        return _CatchStepErrors(gym.make(env_id, **kwargs))
+
+    try:
+        gym.spec(env_id)
+    except Exception as exc:
+        raise ConfigError(f"cannot make environment '{env_id}': {exc}") from None
+    fns = [make] * n
+    if mode == "async":
+        return gym.vector.AsyncVectorEnv(fns)
+    return gym.vector.SyncVectorEnv(fns)
+
+
+class Rollout:
+    """Runs `episodes` episodes of `agent` in parallel; see the module docstring."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        plan: PlanConfig,
+        eval_cfg: EvalConfig,
+        bus: EventBus,
+        controls: Controls | None = None,
+        device: torch.device | None = None,
+        recorder: GifRecorder | None = None,
+        record_all: bool = False,
+        render_size: int | None = None,
+        snapshots: bool = False,
+    ) -> None:
+        self.agent = agent
+        self.plan_cfg = plan
+        self.eval_cfg = eval_cfg
+        self.bus = bus
+        self.controls = controls or Controls()
+        self.device = device or next(agent.model.parameters()).device
+        self.recorder = recorder
+        self.record_all = record_all
+        self.render_size = render_size if recorder is not None else None
+        self.snapshots = snapshots
+        self.planner = BeamPlanner(agent.model, agent.discretizer, plan, device=self.device)
+
+    def _apply_live_edits(self) -> None:
+        update = self.controls.take_plan_params()
+        if not update:
+            return
+        try:
+            new = apply_plan_update(self.plan_cfg, update)
+        except ConfigError as exc:
+            self.bus.emit(Message(f"refused: {exc}", level="error"))
+            return
+        self.plan_cfg = new
+        self.planner.set_params(new)
+        edits = ", ".join(f"{k}={v}" for k, v in update.items())
+        self.bus.emit(Message(f"planning: {edits} (from the next plan)"))
+
+    def run(self) -> list[EpisodeResult]:
+        agent, cfg = self.agent, self.eval_cfg
+        n = cfg.episodes
+        O, A = agent.observation_dim, agent.action_dim
+        T = O + A + 2
+        disc = agent.discretizer
+        window = agent.config.dataset.seq_len  # history kept: the model's whole window
+        seeds = [cfg.seed + i for i in range(n)]
+        envs = make_vector_env(agent.env_id, n, cfg.vector, cfg.max_steps, self.render_size)
+        gpt = agent.model.cfg
+        model = {"n_layers": gpt.n_layers, "embedding_dim": gpt.embedding_dim,
+                 "transition_dim": gpt.transition_dim, "seq_len": gpt.seq_len, "action_dim": A}
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        self.bus.emit(
+            EvalStarted(agent.env_id, n, str(agent.source), str(self.device),
+                        asdict(self.plan_cfg), model, free)
+        )
+        generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        try:
+            obs, _ = envs.reset(seed=seeds)
+            if self.record_all and self.recorder is not None:
+                for i in range(n):
+                    self.recorder.start(i)
+                self._capture(envs)
+            history = torch.zeros(n, 0, T, dtype=torch.long, device=self.device)
+            status = [RUNNING] * n
+            errors: list[str | None] = [None] * n
+            returns = np.zeros(n)
+            lengths = np.zeros(n, dtype=int)
+            planned = np.zeros((n, 1, A), dtype=np.float32)
+            plan_pos = 0
+            plan_time = plan_tokens = plans = 0.0
+            t_start = time.perf_counter()
+            for step in range(cfg.max_steps):
+                self.controls.wait_while_paused()
+                if self.controls.stop_requested:
+                    self.bus.emit(Message("evaluation stopped"))
+                    break
+                self._apply_record_toggles(n, status)
+                active = np.array([s == RUNNING for s in status])
+                if not active.any():
+                    break
+                idx = np.flatnonzero(active)
+                if plan_pos % self.plan_cfg.plan_every == 0 or plan_pos >= planned.shape[1]:
+                    self._apply_live_edits()
+                    ids = torch.as_tensor(idx, device=self.device)
+                    obs_tok = disc.encode(
+                        torch.as_tensor(obs[idx], dtype=torch.float32, device=self.device),
+                        dims=slice(0, O),
+                    )
+                    result = self.planner.plan(
+                        history[ids], obs_tok, generator=generator, snapshot=self.snapshots
+                    )
+                    if planned.shape[1] != result.actions.shape[1]:
+                        planned = np.zeros((n, result.actions.shape[1], A), dtype=np.float32)
+                    planned[idx] = result.actions
+                    plan_pos = 0
+                    plan_time += result.seconds
+                    plan_tokens += result.tokens
+                    plans += 1
+                    if result.snapshot is not None:
+                        for j, i in enumerate(idx):
+                            self.bus.emit(PlanSnapshot(step, int(i), result.snapshot[j]))
+                actions = np.zeros((n, A), dtype=np.float32)
+                actions[idx] = planned[idx, plan_pos]
+                plan_pos += 1
+
+                next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+                self._capture(envs)
+                rewards = np.asarray(rewards, dtype=np.float64)
+                # the vector env gathers per-env info keys into arrays with a "_key" mask
+                err_mask = infos.get("_tt_error", np.zeros(n, dtype=bool))
+                err_text = infos.get("tt_error")
+                for i in idx:
+                    err = str(err_text[i]) if err_mask[i] else None
+                    if err is None and not (np.isfinite(next_obs[i]).all() and math.isfinite(rewards[i])):
+                        err = "environment returned NaN/inf"
+                    if err is not None:
+                        status[i], errors[i] = FAILED, err
+                        continue
+                    returns[i] += rewards[i]
+                    lengths[i] += 1
+                    if terminated[i]:
+                        status[i] = DONE
+                    elif truncated[i] or lengths[i] >= cfg.max_steps:
+                        status[i] = TRUNCATED
+                # executed transitions join the history (value: placeholder, masked by the model)
+                ids = torch.as_tensor(idx, device=self.device)
+                step_tokens = torch.zeros(len(idx), 1, T, dtype=torch.long, device=self.device)
+                step_tokens[:, 0, :O] = disc.encode(
+                    torch.as_tensor(obs[idx], dtype=torch.float32, device=self.device), dims=slice(0, O)
+                )
+                step_tokens[:, 0, O : O + A] = disc.encode(
+                    torch.as_tensor(actions[idx], device=self.device), dims=slice(O, O + A)
+                )
+                r = torch.as_tensor(np.nan_to_num(rewards[idx]), dtype=torch.float32, device=self.device)
+                step_tokens[:, 0, O + A] = disc.encode(r[:, None], dims=slice(O + A, O + A + 1))[:, 0]
+                grown = torch.zeros(n, 1, T, dtype=torch.long, device=self.device)
+                grown[ids] = step_tokens
+                history = torch.cat([history, grown], dim=1)[:, -window:]
+                obs = next_obs
+
+                self.bus.emit(EnvStep(step + 1, tuple(returns.tolist()),
+                                      tuple(float(x) for x in np.nan_to_num(rewards)), tuple(status)))
+                for i in idx:
+                    if status[i] != RUNNING:
+                        self._finish_episode(int(i), returns[i], lengths[i], status[i], errors[i])
+                elapsed = time.perf_counter() - t_start
+                self.bus.emit(
+                    Throughput(
+                        planning_tokens_per_s=plan_tokens / max(plan_time, 1e-9),
+                        ms_per_plan=1000 * plan_time / max(plans, 1),
+                        env_steps_per_s=float(lengths.sum()) / max(elapsed, 1e-9),
+                    )
+                )
+        finally:
+            envs.close()
+        for i in range(n):
+            if status[i] == RUNNING:  # stopped early or hit max_steps without a flag
+                status[i] = TRUNCATED
+                self._finish_episode(i, returns[i], lengths[i], status[i], None)
+        results = [
+            EpisodeResult(i, seeds[i], float(returns[i]), int(lengths[i]), status[i],
+                          normalized_score(float(returns[i]), agent.dataset_meta), errors[i])
+            for i in range(n)
+        ]
+        self.bus.emit(
+            EvalFinished(
+                tuple(asdict(r) for r in results),
+                summarize(results, agent.dataset_meta, plan_tokens, plan_time, plans),
+            )
+        )
+        return results
+
+    def _finish_episode(self, i: int, ret: float, length: int, status: str, error: str | None) -> None:
+        self.bus.emit(EpisodeEnd(i, float(ret), int(length), status,
+                                 normalized_score(float(ret), self.agent.dataset_meta), error))
+        if self.recorder is not None and i in self.recorder.recording:
+            path = self.recorder.stop(i)
+            if path is not None:
+                self.bus.emit(Message(f"recorded env {i}: {path}"))
+
+    def _apply_record_toggles(self, n: int, status: list[str]) -> None:
+        for i in self.controls.take_record_toggles():
+            if self.recorder is None or not 0 <= i < n:
+                self.bus.emit(Message(f"cannot record env {i}", level="error"))
+            elif i in self.recorder.recording:
+                path = self.recorder.stop(i)
+                self.bus.emit(Message(f"recorded env {i}: {path}" if path else f"env {i}: no frames"))
+            elif status[i] != RUNNING:
+                self.bus.emit(Message(f"env {i} has finished; nothing to record", level="warning"))
+            else:
+                self.recorder.start(i)
+                self.bus.emit(Message(f"recording env {i}"))
+
+    def _capture(self, envs: gym.vector.VectorEnv) -> None:
+        if self.recorder is None or not self.recorder.recording:
+            return
+        if isinstance(envs, gym.vector.SyncVectorEnv):
+            for i in self.recorder.recording:
+                self.recorder.add(i, envs.envs[i].render())
+        else:
+            frames = envs.call("render")
+            for i in self.recorder.recording:
+                self.recorder.add(i, frames[i])
+
+
+def summarize(results: list[EpisodeResult], meta: dict, tokens: float, seconds: float, plans: float) -> dict:
+    rets = np.array([r.episode_return for r in results if r.status != FAILED])
+    scores = np.array([r.score for r in results if r.status != FAILED and r.score is not None])
+    return {
+        "episodes": len(results),
+        "failed": sum(r.status == FAILED for r in results),
+        "return_mean": float(rets.mean()) if rets.size else float("nan"),
+        "return_std": float(rets.std()) if rets.size else float("nan"),
+        "score_mean": float(scores.mean()) if scores.size else None,
+        "score_std": float(scores.std()) if scores.size else None,
+        "score_basis": score_basis(meta),
+        "behaviour_mean_return": meta.get("behaviour_mean_return"),
+        "planning_tokens_per_s": tokens / max(seconds, 1e-9),
+        "ms_per_plan": 1000 * seconds / max(plans, 1),
+        "plans": int(plans),
+    }
+

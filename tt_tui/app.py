@@ -1,0 +1,443 @@
+"""The Textual app: a live view on one engine job (train, eval or record).
+
+The engine runs its job on its own thread and puts events on a queue; the app drains
+that queue on a timer (10 times a second), applies the whole batch to the panels and
+redraws each panel at most once per batch (plots and the beam tree less often still),
+so a fast job never floods the UI and a slow UI never blocks the job. Keys reach the
+engine only through its Controls object. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from textual import events, on
+from textual.geometry import Size
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input
+
+from tt_core.events import (
+    Checkpointed,
+    EnvStep,
+    EpisodeEnd,
+    EvalFinished,
+    EvalStarted,
+    Failed,
+    Message,
+    PlanSnapshot,
+    Throughput,
+    TrainFinished,
+    TrainStarted,
+    TrainStep,
+)
+from tt_tui.messages import EnvSelected, PlanEditRefused, PlanParamsRequested
+from tt_tui.resources import available_memory_bytes, model_dims_from, process_rss_bytes
+from tt_tui.widgets.beam_tree import BeamTreePanel
+from tt_tui.widgets.env_returns import ReturnsPanel
+from tt_tui.widgets.event_log import EventLog
+from tt_tui.widgets.help_screen import HelpScreen
+from tt_tui.widgets.loss_plot import LossPanel
+from tt_tui.widgets.plan_controls import PlanControls
+from tt_tui.widgets.run_status import RunStatus
+from tt_tui.widgets.throughput import ThroughputPanel
+
+MODES = ("train", "eval", "record")
+TRAIN_ONLY = {"save", "toggle_lr"}
+EVAL_ONLY = {"prev_env", "next_env", "freeze", "snap_prev", "snap_next", "record", "edit_plan"}
+_PLANNING = re.compile(r"(\w+)=([^,\s()]+)")
+_RECORDING = re.compile(r"^recording env (\d+)")
+_RECORDED = re.compile(r"^(?:recorded env|env) (\d+)[: ]")
+
+
+class TTApp(App[int]):
+    """`engine` is a tt_core.engine.Engine that has not been started (or any object
+    with start(), drain(), running, exit_code and controls)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tt-tui"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("p", "pause", "Pause"),
+        Binding("s", "save", "Save"),
+        Binding("l", "toggle_lr", "Loss/LR"),
+        Binding("left_square_bracket", "prev_env", "Env-", key_display="["),
+        Binding("right_square_bracket", "next_env", "Env+", key_display="]"),
+        Binding("f", "freeze", "Freeze"),
+        Binding("left", "snap_prev", "Prev plan", show=False),
+        Binding("right", "snap_next", "Next plan", show=False),
+        Binding("r", "record", "Rec"),
+        Binding("e", "edit_plan", "Edit plan"),
+        Binding("escape", "leave_input", "Done editing"),
+        Binding("ctrl+s", "screenshot", "Screenshot", show=False),
+        Binding("S", "screenshot", "Screenshot", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("f1", "help", "Help", show=False),
+    ]
+
+    def __init__(
+        self,
+        engine: Any,
+        mode: str = "train",
+        *,
+        drain_interval: float = 0.1,
+        rss: Callable[[], int | None] = process_rss_bytes,
+        available: Callable[[], int | None] = available_memory_bytes,
+        screenshot_dir: str | Path = ".",
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        super().__init__()
+        self.engine = engine
+        self.mode = mode
+        self.drain_interval = drain_interval
+        self._rss = rss
+        self._available_host = available
+        self.screenshot_dir = Path(screenshot_dir)
+        self.selected_env = 0
+        self.envs = 0
+        self.device = ""
+        self.has_eval = mode != "train"
+        self.failed: Failed | None = None
+        self.quitting = False
+        self.finished = False
+        self.events_seen = 0
+        self.last_screenshot: str | None = None
+        self.notices: list[tuple[str, str]] = []  # (severity, message), newest last
+        self._rss_tick = 0
+        self._size_seen: Size | None = None
+        self._device_free: int | None = None  # EvalStarted.memory_available, when sent
+
+    # layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Vertical(id="main", classes=f"-{'train' if self.mode == 'train' else 'eval'}"):
+            yield RunStatus(self.mode, id="status")
+            with Horizontal(id="top"):
+                yield LossPanel(id="loss")
+                yield ReturnsPanel(id="returns")
+                yield BeamTreePanel(id="beams")
+            with Horizontal(id="bottom"):
+                with Vertical(id="side"):
+                    yield ThroughputPanel(rss=self._rss, id="throughput")
+                    yield PlanControls(available=self._available, id="plan")
+                yield EventLog(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"tt-tui {self.mode}"
+        # panels by reference: the app's own query would search a help screen on top
+        self.main = self.query_one("#main")
+        self.status_bar = self.query_one(RunStatus)
+        self.throughput = self.query_one(ThroughputPanel)
+        self.loss = self.query_one(LossPanel)
+        self.returns = self.query_one(ReturnsPanel)
+        self.beams = self.query_one(BeamTreePanel)
+        self.plan_controls = self.query_one(PlanControls)
+        self.event_log = self.query_one(EventLog)
+        self._layout_for_size()
+        self.engine.start()
+        self.status_bar.state = "paused" if self.engine.controls.paused else "running"
+        self._timer = self.set_interval(self.drain_interval, self.drain)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout_for_size(event.size)
+
+    def _layout_for_size(self, size: Size | None = None) -> None:
+        """Classes for small terminals (80x24 must work); `size` is the new one on resize."""
+        size = size or self.size
+        self._size_seen = size
+        if not hasattr(self, "main"):
+            return
+        main = self.main
+        main.set_class(size.height < 32, "-short")
+        main.set_class(size.width < 100, "-narrow")
+        main.set_class(self.has_eval, "-has-eval")
+        small = size.height < 32 or size.width < 100
+        tp = self.throughput
+        if tp.compact != (small and self.has_eval):
+            tp.compact = small and self.has_eval
+            tp.redraw()
+        self.returns.set_spark_len(5 if size.width < 100 else 16)
+
+    # engine events ----------------------------------------------------------------------
+    def drain(self, force: bool = False) -> int:
+        """Apply every waiting engine event, then redraw what changed; returns how many."""
+        if self._exit:  # shutting down: the panels are going away
+            return 0
+        events = self.engine.drain()
+        for event in events:
+            self._apply(event)
+        self.events_seen += len(events)
+        self._redraw(force)
+        self._rss_tick += 1
+        if self._rss_tick % 10 == 0:  # memory changes without events: once a second
+            self.throughput.dirty = True
+        if not self.engine.running and not self.finished and self.engine.exit_code is not None:
+            self._job_ended()
+        if self.quitting and not self.engine.running:
+            for event in self.engine.drain():  # the job's last words (saved, stopped)
+                self._apply(event)
+            self._redraw(True)
+            self._timer.stop()
+            self.exit(self.exit_code, return_code=self.exit_code)
+        return len(events)
+
+    @property
+    def exit_code(self) -> int:
+        code = self.engine.exit_code
+        return 0 if code is None else int(code)
+
+    def _redraw(self, force: bool = False) -> None:
+        self.status_bar.flush()
+        self.throughput.flush()
+        self.loss.flush(force)
+        self.returns.flush()
+        self.beams.flush(force)
+
+    def _apply(self, ev: Any) -> None:
+        log = self.event_log
+        status = self.status_bar
+        tp = self.throughput
+        if isinstance(ev, TrainStep):
+            self.loss.add(ev)
+            tp.train_tps = ev.tokens_per_s
+            status.set_progress(ev.step, status.total,
+                                f"epoch {ev.epoch:.2f}  loss {ev.loss:.3f}  lr {ev.lr:.1e}")
+            tp.dirty = True
+        elif isinstance(ev, EnvStep):
+            self.returns.step(ev)
+            if self.mode != "train":
+                done = sum(s != "running" for s in ev.statuses)
+                status.set_progress(done, self.envs, f"env step {ev.step}  {self._plan_text()}")
+        elif isinstance(ev, PlanSnapshot):
+            self.beams.add(ev)
+        elif isinstance(ev, Throughput):
+            tp.plan_tps, tp.ms_per_plan, tp.env_sps = (
+                ev.planning_tokens_per_s, ev.ms_per_plan, ev.env_steps_per_s)
+            tp.dirty = True
+        elif isinstance(ev, TrainStarted):
+            self.device = ev.device
+            tp.device = ev.device
+            tp.extra["parameters"] = f"{ev.num_params:,}"
+            tp.redraw()
+            status.where = ev.run_dir
+            status.set_progress(ev.start_step, ev.total_steps, f"{ev.dataset_id}")
+            log.add(f"run {ev.run_dir}: {ev.dataset_id}, {ev.num_params:,} parameters, "
+                    f"{ev.device}, steps {ev.start_step}->{ev.total_steps}")
+        elif isinstance(ev, Checkpointed):
+            log.add(f"checkpoint step {ev.step}: {ev.path}")
+        elif isinstance(ev, TrainFinished):
+            how = "stopped" if ev.stopped_early else "finished"
+            log.add(f"training {how} at step {ev.step}; run directory {ev.run_dir}")
+            self.notify(f"training {how} at step {ev.step}", title="train")
+        elif isinstance(ev, Message):
+            self._message(ev, log)
+        elif isinstance(ev, Failed):
+            self.failed = ev
+            status.state = "failed"
+            log.add(f"error: {ev.error} (exit code {ev.exit_code})", "error")
+            self.notify(ev.error, title="job failed", severity="error", timeout=30)
+        elif isinstance(ev, EvalStarted):
+            self._eval_started(ev, log, status, tp)
+        elif isinstance(ev, EpisodeEnd):
+            self.returns.episode_end(ev)
+            score = "" if ev.score is None else f", score {ev.score:.1f}"
+            extra = f" ({ev.error})" if ev.error else ""
+            log.add(f"env {ev.env_index}: {ev.status} after {ev.length} steps, return "
+                    f"{ev.episode_return:.1f}{score}{extra}", "error" if ev.status == "failed" else "info")
+        elif isinstance(ev, EvalFinished):
+            self.returns.finished(ev)
+            s = ev.summary
+            text = (f"evaluation done: return {s.get('return_mean', float('nan')):.1f} ± "
+                    f"{s.get('return_std', float('nan')):.1f}")
+            if s.get("score_mean") is not None:
+                text += f", score {s['score_mean']:.1f} ± {s.get('score_std') or 0:.1f}"
+            log.add(text)
+            self.notify(text, title="eval")
+
+    def _message(self, ev: Message, log: EventLog) -> None:
+        log.add(ev.text if ev.level == "info" else f"{ev.level}: {ev.text}", ev.level)
+        text = ev.text
+        if text.startswith("planning:"):
+            params = {k: _number(v) for k, v in _PLANNING.findall(text.split(":", 1)[1])}
+            self.plan_controls.confirm(params)
+            self.notify(text, title="planner")
+        elif text.startswith("refused:"):
+            self.notify(text, title="planner", severity="error")
+        elif m := _RECORDING.match(text):
+            self.returns.set_recording(int(m.group(1)), True)
+            self.notify(text, title="recording")
+        elif (m := _RECORDED.match(text)) and ("recorded" in text or "no frames" in text):
+            self.returns.set_recording(int(m.group(1)), False)
+            self.notify(text, title="recording")
+        elif ev.level == "error":
+            self.notify(text, severity="error")
+
+    def _eval_started(self, ev: EvalStarted, log: EventLog, status: RunStatus, tp: ThroughputPanel) -> None:
+        self.envs = ev.episodes
+        self.device = ev.device
+        self.has_eval = True
+        self._layout_for_size(self._size_seen)
+        self.plan = dict(ev.plan)
+        self._device_free = ev.memory_available
+        tp.device = ev.device
+        tp.redraw()
+        self.returns.start(ev)
+        dims = model_dims_from(ev.model)
+        self.plan_controls.set_plan(ev.plan, ev.episodes, dims)
+        status.where = ev.source
+        status.set_progress(0, ev.episodes, self._plan_text())
+        log.add(f"evaluating {ev.source} on {ev.env_id}: {ev.episodes} episodes, "
+                f"{self._plan_text()}, {ev.device}")
+
+    def _plan_text(self) -> str:
+        p = self.plan_controls.current
+        if not p:
+            return ""
+        return (f"beam {p.get('beam_width')}x{p.get('beam_steps')} "
+                f"ctx {p.get('beam_context')} exp {p.get('sample_expand')}")
+
+    def _available(self) -> int | None:
+        """Memory a new KV cache may take: host memory on CPU; unknown on accelerators
+        unless the engine reports it (EvalStarted.memory_available)."""
+        if self.device.startswith(("cuda", "mps")):
+            return self._device_free
+        return self._available_host()
+
+    def _job_ended(self) -> None:
+        self.finished = True
+        status = self.status_bar
+        if self.failed is None and self.engine.exit_code not in (0, None):
+            status.state = "failed"
+        elif self.failed is None:
+            status.state = "finished"
+            if not self.quitting:
+                self.notify("job finished; press q to quit", title=self.mode)
+        self.refresh_bindings()
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast, also kept in `notices`; engine text is never read as markup."""
+        self.notices.append((severity, message))
+        del self.notices[:-100]
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # widget messages --------------------------------------------------------------------
+    @on(EnvSelected)
+    def _env_selected(self, message: EnvSelected) -> None:
+        self._select_env(message.index)
+
+    @on(PlanParamsRequested)
+    def _plan_params(self, message: PlanParamsRequested) -> None:
+        if not self.engine.running:
+            self.notify("the job is not running", severity="warning")
+            return
+        self.engine.controls.request_plan_params(**message.params)
+        self.event_log.add(
+            "requested " + ", ".join(f"{k}={v}" for k, v in message.params.items()))
+
+    @on(PlanEditRefused)
+    def _plan_refused(self, message: PlanEditRefused) -> None:
+        self.event_log.add(f"not sent: {message.reason}", "warning")
+        self.notify(message.reason, title="invalid planning edit", severity="error")
+
+    # actions ----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_input":  # in the footer only while an input has focus
+            return isinstance(self.focused, Input)
+        if action in TRAIN_ONLY and self.mode != "train":
+            return False
+        if action in EVAL_ONLY and not self.has_eval:
+            return False
+        if action in {"pause", "save", "record"} and self.finished:
+            return None  # shown greyed out: the job has ended
+        return True
+
+    async def action_quit(self) -> None:
+        if self.quitting or not self.engine.running:
+            if self.engine.running:  # second q / Ctrl+C: abort without waiting
+                self.exit(None, return_code=130)
+            else:
+                self.exit(self.exit_code, return_code=self.exit_code)
+            return
+        self.quitting = True
+        self.engine.controls.request_stop()
+        self.status_bar.state = "stopping"
+        what = "saving and stopping" if self.mode == "train" else "stopping"
+        self.notify(f"{what} after the current step (q again to abort)", title="quit")
+
+    def action_pause(self) -> None:
+        controls = self.engine.controls
+        paused = not controls.paused
+        controls.set_paused(paused)
+        self.status_bar.state = "paused" if paused else "running"
+        self.event_log.add("paused" if paused else "resumed")
+
+    def action_save(self) -> None:
+        if self.engine.controls.paused:
+            self.notify("resume (p) first: the checkpoint is written after the next step",
+                        severity="warning")
+        self.engine.controls.request_save()
+        self.event_log.add("checkpoint requested (after the current step)")
+
+    def action_toggle_lr(self) -> None:
+        self.loss.toggle_view()
+
+    def action_prev_env(self) -> None:
+        self._select_env(self.selected_env - 1)
+
+    def action_next_env(self) -> None:
+        self._select_env(self.selected_env + 1)
+
+    def _select_env(self, index: int) -> None:
+        if self.envs <= 0:
+            return
+        self.selected_env = index % self.envs
+        self.returns.select(self.selected_env)
+        self.beams.select_env(self.selected_env)
+
+    def action_freeze(self) -> None:
+        self.beams.toggle_freeze()
+
+    def action_snap_prev(self) -> None:
+        self.beams.step_snapshot(-1)
+
+    def action_snap_next(self) -> None:
+        self.beams.step_snapshot(+1)
+
+    def action_record(self) -> None:
+        self.engine.controls.toggle_recording(self.selected_env)
+        self.event_log.add(f"recording toggled for env {self.selected_env}")
+
+    def action_edit_plan(self) -> None:
+        self.plan_controls.focus_first()
+        self.refresh_bindings()
+
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
+            self.refresh_bindings()
+
+    def action_screenshot(self) -> None:
+        self.screenshot_dir.mkdir(parents=True, exist_ok=True)
+        self.last_screenshot = self.save_screenshot(path=str(self.screenshot_dir))
+        self.notify(f"screenshot saved: {self.last_screenshot}", title="screenshot")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text

@@ -1,0 +1,87 @@
+"""Validation of live planning edits, before anything reaches the engine.
+
+The same range checks as the config file (tt_core.config.apply_plan_update, which
+does not import torch), plus a memory check: a setting whose KV cache would not
+fit in the memory available now is refused with the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from tt_core.config import PlanConfig, apply_plan_update
+from tt_core.errors import ConfigError
+from tt_tui.resources import ModelDims, human_bytes, kv_cache_bytes
+
+# The fields the controls panel edits, with their label and bounds (upper bounds
+# beyond the config's are only to catch typos like 100000000).
+EDITABLE: dict[str, tuple[str, int, int]] = {
+    "beam_width": ("width", 1, 4096),
+    "beam_steps": ("steps", 1, 1000),
+    "beam_context": ("context", 1, 1000),
+    "sample_expand": ("expand", 1, 256),
+}
+
+
+@dataclass(frozen=True)
+class PlanEdit:
+    params: dict[str, int] | None  # the changed values, None when refused
+    error: str | None = None
+    estimate_bytes: int | None = None
+
+
+def check_plan_edit(
+    texts: dict[str, str],
+    current: dict,
+    envs: int,
+    dims: ModelDims | None,
+    available: Callable[[], int | None],
+) -> PlanEdit:
+    """Parse and validate the edited fields; `params` holds only the changed keys."""
+    values: dict[str, int] = {}
+    for key, text in texts.items():
+        label, lo, hi = EDITABLE[key]
+        text = text.strip()
+        if not text:
+            return PlanEdit(None, f"{label}: enter a whole number")
+        try:
+            value = int(text)
+        except ValueError:
+            return PlanEdit(None, f"{label}: {text!r} is not a whole number")
+        if not lo <= value <= hi:
+            return PlanEdit(None, f"{label}: {value} must be in [{lo}, {hi}]")
+        values[key] = value
+    known = {k: v for k, v in current.items() if k in {f.name for f in _fields()}}
+    try:
+        apply_plan_update(PlanConfig(**known), values)
+    except (ConfigError, TypeError) as exc:
+        return PlanEdit(None, str(exc))
+    merged = {**current, **values}
+    estimate = None
+    if dims is not None:
+        def cache(p: dict) -> int:
+            return kv_cache_bytes(envs, p["beam_width"], p["sample_expand"], p["beam_context"],
+                                  p["beam_steps"], dims)
+
+        estimate = cache(merged)
+        in_use = cache(current) if all(k in current for k in EDITABLE) else 0
+        free = available()
+        # the cache in use now is already allocated: only the growth must fit
+        if free is not None and estimate - in_use > free:
+            return PlanEdit(
+                None,
+                f"refused: the KV cache would need ~{human_bytes(estimate)} "
+                f"(+{human_bytes(estimate - in_use)}) for {envs} envs x width "
+                f"{merged['beam_width']} x expand {merged['sample_expand']}; "
+                f"only {human_bytes(free)} is available",
+                estimate,
+            )
+    changed = {k: v for k, v in values.items() if current.get(k) != v}
+    return PlanEdit(changed, None, estimate)
+
+
+def _fields():
+    import dataclasses
+
+    return dataclasses.fields(PlanConfig)

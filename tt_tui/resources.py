@@ -1,0 +1,104 @@
+"""Process memory and the planner's KV-cache memory estimate, without torch.
+
+The TUI never imports torch, so memory comes from /proc (Linux) or `resource`, and
+the model's dimensions come from the EvalStarted event.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from dataclasses import dataclass
+
+
+def process_rss_bytes() -> int:
+    """Resident memory of this process now (peak RSS where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the OS can still hand out (MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    n_layers: int
+    embedding_dim: int
+    transition_dim: int  # tokens per transition: O + A + 2
+    seq_len: int | None = None  # the model's window in transitions
+    action_dim: int | None = None
+
+
+def model_dims_from(info: object) -> ModelDims | None:
+    """ModelDims from a dict/object with n_layers, embedding_dim and transition_dim
+    (or observation_dim + action_dim); None when something is missing."""
+
+    def get(name: str):
+        if isinstance(info, dict):
+            return info.get(name)
+        return getattr(info, name, None)
+
+    try:
+        layers, emb = get("n_layers"), get("embedding_dim")
+        t = get("transition_dim")
+        if t is None and get("observation_dim") is not None and get("action_dim") is not None:
+            t = int(get("observation_dim")) + int(get("action_dim")) + 2
+        if layers is None or emb is None or t is None:
+            return None
+        seq_len, adim = get("seq_len"), get("action_dim")
+        return ModelDims(int(layers), int(emb), int(t),
+                         None if seq_len is None else int(seq_len),
+                         None if adim is None else int(adim))
+    except (TypeError, ValueError):
+        return None
+
+
+def kv_cache_bytes(envs: int, beam_width: int, sample_expand: int, beam_context: int,
+                   beam_steps: int, dims: ModelDims, bytes_per_value: int = 4) -> int:
+    """Keys and values (2) of every layer, float32, for the planner's KV cache.
+
+    With the model's window (seq_len) and action size known, this is the cascade cache
+    of tt_core.planner.BeamPlanner: the prefix once per env, two buffers of
+    envs x width rows over the whole window (block = seq_len * T - 1 tokens), and
+    envs x width x expand rows for the current step's action + reward tokens.
+    Otherwise a flat upper bound: every expanded beam holds the whole planning window
+    (context + planned transitions).
+    """
+    per_token_row = dims.n_layers * 2 * dims.embedding_dim * bytes_per_value
+    if dims.seq_len is not None and dims.action_dim is not None:
+        block = dims.seq_len * dims.transition_dim - 1
+        rows_tokens = (envs * block + 2 * envs * beam_width * block
+                       + envs * beam_width * sample_expand * (dims.action_dim + 1))
+        return rows_tokens * per_token_row
+    window_tokens = (beam_context + beam_steps) * dims.transition_dim
+    return envs * beam_width * sample_expand * window_tokens * per_token_row
