@@ -19,8 +19,7 @@ import yaml
 
 from tt_core import seed_format as sf
 from tt_core.errors import CheckpointError
-from tt_core.model import TrajectoryGPT
-from tt_core.train import gpt_config
+from tt_core.model import GPTConfig, TrajectoryGPT
 
 # Hopper's dimensions (the importer checks them against the D4RL task).
 O, A, N, SEQ, E, LAYERS, HEADS = 11, 3, 7, 3, 16, 2, 2
@@ -159,7 +158,7 @@ def seed_dir(tmp_path, seed_module):
 def build(loaded):
     """What tt_core.agent does with a LoadedRun, plus the seed block adaptation."""
     meta = loaded.dataset_meta
-    model = TrajectoryGPT(gpt_config(loaded.config, meta["observation_dim"], meta["action_dim"]))
+    model = TrajectoryGPT(GPTConfig.from_config(loaded.config, meta["observation_dim"], meta["action_dim"]))
     sf.adapt_model(model, meta)
     model.load_state_dict(loaded.model_state)  # strict: every name and shape fits
     return model.eval()
@@ -495,7 +494,7 @@ def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():
 def test_adapt_model_leaves_tt_tui_runs_alone_and_refuses_unknown_kinds(seed_dir):
     path, _, _ = seed_dir
     loaded = sf.load_seed_checkpoint(path)
-    model = TrajectoryGPT(gpt_config(loaded.config, O, A))
+    model = TrajectoryGPT(GPTConfig.from_config(loaded.config, O, A))
     sf.adapt_model(model, {"dataset_id": "x"})
     assert all(type(b).__name__ == "Block" for b in model.blocks)
     sf.adapt_model(model, loaded.dataset_meta)

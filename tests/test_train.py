@@ -132,3 +132,19 @@ def test_resume_refuses_a_changed_model_section(tmp_path):
     changed = load_config(run_dir / "config.yaml", ["model.n_layers=2"])
     with pytest.raises(ConfigError, match="'model' section differs"):
         Trainer(changed, EventBus(), resume=run_dir)
+
+
+def test_training_evaluates_every_n_steps_and_at_the_end(tmp_path):
+    from tt_core.events import EpisodeEnd, EvalFinished, EvalStarted
+
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20, eval_every=10)
+    cfg = load_config(config, ["eval.episodes=2", "eval.max_steps=3"])
+    bus = EventBus()
+    events = _collect_events(bus)
+    trainer = Trainer(cfg, bus)
+    trainer.run()
+    order = [type(e).__name__ for e in events if isinstance(e, (EvalStarted, EvalFinished, TrainFinished))]
+    assert order == ["EvalStarted", "EvalFinished", "EvalStarted", "EvalFinished", "TrainFinished"]
+    ends = [e for e in events if isinstance(e, EpisodeEnd)]
+    assert len(ends) == 4 and all(e.length <= 3 for e in ends)
+    assert trainer.model.training  # back to training mode after each evaluation

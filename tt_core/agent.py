@@ -11,9 +11,8 @@ from tt_core import checkpoint as ckpt
 from tt_core.config import Config
 from tt_core.data.discretizer import Discretizer
 from tt_core.errors import CheckpointError
-from tt_core.model import TrajectoryGPT
+from tt_core.model import GPTConfig, TrajectoryGPT
 from tt_core.seed_format import NORM_RESIDUAL, adapt_model, is_seed_checkpoint, load_seed_checkpoint
-from tt_core.train import gpt_config
 
 
 @dataclass
@@ -53,7 +52,7 @@ def load_agent(path: Path, device: torch.device, seed_block: str = NORM_RESIDUAL
         loaded = ckpt.load_run(path, with_trainer=False)
     meta = loaded.dataset_meta
     try:
-        gpt = gpt_config(loaded.config, int(meta["observation_dim"]), int(meta["action_dim"]))
+        gpt = GPTConfig.from_config(loaded.config, int(meta["observation_dim"]), int(meta["action_dim"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: dataset.json lacks the model dimensions ({exc})") from None
     model = adapt_model(TrajectoryGPT(gpt), meta)  # seed weights keep their residual path

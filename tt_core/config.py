@@ -73,6 +73,8 @@ class TrainConfig:
     out_dir: str = "runs"
     checkpoint_every: int = 1000  # optimizer steps between checkpoints
     log_every: int = 10
+    # Evaluate (plan eval.episodes episodes) every N steps and at the end; None = never.
+    eval_every: Optional[int] = None
 
 
 @dataclass
@@ -133,6 +135,7 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
      "one of auto, cpu, cuda, cuda:N, mps"),
     ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
     ("train.log_every", lambda v: v >= 1, ">= 1"),
+    ("train.eval_every", lambda v: v >= 1, ">= 1"),
     ("plan.beam_width", lambda v: 1 <= v <= 4096, "in [1, 4096]"),
     ("plan.beam_steps", lambda v: v >= 1, ">= 1"),
     ("plan.beam_context", lambda v: v >= 1, ">= 1"),

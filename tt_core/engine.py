@@ -7,11 +7,14 @@ CLI and on a worker thread for the TUI.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from tt_core.agent import Agent, load_agent
 from tt_core.config import Config, apply_overrides
@@ -27,9 +30,11 @@ from tt_core.train import Trainer
 Job = Callable[[EventBus, Controls], Any]
 
 
-def train_job(cfg: Config, resume: Path | None = None, device: str | None = None) -> Job:
+def train_job(
+    cfg: Config, resume: Path | None = None, device: str | None = None, watch: bool = False
+) -> Job:
     def job(bus: EventBus, controls: Controls) -> Path:
-        return Trainer(cfg, bus, controls, resume=resume, device=device).run()
+        return Trainer(cfg, bus, controls, resume=resume, device=device, watch=watch).run()
 
     return job
 
@@ -106,6 +111,9 @@ class Engine:
         self._thread.start()
 
     def _run(self) -> None:
+        # Leave one core to the UI thread: torch's intra-op threads synchronise at every
+        # op, and one of them preempted by the UI makes small ops wait a scheduler tick.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         try:
             self.result = self.job(self.bus, self.controls)
             self.exit_code = 0

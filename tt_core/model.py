@@ -32,6 +32,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from tt_core.config import Config
+
 
 @dataclass
 class GPTConfig:
@@ -52,6 +54,21 @@ class GPTConfig:
         for name in ("observation_dim", "action_dim", "num_bins", "seq_len", "n_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_config(cls, cfg: Config, observation_dim: int, action_dim: int) -> "GPTConfig":
+        """The network a run config describes, for data of the given dimensions."""
+        m = cfg.model
+        return cls(
+            observation_dim=observation_dim,
+            action_dim=action_dim,
+            num_bins=cfg.dataset.num_bins,
+            seq_len=cfg.dataset.seq_len,
+            embedding_dim=m.embedding_dim,
+            n_layers=m.n_layers,
+            n_heads=m.n_heads,
+            dropout=m.dropout,
+        )
 
     @property
     def transition_dim(self) -> int:

@@ -120,13 +120,38 @@ def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
 def sample_tokens(
     logits: torch.Tensor, topk: Optional[int], cdf: Optional[float], generator
 ) -> torch.Tensor:
-    """logits [R, N] (already / temperature) -> token ids [R]."""
+    """logits [R, N] (already / temperature) -> token ids [R].
+
+    Same distribution as the original (filter_cdf, top-k, softmax, multinomial), drawn
+    by inverse CDF with one uniform per row from `generator` (cheaper than multinomial;
+    both planners use it). top-k 1 without a cdf filter is argmax (the original keeps
+    exactly tied maxima and draws among them; float logits do not tie in practice).
+    With a cdf filter and no top-k, the filter's sort is reused: the kept tokens are
+    the top of the ascending sort, drawn with probability p / (kept mass).
+    """
+    R, N = logits.shape
+    if topk is not None and topk <= 1 and cdf is None:
+        return logits.argmax(-1)
+    if cdf is not None and topk is None:
+        probs = logits.softmax(dim=-1)
+        ps, si = torch.sort(probs, dim=-1)
+        cum = torch.cumsum(ps, dim=-1)
+        # filter_cdf's threshold: cum is non-decreasing, so `below` is a prefix and
+        # argmax(below * bins) is its last index (0 when it is empty)
+        nb = (cum < (1 - cdf)).sum(-1, keepdim=True)
+        p = ps.gather(-1, (nb - 1).clamp_(min=0))
+        ps = ps.masked_fill_(ps <= p, 0.0)
+        cum = torch.cumsum(ps, dim=-1)
+        u = torch.rand(R, 1, generator=generator, device=logits.device, dtype=cum.dtype) * cum[:, -1:]
+        j = torch.searchsorted(cum, u, right=True).clamp_(max=N - 1)
+        return si.gather(-1, j).squeeze(1)
     if cdf is not None:
         logits = filter_cdf(logits, cdf)
     if topk is not None:
         logits = top_k_logits(logits, topk)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    cum = logits.softmax(dim=-1).cumsum_(-1)
+    u = torch.rand(R, 1, generator=generator, device=logits.device, dtype=cum.dtype) * cum[:, -1:]
+    return torch.searchsorted(cum, u, right=True).clamp_(max=N - 1).squeeze(1)
 
 
 class _Base:
@@ -295,26 +320,67 @@ class _Level:
 
 
 class BeamPlanner(_Base):
-    """Batched TT beam search on a three-level cascade KV cache (see the module doc)."""
+    """Batched TT beam search on a three-level cascade KV cache (see the module doc).
 
-    def __init__(self, model, discretizer, params, device=None):
+    `dtype` (default: the model's) is the compute dtype of the network and the KV
+    cache: torch.bfloat16 runs the weights (a private copy, the model is untouched)
+    and the cache in bf16 (AMX / tensor cores) while logits, probabilities, the
+    log-sum-exp merge and the scores stay fp32. bf16 plans are not token-for-token
+    equal to fp32 ones; fp32 is exact up to float reassociation (tests compare it
+    with `NaivePlanner`).
+    """
+
+    def __init__(self, model, discretizer, params, device=None, dtype: Optional[torch.dtype] = None):
         super().__init__(model, discretizer, params, device)
         self.model.to(self.device)
         cfg = model.cfg
         self.H, self.hd = cfg.n_heads, cfg.embedding_dim // cfg.n_heads
         self.scale = 1.0 / math.sqrt(self.hd)
-        self.dtype = model.pos_emb.dtype
+        self.dtype = model.pos_emb.dtype if dtype is None else dtype
         bias = torch.zeros(self.block, self.block, device=self.device, dtype=self.dtype)
         self.bias = bias.masked_fill(~model.mask.to(self.device), -math.inf)
+        self._dead = torch.isinf(self.bias)  # [block, block]: key hidden from query
         self._flash = self.device.type == "cpu" and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")
         self.levels: list[Optional[_Level]] = [None, None, None]
         self._spare: Optional[_Level] = None  # level 1's ping-pong partner for beam selection
+        self._wkey = None
+        self._w = None
+
+    # ---- weights in the compute dtype, and the folded embedding table
+
+    def _weights(self):
+        """Per-plan check that the cached weights still match the model (in-place
+        optimizer steps bump tensor versions); rebuilt only when they changed."""
+        m = self.model
+        params = list(m.parameters())
+        key = tuple((q.data_ptr(), q._version) for q in params)
+        if key != self._wkey:
+            dt = self.dtype
+            c = lambda t: t.detach().to(self.device, dt)
+            N = self.N
+            pos = torch.arange(self.block, device=self.device)
+            # emb[p, tok] = tok_emb[tok + offset(p)] + pos_emb[p]: one lookup per token
+            rows = m.offsets.to(self.device)[:, None] + torch.arange(N, device=self.device)
+            emb = (m.tok_emb.weight.detach()[rows] + m.pos_emb.detach()[pos, None]).to(dt)
+            blocks = []
+            for blk in m.blocks:
+                fc, proj = blk.mlp[0], blk.mlp[2]
+                blocks.append((c(blk.ln1.weight), c(blk.ln1.bias), blk.ln1.eps,
+                               c(blk.attn.c_attn.weight), c(blk.attn.c_attn.bias),
+                               c(blk.attn.c_proj.weight), c(blk.attn.c_proj.bias),
+                               c(blk.ln2.weight), c(blk.ln2.bias), blk.ln2.eps,
+                               c(fc.weight), c(fc.bias), c(proj.weight), c(proj.bias)))
+            head_t = m.head.detach().to(self.device, dt).transpose(1, 2).contiguous()  # [T, E, N]
+            self._w = (emb.reshape(self.block * N, -1), blocks,
+                       (c(m.ln_f.weight), c(m.ln_f.bias), m.ln_f.eps), head_t)
+            self._wkey = key
+        return self._w
 
     # ---- cache management
 
     def _level(self, i: int, rows: int, S: int, spare: bool = False) -> _Level:
         lev = self._spare if spare else self.levels[i]
-        if lev is None or lev.capacity < rows or lev.kv.shape[4] < S:
+        if lev is None or lev.capacity < rows or lev.kv.shape[4] < S or lev.kv.dtype != self.dtype:
             cfg = self.model.cfg
             lev = _Level(cfg.n_layers, rows, self.H, S, self.hd, self.device, self.dtype)
         lev.rows, lev.length = rows, 0
@@ -323,36 +389,40 @@ class BeamPlanner(_Base):
     # ---- the network, on the cascade
 
     def _feed(self, idx: torch.Tensor, lvl: int, want_logits: bool = True) -> Optional[torch.Tensor]:
-        """Append idx [B, n] to level `lvl` (B = its rows); logits [B, N] of the last token."""
-        m = self.model
+        """Append idx [B, n] to level `lvl` (B = its rows); logits [B, N] (fp32) of the last token."""
+        emb, blocks, lnf, head_t = self._w
         levels = self.levels[: lvl + 1]
         own = levels[lvl]
         B, n = idx.shape
         pos0 = sum(lv.length for lv in levels)
         L0 = own.length
         own.tok[:B, L0 : L0 + n] = idx
-        x = m.tok_emb(idx + m.offsets[pos0 : pos0 + n]) + m.pos_emb[pos0 : pos0 + n]
-        H, hd, E = self.H, self.hd, m.cfg.embedding_dim
-        for i, blk in enumerate(m.blocks):
-            h = F.layer_norm(x, (E,), blk.ln1.weight, blk.ln1.bias, blk.ln1.eps)
-            qkv = F.linear(h, blk.attn.c_attn.weight, blk.attn.c_attn.bias).view(B, n, 3, H, hd)
+        if n == 1:
+            x = emb.index_select(0, idx.view(-1) + pos0 * self.N).view(B, 1, -1)
+        else:
+            rows = idx + torch.arange(pos0 * self.N, (pos0 + n) * self.N, self.N, device=idx.device)
+            x = emb.index_select(0, rows.view(-1)).view(B, n, -1)
+        H, hd = self.H, self.hd
+        E = x.shape[-1]
+        parts = self._parts(levels, B, pos0, n)
+        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wm, bm) in enumerate(blocks):
+            h = F.layer_norm(x, (E,), w1, b1, e1)
+            qkv = F.linear(h, wa, ba).view(B, n, 3, H, hd)
             own.kv[i, :, :B, :, L0 : L0 + n] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
-            q = qkv[:, :, 0]
-            y = self._attend(q, i, levels, pos0, n)
-            x = x + F.linear(y, blk.attn.c_proj.weight, blk.attn.c_proj.bias)
-            h = F.layer_norm(x, (E,), blk.ln2.weight, blk.ln2.bias, blk.ln2.eps)
-            fc, proj = blk.mlp[0], blk.mlp[2]
-            x = x + F.linear(F.gelu(F.linear(h, fc.weight, fc.bias)), proj.weight, proj.bias)
+            y = self._attend(qkv[:, :, 0], i, parts, B, n)
+            x = x + F.linear(y, wp, bp)
+            h = F.layer_norm(x, (E,), w2, b2, e2)
+            x = x + F.linear(F.gelu(F.linear(h, wf, bf)), wm, bm)
         own.length = L0 + n
         if not want_logits:
             return None
-        xl = F.layer_norm(x[:, -1], (E,), m.ln_f.weight, m.ln_f.bias, m.ln_f.eps)
-        return xl @ m.head[(pos0 + n - 1) % self.T].T
+        xl = F.layer_norm(x[:, -1], (E,), *lnf)
+        return torch.mm(xl, head_t[(pos0 + n - 1) % self.T]).float()
 
-    def _attend(self, q, layer, levels, pos0, n):
-        """Attention of q [B, n, H, hd] over every level; parts merged by log-sum-exp."""
-        B, H, hd = q.shape[0], self.H, self.hd
-        outs, lses = [], []
+    def _parts(self, levels, B, pos0, n):
+        """Per feed (shared by the layers): for each non-empty level its rows, key
+        count, query group, bias and the query rows that see none of its keys."""
+        parts = []
         a = 0  # absolute position of the level's first key
         last = len(levels) - 1
         for j, lev in enumerate(levels):
@@ -360,36 +430,47 @@ class BeamPlanner(_Base):
             if Lk == 0:
                 continue
             g = B // lev.rows
+            dead = self._dead[pos0 : pos0 + n, a : a + Lk].all(-1)
+            if bool(dead.all()):
+                a += lev.length
+                continue  # every key of this level is hidden (e.g. a lone value token)
+            dead = dead if bool(dead.any()) else None
+            bias = self.bias[pos0 : pos0 + n, a : a + Lk]
+            if n == 1:
+                bias = bias.view(1, 1, 1, Lk)
+            elif g > 1:
+                bias = bias.repeat(g, 1)
+            parts.append((lev, Lk, g, bias, dead))
+            a += lev.length
+        return parts
+
+    def _attend(self, q, layer, parts, B, n):
+        """Attention of q [B, n, H, hd] over the parts; merged by their log-sum-exp."""
+        H, hd = self.H, self.hd
+        outs, lses = [], []
+        for lev, Lk, g, bias, dead in parts:
             qp = q.reshape(lev.rows, g * n, H, hd).transpose(1, 2)
             K = lev.kv[layer, 0, : lev.rows, :, :Lk]
             V = lev.kv[layer, 1, : lev.rows, :, :Lk]
-            bias = self.bias[pos0 : pos0 + n, a : a + Lk]
-            dead = None
-            if n > 1 or Lk == 1:
-                dead = torch.isinf(bias).all(-1)  # query rows that see no key of this part
-                dead = dead if bool(dead.any()) else None
-            bias = bias.view(1, 1, 1, Lk) if n == 1 else (bias.repeat(g, 1) if g > 1 else bias)
             if self._flash:
                 o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                     qp, K, V, 0.0, False, attn_mask=bias, scale=self.scale
                 )[:2]
             else:
-                s = (qp @ K.transpose(-1, -2)) * self.scale + bias
+                s = ((qp @ K.transpose(-1, -2)) * self.scale + bias).float()
                 lse = torch.logsumexp(s, -1)
-                o = torch.softmax(s, -1) @ V
+                o = (torch.softmax(s, -1).to(V.dtype) @ V)
+            if len(parts) == 1:
+                return o.transpose(1, 2).reshape(B, n, H * hd)
             o = o.transpose(1, 2).reshape(B, n, H, hd)
-            lse = lse.transpose(1, 2).reshape(B, n, H)
+            lse = lse.transpose(1, 2).reshape(B, n, H).float()
             if dead is not None:
                 lse = lse.masked_fill(dead.view(1, n, 1), -math.inf)
                 o = o.masked_fill(dead.view(1, n, 1, 1), 0.0)
             outs.append(o)
             lses.append(lse)
-            a += lev.length
-        if len(outs) == 1:
-            return outs[0].reshape(B, n, H * hd)
-        lse = torch.stack(lses)
-        w = torch.exp(lse - lse.amax(0, keepdim=True))
-        y = (torch.stack(outs) * w.unsqueeze(-1)).sum(0) / w.sum(0).unsqueeze(-1)
+        w = torch.softmax(torch.stack(lses), 0).unsqueeze(-1)  # [P, B, n, H, 1]
+        y = (torch.stack(outs) * w).sum(0) if outs[0].dtype == torch.float32 else (torch.stack(outs).float() * w).sum(0).to(outs[0].dtype)
         return y.reshape(B, n, H * hd)
 
     def _room(self, lvl: int) -> None:
@@ -424,6 +505,7 @@ class BeamPlanner(_Base):
         envs = slice(0, E)
         dev = self.device
 
+        self._weights()
         self.levels[0] = self._level(0, E, self.block)
         self.levels[1] = self._level(1, E * W, self.block)
         self._spare = self._level(1, E * W, self.block, spare=True)

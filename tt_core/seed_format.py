@@ -497,19 +497,6 @@ def _build_config(data: dict, spec: SeedModelSpec, strategy: str, where: Path) -
     return cfg
 
 
-def _gpt_config(cfg: Config, spec: SeedModelSpec) -> GPTConfig:
-    return GPTConfig(
-        observation_dim=spec.observation_dim,
-        action_dim=spec.action_dim,
-        num_bins=cfg.dataset.num_bins,
-        seq_len=cfg.dataset.seq_len,
-        embedding_dim=cfg.model.embedding_dim,
-        n_layers=cfg.model.n_layers,
-        n_heads=cfg.model.n_heads,
-        dropout=cfg.model.dropout,
-    )
-
-
 # ------------------------------------------------------------------ weights
 
 
@@ -672,7 +659,7 @@ def load_seed_checkpoint(path: Path, block: str = NORM_RESIDUAL) -> LoadedRun:
     model_path = _model_file(path)
     if model_path is None:
         raise CheckpointError(f"{path / MODEL_FILE}: missing (nor any model_<epoch>.pt)")
-    gpt = _gpt_config(cfg, spec)
+    gpt = GPTConfig.from_config(cfg, spec.observation_dim, spec.action_dim)
     state = map_seed_state(_load_state_dict(model_path), spec, gpt, str(model_path))
 
     meta = {

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from tt_core import checkpoint as ckpt
+from tt_core.agent import Agent
 from tt_core.config import Config
 from tt_core.controls import Controls
 from tt_core.data.minari_io import dataset_info, ensure_dataset
@@ -35,25 +36,13 @@ from tt_core.events import (
 )
 from tt_core.metrics import MetricsWriter
 from tt_core.model import GPTConfig, TrajectoryGPT
+from tt_core.record import GifRecorder
+from tt_core.rollout import Rollout
 
 # The seed's rule: as many epochs as make 50 passes over a 1M-transition dataset.
 REFERENCE_EPOCHS = 50
 REFERENCE_TRANSITIONS = 1_000_000
 MIN_LR_FRACTION = 0.1  # cosine decay floor, as in the original TT
-
-
-def gpt_config(cfg: Config, observation_dim: int, action_dim: int) -> GPTConfig:
-    m = cfg.model
-    return GPTConfig(
-        observation_dim=observation_dim,
-        action_dim=action_dim,
-        num_bins=cfg.dataset.num_bins,
-        seq_len=cfg.dataset.seq_len,
-        embedding_dim=m.embedding_dim,
-        n_layers=m.n_layers,
-        n_heads=m.n_heads,
-        dropout=m.dropout,
-    )
 
 
 def lr_multiplier(tokens: int, warmup_tokens: int, final_tokens: int) -> float:
@@ -190,8 +179,12 @@ class Trainer:
         controls: Controls | None = None,
         resume: Path | None = None,
         device: str | None = None,
+        watch: bool = False,
     ) -> None:
+        """`watch`: someone is looking (the TUI): evaluations send beam snapshots and
+        can record GIFs of toggled envs to recordings/."""
         self.bus = bus
+        self.watch = watch
         self.controls = controls or Controls()
         loaded = ckpt.load_run(resume) if resume is not None else None
         if loaded is not None:
@@ -214,7 +207,7 @@ class Trainer:
                 f"{loaded.run.root}: the dataset '{cfg.dataset.id}' changed since this run started"
             )
         self.windows: TokenWindows = windows
-        self.gpt = gpt_config(cfg, traj.observation_dim, traj.action_dim)
+        self.gpt = GPTConfig.from_config(cfg, traj.observation_dim, traj.action_dim)
         self.model = TrajectoryGPT(self.gpt).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.param_groups(cfg.train.weight_decay),
@@ -232,13 +225,17 @@ class Trainer:
             [1.0, t.action_weight, t.reward_weight, t.value_weight], device=self.device
         )
         self.step = 0
+        self.discretizer = disc
+        self.plan_cfg = cfg.plan  # live edits made during an evaluation carry over
         if loaded is not None:
             self.run_files = loaded.run
+            self.dataset_meta = loaded.dataset_meta
             self._restore(loaded)
             bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}"))
         else:
             self.run_files = ckpt.RunFiles(new_run_dir(cfg))
-            ckpt.write_run_header(self.run_files, cfg, disc, _dataset_meta(cfg, traj, info))
+            self.dataset_meta = _dataset_meta(cfg, traj, info)
+            ckpt.write_run_header(self.run_files, cfg, disc, self.dataset_meta)
         self.metrics = MetricsWriter(self.run_files.metrics)
         bus.subscribe(self.metrics)
 
@@ -335,11 +332,35 @@ class Trainer:
                 n_summed, t_log = 0, now
             if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
                 self.save()
+            every = cfg.train.eval_every
+            if every and self.step % every == 0 and self.step < sched.total_steps:
+                self.evaluate()
+                t_log = time.perf_counter()  # tokens/s measures training only
         stopped = self.step < sched.total_steps
         if ckpt.latest_step(self.run_files) != self.step:
             self.save()
+        if cfg.train.eval_every and not stopped:
+            self.evaluate()
         self.bus.emit(TrainFinished(self.step, str(self.run_files.root), stopped_early=stopped))
         return self.run_files.root
+
+
+    def evaluate(self) -> list:
+        """Plan eval.episodes episodes with the current weights (events only), then resume."""
+        agent = Agent(self.model, self.discretizer, self.cfg, self.dataset_meta,
+                      self.run_files.root, self.step)
+        recorder = None
+        if self.watch:
+            recorder = GifRecorder(Path("recordings"), f"{self.run_files.root.name}-step{self.step}",
+                                   agent.env_id, fps=30)
+        rollout = Rollout(agent, self.plan_cfg, self.cfg.eval, self.bus, self.controls,
+                          recorder=recorder, render_size=256 if self.watch else None,
+                          snapshots=self.watch)
+        try:
+            return rollout.run()
+        finally:
+            self.plan_cfg = rollout.plan_cfg
+            self.model.train()
 
 
 def _check_resume_compatible(saved: Config, requested: Config) -> None:

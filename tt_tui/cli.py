@@ -109,7 +109,7 @@ def train(
         cfg.train.device = device
 
     if _use_app(headless):
-        _run_app(train_job(cfg, resume=resume), "train")
+        _run_app(train_job(cfg, resume=resume, watch=True), "train")
         return
     from tt_tui.headless import HeadlessReporter
 

@@ -54,6 +54,7 @@ class HeadlessReporter:
         )
         self._task = None
         self._last_line = 0.0
+        self.evals = EvalReporter(stream)  # evaluations made during training
 
     def __enter__(self) -> "HeadlessReporter":
         self.progress.start()
@@ -95,6 +96,8 @@ class HeadlessReporter:
             self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
         elif isinstance(event, Failed):
             self.console.print(f"error: {event.error}")
+        elif isinstance(event, (EvalStarted, EpisodeEnd, EvalFinished, Throughput)):
+            self.evals(event)
 
 
 class EvalReporter:
