@@ -135,14 +135,19 @@ def test_resume_refuses_a_changed_model_section(tmp_path):
 
 
 def test_training_evaluates_every_n_steps_and_at_the_end(tmp_path):
-    from tt_core.events import EpisodeEnd, EvalFinished, EvalStarted
+    """As in the app (watch=True): snapshots flow, metrics.jsonl keeps the eval results."""
+    from tt_core.events import EpisodeEnd, EvalFinished, EvalStarted, PlanSnapshot
 
     config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20, eval_every=10)
     cfg = load_config(config, ["eval.episodes=2", "eval.max_steps=3"])
     bus = EventBus()
     events = _collect_events(bus)
-    trainer = Trainer(cfg, bus)
-    trainer.run()
+    trainer = Trainer(cfg, bus, watch=True)
+    run_dir = trainer.run()
+    assert any(isinstance(e, PlanSnapshot) for e in events)
+    kinds = [r["event"] for r in read_metrics(run_dir / "metrics.jsonl")]
+    assert kinds.count("EvalFinished") == 2 and kinds.count("EpisodeEnd") == 4
+    assert "PlanSnapshot" not in kinds and "EnvStep" not in kinds
     order = [type(e).__name__ for e in events if isinstance(e, (EvalStarted, EvalFinished, TrainFinished))]
     assert order == ["EvalStarted", "EvalFinished", "EvalStarted", "EvalFinished", "TrainFinished"]
     ends = [e for e in events if isinstance(e, EpisodeEnd)]

@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tt_core import events
 from tt_core.events import to_record
+
+
+# Events worth keeping. Per-env-step events (EnvStep, Throughput) and beam snapshots
+# are high-rate views of the live state, not metrics; they are not written.
+RECORDED = (
+    events.TrainStarted, events.TrainStep, events.Checkpointed, events.TrainFinished,
+    events.Message, events.Failed, events.EvalStarted, events.EpisodeEnd, events.EvalFinished,
+)
 
 
 class MetricsWriter:
@@ -21,6 +30,8 @@ class MetricsWriter:
         self._file = open(path, "a", encoding="utf-8")
 
     def __call__(self, event: Any) -> None:
+        if not isinstance(event, RECORDED):
+            return
         record = to_record(event)
         record["time"] = round(time.time(), 3)
         self._file.write(json.dumps(record) + "\n")
