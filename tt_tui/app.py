@@ -292,7 +292,8 @@ class TTApp(App[int]):
         dims = model_dims_from(ev.model)
         self.plan_controls.set_plan(ev.plan, ev.episodes, dims)
         status.where = ev.source
-        status.set_progress(0, ev.episodes, self._plan_text())
+        if self.mode != "train":  # in training the bar keeps counting optimizer steps
+            status.set_progress(0, ev.episodes, self._plan_text())
         log.add(f"evaluating {ev.source} on {ev.env_id}: {ev.episodes} episodes, "
                 f"{self._plan_text()}, {ev.device}")
 
