@@ -247,3 +247,26 @@ def test_filter_cdf_keeps_the_head_holding_the_requested_mass():
     assert (out[0, :2] > -1000).all() and (out[0, 2:] == -1000).all()
     out = filter_cdf(probs.log(), 0.99)  # nothing below 0.01: only the smallest is dropped
     assert (out[0, :4] > -1000).all() and out[0, 4] == -1000
+
+
+# ---------------------------------------------------------------- bf16
+
+
+def test_bf16_planner_logits_close_to_fp32_and_greedy_plans_mostly_agree():
+    """bf16 is not token-for-token exact: its first-token logits (before any
+    divergence) are within a bf16 tolerance of fp32, and greedy first actions agree
+    in most envs. The model itself is left in fp32."""
+    model, disc = make_model(8), make_disc()
+    hist, obs = context(E, 4)
+    p = params(**GREEDY)
+    r32, r16 = Recorder(), Recorder()
+    a = BeamPlanner(model, disc, p).plan(hist, obs, hooks=r32)
+    b = BeamPlanner(model, disc, p, dtype=torch.bfloat16).plan(hist, obs, hooks=r16)
+    assert model.pos_emb.dtype == torch.float32
+    l32, l16 = r32.samples[0][1], r16.samples[0][1]
+    assert l16.dtype == torch.float32
+    scale = l32.abs().max().item()
+    err = (l32 - l16).abs().max().item()
+    assert err <= 5e-2 * max(1.0, scale), (err, scale)
+    agree = (a.sequence[:, 0, O : O + A] == b.sequence[:, 0, O : O + A]).all(-1).float().mean().item()
+    assert agree >= 0.75, agree

@@ -90,6 +90,7 @@ class PlanBenchRow:
     ms: list[float]  # ms per plan, each timed run
     tokens: int  # tokens sampled per plan
     skipped: str = ""  # why the row was not run
+    dtype: str = "fp32"  # compute dtype of the tt-tui planner (the naive one is fp32)
 
     @property
     def median_ms(self) -> float:
@@ -134,13 +135,16 @@ def bench_plan(
     naive_max_rows_tokens: float = 2e3,
     repeats: int = 3,
     seed: int = 0,
+    dtypes: tuple[str, ...] = ("fp32",),
 ) -> tuple[str, list[PlanBenchRow]]:
     """ms per plan and planning tokens/s of BeamPlanner vs NaivePlanner (medians).
 
     The naive planner runs only where it finishes in reasonable time: its cost grows
     with rows x window tokens per sampled token; cases above `naive_max_rows_tokens`
     (thousands of tokens re-encoded per plan, estimated; 2e3 ~ 10-20 s on 2 CPU
-    cores) are listed as skipped.
+    cores) are listed as skipped. `dtypes` ("fp32", "bf16"): one tt-tui row per compute
+    dtype (BeamPlanner(dtype=...)); the runs of the dtypes of a case are interleaved
+    so a noisy machine hits them alike.
     """
     from tt_core.config import PlanConfig
     from tt_core.planner import BeamPlanner, NaivePlanner
@@ -158,30 +162,38 @@ def bench_plan(
         params = PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand)
         for e in envs:
             hist, obs = _context(e, context, cfg, seed)
-            kinds = [("tt-tui", BeamPlanner)] + ([("naive", NaivePlanner)] if naive else [])
-            for name, cls in kinds:
-                tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
-                if name == "naive":
-                    # each sampled token re-encodes the whole window (~block/2 .. block tokens)
-                    work = tokens_per_plan * cfg.block_size * 0.75 / 1e3
-                    if work > naive_max_rows_tokens:
-                        rows.append(PlanBenchRow(name, e, width, steps, expand, [], tokens_per_plan,
-                                                 f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
-                        continue
-                planner = cls(model, disc, params, device=dev)
+            tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
+            planners = []
+            for name in dtypes:
+                dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+                pl = BeamPlanner(model, disc, params, device=dev, dtype=dt)
                 gen = torch.Generator(device=dev).manual_seed(seed)
-                n_runs = repeats if name == "tt-tui" else 1
-                if name == "tt-tui":
-                    planner.plan(hist, obs, generator=gen)  # warm-up: buffers, kernels
-                ms, tokens = [], 0
-                for _ in range(n_runs):
+                pl.plan(hist, obs, generator=gen)  # warm-up: buffers, kernels
+                planners.append((name, pl, gen, []))
+            for _ in range(repeats):
+                for name, pl, gen, ms in planners:
                     sync()
                     t0 = time.perf_counter()
-                    res = planner.plan(hist, obs, generator=gen)
+                    res = pl.plan(hist, obs, generator=gen)
                     sync()
                     ms.append((time.perf_counter() - t0) * 1e3)
-                    tokens = res.tokens
-                rows.append(PlanBenchRow(name, e, width, steps, expand, ms, tokens))
+            for name, pl, gen, ms in planners:
+                rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name))
+            if not naive:
+                continue
+            # each sampled token re-encodes the whole window (~block/2 .. block tokens)
+            work = tokens_per_plan * cfg.block_size * 0.75 / 1e3
+            if work > naive_max_rows_tokens:
+                rows.append(PlanBenchRow("naive", e, width, steps, expand, [], tokens_per_plan,
+                                         f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
+                continue
+            planner = NaivePlanner(model, disc, params, device=dev)
+            gen = torch.Generator(device=dev).manual_seed(seed)
+            sync()
+            t0 = time.perf_counter()
+            res = planner.plan(hist, obs, generator=gen)
+            sync()
+            rows.append(PlanBenchRow("naive", e, width, steps, expand, [(time.perf_counter() - t0) * 1e3], res.tokens))
     return describe(dev), rows
 
 
@@ -191,11 +203,11 @@ def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
     lines = [
         f"planning, device {device}, walker2d-size model (O=17, A=6, N=100, 4x128, seq_len 10)",
         "",
-        "| envs | beams x steps | expand | planner | ms / plan (median) | planning tokens/s | vs naive |",
-        "|---:|---|---:|---|---:|---:|---:|",
+        "| envs | beams x steps | expand | planner | dtype | ms / plan (median) | planning tokens/s | vs naive |",
+        "|---:|---|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
-        case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} |"
+        case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} | {r.dtype} |"
         if not r.ms:
             lines.append(f"{case} {r.skipped} | | |")
             continue

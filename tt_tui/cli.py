@@ -326,14 +326,18 @@ def bench_plan_cmd(
     context: int = typer.Option(5, "--context", min=1, help="Context transitions."),
     naive: bool = typer.Option(True, "--naive/--no-naive", help="Also time the naive reference where feasible."),
     repeats: int = typer.Option(3, "--repeats", min=1),
+    dtype: list[str] = typer.Option(["fp32"], "--dtype", help="Planner compute dtype, fp32 or bf16 (repeatable: rows side by side)."),
 ) -> None:
     """ms per plan and planning tokens/s, batched planner vs the naive reference (markdown)."""
     from tt_core.bench import bench_plan, plan_table
 
     if len(width) != len(steps):
         _fail("--width and --steps must be given the same number of times (they pair up)", 2)
+    if bad := [d for d in dtype if d not in ("fp32", "bf16")]:
+        _fail(f"--dtype must be fp32 or bf16, got {bad[0]}", 2)
     dev, rows = bench_plan(device=device, envs=tuple(envs), shapes=tuple(zip(width, steps)),
-                           expand=expand, context=context, naive=naive, repeats=repeats)
+                           expand=expand, context=context, naive=naive, repeats=repeats,
+                           dtypes=tuple(dict.fromkeys(dtype)))
     typer.echo(plan_table(dev, rows))
 
 
