@@ -205,3 +205,10 @@ def test_record_writes_one_gif_per_episode_with_every_frame(tiny_run, tmp_path):
         frames = iio.imread(gif, index=None)
         assert frames.shape[1:3] == (48, 48)
         assert frames.shape[0] - 1 in report_lengths  # the reset frame + one per step
+
+
+def test_bf16_planning_runs_from_the_cli_and_bad_precision_exits_2(tiny_run):
+    ok = tt("eval", tiny_run, "--episodes", 1, "--max-steps", 3, "--dtype", "bf16", "--headless")
+    assert ok.returncode == 0, ok.stderr
+    bad = tt("eval", tiny_run, "--dtype", "fp8", "--headless")
+    assert bad.returncode == 2 and "plan.dtype: 'fp8' is not one of fp32, bf16" in bad.stderr

@@ -125,7 +125,11 @@ class Rollout:
         self.record_all = record_all
         self.render_size = render_size if recorder is not None else None
         self.snapshots = snapshots
-        self.planner = BeamPlanner(agent.model, agent.discretizer, plan, device=self.device)
+        self.planner = self._make_planner(plan)
+
+    def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
+        dtype = torch.bfloat16 if plan.dtype == "bf16" else None
+        return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device, dtype=dtype)
 
     def _apply_live_edits(self) -> None:
         update = self.controls.take_plan_params()
@@ -136,8 +140,11 @@ class Rollout:
         except ConfigError as exc:
             self.bus.emit(Message(f"refused: {exc}", level="error"))
             return
+        if new.dtype != self.plan_cfg.dtype:
+            self.planner = self._make_planner(new)
+        else:
+            self.planner.set_params(new)
         self.plan_cfg = new
-        self.planner.set_params(new)
         edits = ", ".join(f"{k}={v}" for k, v in update.items())
         self.bus.emit(Message(f"planning: {edits} (from the next plan)"))
 

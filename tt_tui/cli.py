@@ -183,6 +183,7 @@ def eval_cmd(
     beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
     beam_context: Optional[int] = typer.Option(None, "--beam-context"),
     sample_expand: Optional[int] = typer.Option(None, "--expand"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Planning precision: fp32 (exact) or bf16."),
     plan_every: Optional[int] = typer.Option(None, "--plan-every"),
     episodes: Optional[int] = typer.Option(None, "--episodes"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
@@ -196,7 +197,7 @@ def eval_cmd(
     """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
-        sample_expand=sample_expand, plan_every=plan_every, episodes=episodes,
+        sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
         max_steps=max_steps, seed=seed,
     ) + ([f"eval.vector={vector}"] if vector else [])
     from tt_core.engine import eval_job
@@ -224,6 +225,7 @@ def record(
     size: int = typer.Option(256, "--size", min=32, max=2048, help="Frame width and height."),
     beam_width: Optional[int] = typer.Option(None, "--beam-width"),
     beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Planning precision: fp32 (exact) or bf16."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device"),
@@ -234,7 +236,7 @@ def record(
     from tt_core.engine import eval_job, newest_run
 
     run = run or newest_run(Path("runs"))
-    overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps,
+    overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps, dtype=dtype,
                                 episodes=episodes, max_steps=max_steps, seed=seed)
     if _use_app(headless):
         _run_app(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps,
