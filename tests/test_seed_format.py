@@ -522,3 +522,24 @@ def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
     before = target().__doc__
     sf._restricted_load(io.BytesIO(raw))
     assert target().__doc__ == before != "pwned"
+
+
+def test_eval_command_plans_with_a_seed_checkpoint_and_scores_with_d4rl_references(seed_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    path, _, _ = seed_dir
+    out = tmp_path / "eval.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "tt_tui.cli", "eval", str(path), "--episodes", "1", "--max-steps", "3",
+         "--beam-width", "2", "--beam-steps", "2", "--headless", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["env_id"] == "Hopper-v5"
+    (episode,) = report["episodes"]
+    d4rl = 100 * (episode["episode_return"] + 20.272305) / (3234.3 + 20.272305)
+    assert episode["score"] == pytest.approx(d4rl)
+    assert report["summary"]["score_basis"] == "normalized (reference min/max)"
