@@ -178,7 +178,9 @@ def _plan_overrides(**flags) -> list[str]:
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    run: Path = typer.Argument(..., help="Run dir, checkpoint dir or seed-format pretrained dir."),
+    run: Optional[Path] = typer.Argument(
+        None, help="Run dir, checkpoint dir or seed-format pretrained dir (default: newest under runs/)."
+    ),
     beam_width: Optional[int] = typer.Option(None, "--beam-width"),
     beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
     beam_context: Optional[int] = typer.Option(None, "--beam-context"),
@@ -195,6 +197,9 @@ def eval_cmd(
     seed_block: SeedBlock = _SEED_BLOCK_OPTION,
 ) -> None:
     """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
+    from tt_core.engine import newest_run
+
+    run = run or newest_run(Path("runs"))
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
         sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
