@@ -7,9 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 
 from conftest import write_tiny_config
 from tt_core import checkpoint as ckpt
@@ -103,15 +101,15 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
                                checkpoint_every=1, log_every=50)
     rng = random.Random(0)
     cmd = [sys.executable, "-m", "tt_tui.cli", "train", str(config), "--headless"]
-    run_dir = None
-    for attempt in range(4):
+    run_dir, last_step = None, None
+    for _ in range(4):  # four kills, each at a random moment after a save began
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until this process has saved at least once
             runs = list((tmp_path / "runs").glob("*"))
             if runs and (runs[0] / "latest.json").exists():
                 before = ckpt.latest_step(ckpt.RunFiles(runs[0]))
-                if run_dir is None or before != last_step:
+                if before != last_step:  # this process has written a checkpoint of its own
                     break
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.5))

@@ -171,13 +171,13 @@ def bench_plan(
                 pl.plan(hist, obs, generator=gen)  # warm-up: buffers, kernels
                 planners.append((name, pl, gen, []))
             for _ in range(repeats):
-                for name, pl, gen, ms in planners:
+                for _, pl, gen, ms in planners:
                     sync()
                     t0 = time.perf_counter()
                     res = pl.plan(hist, obs, generator=gen)
                     sync()
                     ms.append((time.perf_counter() - t0) * 1e3)
-            for name, pl, gen, ms in planners:
+            for name, _, _, ms in planners:
                 rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name))
             if not naive:
                 continue

@@ -223,7 +223,7 @@ class NaivePlanner(_Base):
         p = self.params
         prefix = self._prefix(history, obs)
         E = prefix.shape[0]
-        seqs, actions, values, snaps, tokens = [], [], [], [], 0
+        seqs, values, snaps, tokens = [], [], [], 0
         for e in range(E):
             seq, val, snap, n = self._plan_one(prefix[e : e + 1], p, generator, snapshot, hooks, slice(e, e + 1))
             seqs.append(seq)
@@ -485,7 +485,7 @@ class BeamPlanner(_Base):
             cut = min(drop, lv.length)
             kept.append(lv.tok[: lv.rows, cut : lv.length].clone())
             drop -= cut
-        for j, (lv, tok) in enumerate(zip(levels, kept)):
+        for lv in levels:
             lv.length = 0
         for j, tok in enumerate(kept):
             if tok.shape[1]:
