@@ -22,7 +22,7 @@ from tt_core import checkpoint as ckpt
 from tt_core.config import load_config
 from tt_core.engine import Engine, eval_job, train_job
 from tt_core.events import EventBus, Message
-from tt_core.planner import BeamSnapshot, BeamStep
+from tt_core.events import BeamSnapshot, BeamStep
 from tt_core.train import Trainer
 from tt_tui.app import TTApp
 from tt_tui.beams import read_snapshot
@@ -192,11 +192,14 @@ def test_decimated_series_stays_bounded_and_even_over_a_million_points():
 
 
 def test_real_beam_snapshot_is_read_with_the_chosen_path():
-    steps = [BeamStep(np.zeros(3, int), np.array([1.0, 3.0, 2.0]), np.zeros((3, 2)), np.array([0.1, 0.3, 0.2])),
-             BeamStep(np.array([1, 1, 2]), np.array([5.0, 4.0, 6.0]), np.ones((3, 2)), np.array([1.0, 2.0, 3.0]))]
+    steps = [BeamStep(np.zeros(3, int), np.array([1.0, 3.0, 2.0]), np.zeros((3, 2)),
+                      np.array([0.1, 0.3, 0.2]), np.array([9.0, 8.0, 7.0])),
+             BeamStep(np.array([1, 1, 2]), np.array([5.0, 4.0, 6.0]), np.ones((3, 2)),
+                      np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]))]
     view = read_snapshot(BeamSnapshot(steps, chosen=[2, 2]))
     assert view.parents == [[0, 0, 0], [1, 1, 2]] and view.chosen == [2, 2]
     assert view.rewards[1] == [1.0, 2.0, 3.0] and view.actions[1][0] == [1.0, 1.0]
+    assert view.values[0] == [9.0, 8.0, 7.0] and view.scores[1] == [5.0, 4.0, 6.0]
 
 
 def test_kv_cache_estimate_equals_the_planners_allocation(tiny_run):

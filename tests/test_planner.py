@@ -228,7 +228,8 @@ def test_snapshot_parents_and_chosen_path_match_the_plan():
         assert len(snap.steps) == 4 and len(snap.chosen) == 4
         assert (snap.steps[0].parent == 0).all()
         for step in snap.steps:
-            assert step.parent.shape == (5,) and step.value.shape == (5,) and step.reward.shape == (5,)
+            assert step.parent.shape == (5,) and step.score.shape == (5,) and step.reward.shape == (5,)
+            assert step.value.shape == (5,)
             assert step.action.shape == (5, A)
             assert ((0 <= step.parent) & (step.parent < 5)).all()
             assert not any(isinstance(v, torch.Tensor) for v in vars(step).values())
@@ -236,8 +237,14 @@ def test_snapshot_parents_and_chosen_path_match_the_plan():
             assert snap.steps[t].parent[snap.chosen[t]] == snap.chosen[t - 1]
         for t in range(4):
             np.testing.assert_allclose(snap.steps[t].action[snap.chosen[t]], res.actions[e, t])
-        assert snap.steps[-1].value[snap.chosen[-1]] == pytest.approx(res.value[e])
-        assert snap.steps[-1].value.max() == pytest.approx(res.value[e])
+        assert snap.steps[-1].score[snap.chosen[-1]] == pytest.approx(res.value[e])
+        assert snap.steps[-1].score.max() == pytest.approx(res.value[e])
+        # each step's score is the discounted predicted rewards so far plus the value-to-go
+        g, path = p.discount, snap.chosen
+        for t in range(4):
+            rewards = sum(g**i * snap.steps[i].reward[path[i]] for i in range(t + 1))
+            expected = rewards + g ** (t + 1) * snap.steps[t].value[path[t]]
+            assert snap.steps[t].score[path[t]] == pytest.approx(expected, rel=1e-4, abs=1e-4)
     assert BeamPlanner(model, disc, p).plan(hist, obs).snapshot is None
 
 

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class TrainStarted:
@@ -93,12 +95,31 @@ class EpisodeEnd:
 
 
 @dataclass(frozen=True)
+class BeamStep:
+    """The surviving beams of one planning step of one env (numpy arrays, no torch)."""
+
+    parent: np.ndarray  # [W] int: index into the previous step's survivors (step 0: 0)
+    score: np.ndarray  # [W] cumulative score: sum_i discount^i E[r_i] + discount^(t+1) E[V_t]
+    action: np.ndarray  # [W, A] decoded actions
+    reward: np.ndarray  # [W] predicted E[r_t]
+    value: np.ndarray  # [W] predicted E[V_t], the value-to-go after this step
+
+
+@dataclass(frozen=True)
+class BeamSnapshot:
+    """One env's beam search: the survivors of each step and the executed plan's path."""
+
+    steps: list[BeamStep]
+    chosen: list[int]  # the chosen path's beam index at each step
+
+
+@dataclass(frozen=True)
 class PlanSnapshot:
     """The latest beam tree of one env (plain data, see planner.BeamSnapshot)."""
 
     step: int
     env_index: int
-    snapshot: Any
+    snapshot: BeamSnapshot
 
 
 @dataclass(frozen=True)

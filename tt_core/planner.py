@@ -51,23 +51,8 @@ from torch.nn import functional as F
 
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
+from tt_core.events import BeamSnapshot, BeamStep
 from tt_core.model import TrajectoryGPT
-
-
-@dataclass(frozen=True)
-class BeamStep:
-    """One planning step of one env's beam search (plain numpy, for the UI)."""
-
-    parent: np.ndarray  # [W] int: index into the previous step's survivors (step 0: 0)
-    value: np.ndarray  # [W] cumulative score
-    action: np.ndarray  # [W, A] decoded actions
-    reward: np.ndarray  # [W] predicted E[r]
-
-
-@dataclass(frozen=True)
-class BeamSnapshot:
-    steps: list[BeamStep]
-    chosen: list[int]  # the chosen path's beam index at each step
 
 
 @dataclass
@@ -193,14 +178,16 @@ class _Base:
     def _expect(self, probs: torch.Tensor, dim: int) -> torch.Tensor:
         return self.disc.expectation(probs.unsqueeze(-2), slice(dim, dim + 1)).squeeze(-1)
 
-    def _snapshots(self, E, W, X, parents, values, actions, rewards) -> list[BeamSnapshot]:
+    def _snapshots(self, E, W, parents, scores, actions, rewards, values) -> list[BeamSnapshot]:
+        def host(xs):
+            return [x.view(E, W).float().cpu().numpy() for x in xs]
+
         par = [p.view(E, W).cpu().numpy() for p in parents]
-        val = [v.view(E, W).cpu().numpy() for v in values]
+        val, rew, vtg = host(scores), host(rewards), host(values)
         act = [self.disc.decode(a.view(E, W, self.A).cpu().numpy(), slice(self.O, self.O + self.A)) for a in actions]
-        rew = [r.view(E, W).cpu().numpy() for r in rewards]
         out = []
         for e in range(E):
-            steps = [BeamStep(par[t][e], val[t][e], act[t][e], rew[t][e]) for t in range(len(par))]
+            steps = [BeamStep(par[t][e], val[t][e], act[t][e], rew[t][e], vtg[t][e]) for t in range(len(par))]
             chosen = [int(np.argmax(val[-1][e]))]
             for t in range(len(par) - 1, 0, -1):
                 chosen.append(int(par[t][e][chosen[-1]]))
@@ -250,7 +237,7 @@ class NaivePlanner(_Base):
         rewards = torch.zeros(W, S + 1, device=self.device)
         discounts = p.discount ** torch.arange(S + 1, device=self.device, dtype=torch.float32)
         n_tokens = 0
-        parents, vals, acts, rews = [], [], [], []
+        parents, vals, acts, rews, vtgs = [], [], [], [], []
 
         def sample(kind, window, k, cdf):
             window, logits = self._next_logits(window)
@@ -291,6 +278,7 @@ class NaivePlanner(_Base):
                 vals.append(value)
                 acts.append(plan[:, -(A + 2) : -2])
                 rews.append(rewards[:, t].clone())
+                vtgs.append(rewards[:, t + 1].clone())  # holds E[V_t] until the next step
             if t < S - 1:
                 for _ in range(O):
                     window, _, tok = sample("obs", window, p.k_obs, p.cdf_obs)
@@ -298,7 +286,7 @@ class NaivePlanner(_Base):
                     plan = torch.cat([plan, tok[:, None]], 1)
                 n_tokens += W * O
         best = int(torch.argmax(value))
-        snap = self._snapshots(1, W, X, parents, vals, acts, rews) if snapshot else None
+        snap = self._snapshots(1, W, parents, vals, acts, rews, vtgs) if snapshot else None
         return plan[best].view(S, T), float(value[best]), snap, n_tokens
 
 
@@ -523,7 +511,7 @@ class BeamPlanner(_Base):
         discounts = p.discount ** torch.arange(S + 1, device=dev, dtype=torch.float32)
         env_base = (torch.arange(E, device=dev) * (W * X)).unsqueeze(1)
         n_tokens = 0
-        parents, vals, acts, rews = [], [], [], []
+        parents, vals, acts, rews, vtgs = [], [], [], [], []
 
         def sample(kind, logits, k, cdf, rows_per_env):
             logits = logits / temp
@@ -573,6 +561,7 @@ class BeamPlanner(_Base):
                 vals.append(value)
                 acts.append(cand_tok[cand, :A])
                 rews.append(r[cand])
+                vtgs.append(v[cand])
             if t < S - 1:
                 # value token: fed for the next obs' logits (its keys are masked for all)
                 self._room(1)
@@ -588,7 +577,7 @@ class BeamPlanner(_Base):
         best = value.view(E, W).argmax(1) + torch.arange(E, device=dev) * W
         sequence = plan[best].view(E, S, T)
         actions = self.disc.decode(sequence[:, :, O : O + A].cpu().numpy(), slice(O, O + A))
-        snaps = self._snapshots(E, W, X, parents, vals, acts, rews) if snapshot else None
+        snaps = self._snapshots(E, W, parents, vals, acts, rews, vtgs) if snapshot else None
         return PlanResult(actions, sequence.cpu(), value[best].cpu().numpy(), n_tokens, time.perf_counter() - t0, snaps)
 
     def _select(self, parent: torch.Tensor, cand: torch.Tensor) -> None:

@@ -206,7 +206,7 @@ class Trainer:
             raise CheckpointError(
                 f"{loaded.run.root}: the dataset '{cfg.dataset.id}' changed since this run started"
             )
-        self.windows: TokenWindows = windows
+        self.windows: TokenWindows = windows.to(self.device)  # gather batches where the model is
         self.gpt = GPTConfig.from_config(cfg, traj.observation_dim, traj.action_dim)
         self.model = TrajectoryGPT(self.gpt).to(self.device)
         self.optimizer = torch.optim.AdamW(

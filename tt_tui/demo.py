@@ -11,7 +11,11 @@ import threading
 import time
 from typing import Any, Iterable
 
+import numpy as np
+
 from tt_core.events import (
+    BeamSnapshot,
+    BeamStep,
     Checkpointed,
     EnvStep,
     EpisodeEnd,
@@ -61,19 +65,20 @@ def train_events(steps: int = 400, log_every: int = 10) -> list[Any]:
     return out
 
 
-def beam_snapshot(step: int, width: int = 4, steps: int = 3, action_dim: int = 3) -> dict:
-    """A small, fixed beam tree in the planner's snapshot layout (dict form)."""
-    parents, rewards, values, actions = [], [], [], []
+def beam_snapshot(step: int, width: int = 4, steps: int = 3, action_dim: int = 3) -> BeamSnapshot:
+    """A small, fixed beam tree, as the planner reports one."""
+    records, score = [], np.zeros(width)
     for t in range(steps):
-        parents.append([-1] * width if t == 0 else [(j * 3 + t) % width // 2 for j in range(width)])
-        rewards.append([round(1.0 + 0.1 * j - 0.05 * t + 0.01 * step, 3) for j in range(width)])
-        values.append([round(50.0 - 2 * j - t + 0.1 * step, 2) for j in range(width)])
-        actions.append([[round(math.sin(j + t + k), 2) for k in range(action_dim)] for j in range(width)])
+        parent = np.zeros(width, int) if t == 0 else np.array([(j * 3 + t) % width // 2 for j in range(width)])
+        reward = np.array([1.0 + 0.1 * j - 0.05 * t + 0.01 * step for j in range(width)])
+        value = np.array([50.0 - 2 * j - t + 0.1 * step for j in range(width)])
+        action = np.array([[math.sin(j + t + k) for k in range(action_dim)] for j in range(width)])
+        score = score[parent] + 0.99**t * reward
+        records.append(BeamStep(parent, score + 0.99 ** (t + 1) * value, action, reward, value))
     chosen = [0] * steps
     for t in range(steps - 1, 0, -1):
-        chosen[t - 1] = parents[t][chosen[t]]
-    return {"parents": parents, "rewards": rewards, "values": values, "actions": actions,
-            "chosen": chosen}
+        chosen[t - 1] = int(records[t].parent[chosen[t]])
+    return BeamSnapshot(records, chosen)
 
 
 def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:

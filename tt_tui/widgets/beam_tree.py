@@ -70,7 +70,7 @@ class BeamTreePanel(Vertical):
         self.border_title = "beam tree"
         # r: the step's predicted reward; v: the beam's value (its discounted predicted
         # rewards so far + the predicted value to go), as the planner ranks beams
-        self.border_subtitle = "★ executed · r reward · v value"
+        self.border_subtitle = "★ executed · r reward · V value-to-go · Σ score"
         self.redraw()
 
     def add(self, event: PlanSnapshot) -> None:
@@ -111,7 +111,7 @@ class BeamTreePanel(Vertical):
             return None
         entry = snaps[self.index] if self.frozen and 0 <= self.index < len(snaps) else snaps[-1]
         if entry[2] is None:
-            entry[2] = read_snapshot(entry[1]) or False  # False: unreadable, not retried
+            entry[2] = read_snapshot(entry[1]) or False  # False: nothing to draw, not retried
             entry[1] = None  # the plain view replaces the arrays
         return entry[0], (entry[2] or None)
 
@@ -187,6 +187,8 @@ def _label(view: BeamView, t: int, j: int, on_path: bool) -> Text:
     text = Text()
     text.append("★ " if on_path else "  ", style="bold yellow")
     text.append(f"t{t} b{j}", style="bold" if on_path else "")
-    text.append(f" r {_fmt(r, '+.2f')} v {_fmt(v, '.2f')}", style="green" if on_path else "")
+    score = view.scores[t][j]
+    text.append(f" r {_fmt(r, '+.2f')} V {_fmt(v, '.1f')} Σ {_fmt(score, '.1f')}",
+                style="green" if on_path else "")
     text.append(a, style="dim")
     return text
