@@ -211,3 +211,12 @@ def test_bf16_planning_runs_from_the_cli_and_bad_precision_exits_2(tiny_run):
     assert ok.returncode == 0, ok.stderr
     bad = tt("eval", tiny_run, "--dtype", "fp8", "--headless")
     assert bad.returncode == 2 and "plan.dtype: 'fp8' is not one of fp32, bf16" in bad.stderr
+
+
+def test_async_vector_envs_give_the_same_episodes_as_sync(agent):
+    """Same seeds, same planner RNG: only where the envs run differs."""
+    results = {}
+    for mode in ("sync", "async"):
+        cfg = EvalConfig(episodes=2, max_steps=6, seed=11, vector=mode)
+        results[mode] = Rollout(agent, agent.config.plan, cfg, EventBus()).run()
+    assert results["sync"] == results["async"]
