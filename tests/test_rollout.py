@@ -161,9 +161,10 @@ def test_toggled_recording_writes_a_gif_of_the_recorded_steps(agent, tmp_path):
     assert any(isinstance(e, Message) and str(gif) in e.text for e in events)
 
 
-def tt(*args, cwd=None):
+def tt(*args, cwd=None, drop_env=()):
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
     return subprocess.run([sys.executable, "-m", "tt_tui.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, cwd=cwd, env=os.environ.copy())
+                          text=True, timeout=300, cwd=cwd, env=env)
 
 
 def test_eval_command_prints_the_table_and_writes_json(tiny_run, tmp_path):
@@ -190,11 +191,11 @@ def test_eval_of_a_missing_run_exits_3(tmp_path):
 
 
 def test_record_writes_one_gif_per_episode_with_every_frame(tiny_run, tmp_path):
-    # no DIR: the newest run under ./runs is used
+    # no DIR: the newest run under ./runs is used; no MUJOCO_GL and no display: EGL is chosen
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / tiny_run.name).symlink_to(tiny_run)
     result = tt("record", "--episodes", 2, "--max-steps", 6, "--size", 48, "--fps", 10,
-                "--headless", cwd=tmp_path)
+                "--headless", cwd=tmp_path, drop_env=("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY"))
     assert result.returncode == 0, result.stderr
     gifs = sorted((tmp_path / "recordings").glob("*.gif"))
     assert [g.name for g in gifs] == [f"{tiny_run.name}-Hopper-v5-episode00{i}.gif" for i in (0, 1)]

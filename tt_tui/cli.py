@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import signal
 import sys
 import traceback
@@ -349,6 +350,10 @@ def bench_plan_cmd(
 
 
 def main() -> None:
+    # Without a display MuJoCo can only render offscreen; choose EGL before anything
+    # imports mujoco, unless the user picked a backend (MUJOCO_GL=osmesa, ...).
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("MUJOCO_GL", "egl")
     app(prog_name="tt-tui")
 
 
