@@ -15,7 +15,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-
 from rich.table import Table
 
 from tt_core.events import (
@@ -34,34 +33,45 @@ from tt_core.events import (
 PLAIN_LINE_EVERY_S = 5.0  # how often a non-terminal log gets a progress line
 
 
-class HeadlessReporter:
-    """Event listener that prints training progress; use as a context manager."""
+class _Reporter:
+    """Progress on stderr: a live bar on a terminal, nothing live in a pipe or CI log
+    (subclasses print a plain line every PLAIN_LINE_EVERY_S there instead)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None, *columns: Any) -> None:
         self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
         self.live = self.console.is_terminal
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not self.live,
-        )
+        self.progress = Progress(*columns, console=self.console, disable=not self.live)
         self._task = None
         self._last_line = 0.0
-        self.evals = EvalReporter(stream)  # evaluations made during training
 
-    def __enter__(self) -> "HeadlessReporter":
+    def __enter__(self) -> "_Reporter":
         self.progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
+
+    def _plain_line_due(self) -> bool:
+        now = time.monotonic()
+        if self.live or now - self._last_line < PLAIN_LINE_EVERY_S:
+            return False
+        self._last_line = now
+        return True
+
+    def _message(self, event: Message) -> None:
+        self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
+
+
+class HeadlessReporter(_Reporter):
+    """Event listener that prints training progress; use as a context manager."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(
+            stream, TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        )
+        self.evals = EvalReporter(stream)  # evaluations made during training
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, TrainStarted):
@@ -78,9 +88,7 @@ class HeadlessReporter:
                     self._task, completed=event.step, loss=f"{event.loss:.3f}",
                     tps=f"{event.tokens_per_s:,.0f}",
                 )
-            now = time.monotonic()
-            if not self.live and now - self._last_line >= PLAIN_LINE_EVERY_S:
-                self._last_line = now
+            if self._plain_line_due():
                 self.console.print(
                     f"step {event.step} epoch {event.epoch:.2f} loss {event.loss:.4f} "
                     f"(obs {event.loss_obs:.3f} act {event.loss_action:.3f} "
@@ -93,35 +101,24 @@ class HeadlessReporter:
             how = "stopped" if event.stopped_early else "finished"
             self.console.print(f"training {how} at step {event.step}; run directory {event.run_dir}")
         elif isinstance(event, Message):
-            self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
+            self._message(event)
         elif isinstance(event, Failed):
             self.console.print(f"error: {event.error}")
         elif isinstance(event, (EvalStarted, EpisodeEnd, EvalFinished, Throughput)):
             self.evals(event)
 
 
-class EvalReporter:
+class EvalReporter(_Reporter):
     """Event listener for eval/record: per-episode lines, then a results table."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        super().__init__(
+            stream, TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        )
         self.out = Console(highlight=False, soft_wrap=True)  # the table goes to stdout
         self.report: dict = {}  # what --json writes: source, env, plan, episodes, summary
         self._started: EvalStarted | None = None
-        self.progress = Progress(
-            TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-            console=self.console, disable=not self.console.is_terminal,
-        )
-        self._task = None
-        self._last_line = 0.0
-
-    def __enter__(self) -> "EvalReporter":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, EvalStarted):
@@ -138,9 +135,7 @@ class EvalReporter:
                 self._task, advance=1,
                 info=f"{event.planning_tokens_per_s:,.0f} plan tok/s  {event.ms_per_plan:.0f} ms/plan",
             )
-            now = time.monotonic()
-            if not self.console.is_terminal and now - self._last_line >= PLAIN_LINE_EVERY_S:
-                self._last_line = now
+            if self._plain_line_due():
                 self.console.print(
                     f"{event.planning_tokens_per_s:,.0f} planning tokens/s, "
                     f"{event.ms_per_plan:.0f} ms/plan, {event.env_steps_per_s:.1f} env steps/s"
@@ -163,7 +158,7 @@ class EvalReporter:
             }
             self._print_table(event)
         elif isinstance(event, Message):
-            self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
+            self._message(event)
 
     def _print_table(self, event: EvalFinished) -> None:
         table = Table(title="evaluation", show_lines=False)
