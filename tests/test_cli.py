@@ -84,6 +84,12 @@ def test_train_checkpoint_resume_through_the_cli(tmp_path):
     assert logged[0] == 5 and logged[-1] == 260 and logged == sorted(logged)
 
 
+def test_resume_of_a_missing_run_exits_3(tmp_path):
+    result = tt("train", "--resume", tmp_path / "nope", "--headless")
+    assert result.returncode == 3
+    assert "no such run directory" in _one_error_line(result)
+
+
 def test_resume_from_a_corrupt_checkpoint_exits_3(tmp_path):
     config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10)
     assert tt("train", config, "--headless").returncode == 0

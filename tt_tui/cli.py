@@ -89,10 +89,10 @@ def train(
     headless: bool = typer.Option(False, "--headless", help="Progress bar instead of the app."),
 ) -> None:
     """Train a Trajectory Transformer (or resume a run)."""
-    from tt_core.checkpoint import RunFiles
+    from tt_core.checkpoint import RunFiles, find_run_root
     from tt_core.config import load_config
     from tt_core.engine import train_job
-    from tt_core.errors import ConfigError
+    from tt_core.errors import CheckpointError, ConfigError
 
     overrides = list(overrides or [])
     if config is not None and "=" in config.name:
@@ -101,7 +101,10 @@ def train(
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume takes its config from the run directory; drop CONFIG")
-        cfg = load_config(RunFiles(resume).config, overrides)
+        run_files = RunFiles(find_run_root(resume)[0])  # a missing run: exit 3, one line
+        if not run_files.config.exists():
+            raise CheckpointError(f"{run_files.config}: missing (not a tt-tui run directory?)")
+        cfg = load_config(run_files.config, overrides)
     elif config is None:
         raise ConfigError("give a CONFIG file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     else:
