@@ -191,13 +191,13 @@ class Rollout:
                 if not active.any():
                     break
                 idx = np.flatnonzero(active)
+                ids = torch.as_tensor(idx, device=self.device)
+                # the current observations' tokens: the plan's prefix and the history's next row
+                obs_tok = disc.encode(
+                    torch.as_tensor(obs[idx], dtype=torch.float32, device=self.device), dims=slice(0, O)
+                )
                 if plan_pos % self.plan_cfg.plan_every == 0 or plan_pos >= planned.shape[1]:
                     self._apply_live_edits()
-                    ids = torch.as_tensor(idx, device=self.device)
-                    obs_tok = disc.encode(
-                        torch.as_tensor(obs[idx], dtype=torch.float32, device=self.device),
-                        dims=slice(0, O),
-                    )
                     result = self.planner.plan(
                         history[ids], obs_tok, generator=generator, snapshot=self.snapshots
                     )
@@ -235,18 +235,12 @@ class Rollout:
                     elif truncated[i] or lengths[i] >= cfg.max_steps:
                         status[i] = TRUNCATED
                 # executed transitions join the history (value: placeholder, masked by the model)
-                ids = torch.as_tensor(idx, device=self.device)
-                step_tokens = torch.zeros(len(idx), 1, T, dtype=torch.long, device=self.device)
-                step_tokens[:, 0, :O] = disc.encode(
-                    torch.as_tensor(obs[idx], dtype=torch.float32, device=self.device), dims=slice(0, O)
-                )
-                step_tokens[:, 0, O : O + A] = disc.encode(
-                    torch.as_tensor(actions[idx], device=self.device), dims=slice(O, O + A)
-                )
-                r = torch.as_tensor(np.nan_to_num(rewards[idx]), dtype=torch.float32, device=self.device)
-                step_tokens[:, 0, O + A] = disc.encode(r[:, None], dims=slice(O + A, O + A + 1))[:, 0]
+                act_rew = np.concatenate([actions[idx], np.nan_to_num(rewards[idx])[:, None]], axis=1)
                 grown = torch.zeros(n, 1, T, dtype=torch.long, device=self.device)
-                grown[ids] = step_tokens
+                grown[ids, 0, :O] = obs_tok
+                grown[ids, 0, O : O + A + 1] = disc.encode(
+                    torch.as_tensor(act_rew, dtype=torch.float32, device=self.device), dims=slice(O, O + A + 1)
+                )
                 history = torch.cat([history, grown], dim=1)[:, -window:]
                 obs = next_obs
 

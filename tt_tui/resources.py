@@ -12,28 +12,32 @@ import sys
 from dataclasses import dataclass
 
 
-def process_rss_bytes() -> int:
-    """Resident memory of this process now (peak RSS where /proc is missing)."""
+def _proc_kib(path: str, key: str) -> int | None:
+    """Bytes of a "Key:  N kB" line in a /proc file; None where there is no /proc."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def process_rss_bytes() -> int:
+    """Resident memory of this process now (peak RSS where /proc is missing)."""
+    rss = _proc_kib("/proc/self/status", "VmRSS:")
+    if rss is not None:
+        return rss
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
 
 
 def available_memory_bytes() -> int | None:
     """Memory the OS can still hand out (MemAvailable), None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = _proc_kib("/proc/meminfo", "MemAvailable:")
+    if available is not None:
+        return available
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
