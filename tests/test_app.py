@@ -213,7 +213,7 @@ def test_kv_cache_estimate_equals_the_planners_allocation(tiny_run):
     planner = BeamPlanner(agent.model, agent.discretizer, plan)
     E, T = 2, agent.observation_dim + agent.action_dim + 2
     planner.plan(torch.zeros(E, 1, T, dtype=torch.long), torch.zeros(E, agent.observation_dim, dtype=torch.long))
-    allocated = sum(lv.kv.nbytes for lv in planner.levels + [planner._spare])
+    allocated = planner.cache.nbytes
     gpt = agent.model.cfg
     dims = model_dims_from({"n_layers": gpt.n_layers, "embedding_dim": gpt.embedding_dim,
                             "transition_dim": gpt.transition_dim, "seq_len": gpt.seq_len,

@@ -13,7 +13,7 @@ import torch
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
 from tt_core.model import GPTConfig, TrajectoryGPT
-from tt_core.planner import BeamPlanner, NaivePlanner, filter_cdf
+from tt_core.planner import BeamPlanner, NaivePlanner
 
 O, A, N = 3, 2, 11
 T = O + A + 2
@@ -215,7 +215,7 @@ def test_replay_check_detects_a_wrong_model():
         assert rep.max_err <= 1e-4
 
 
-# ---------------------------------------------------------------- snapshot, filters
+# ---------------------------------------------------------------- snapshot
 
 
 def test_snapshot_parents_and_chosen_path_match_the_plan():
@@ -246,14 +246,6 @@ def test_snapshot_parents_and_chosen_path_match_the_plan():
             expected = rewards + g ** (t + 1) * snap.steps[t].value[path[t]]
             assert snap.steps[t].score[path[t]] == pytest.approx(expected, rel=1e-4, abs=1e-4)
     assert BeamPlanner(model, disc, p).plan(hist, obs).snapshot is None
-
-
-def test_filter_cdf_keeps_the_head_holding_the_requested_mass():
-    probs = torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]])
-    out = filter_cdf(probs.log(), 0.6)  # ascending cum: .04 .10 .20 .50 1.0; < 0.4: up to 0.1
-    assert (out[0, :2] > -1000).all() and (out[0, 2:] == -1000).all()
-    out = filter_cdf(probs.log(), 0.99)  # nothing below 0.01: only the smallest is dropped
-    assert (out[0, :4] > -1000).all() and out[0, 4] == -1000
 
 
 # ---------------------------------------------------------------- bf16

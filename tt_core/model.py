@@ -17,21 +17,27 @@ What differs from a plain GPT, and why:
   query included. Values are Monte-Carlo returns-to-go, a function of the future;
   hiding them keeps later predictions from conditioning on that leaked future.
   Position 0 is obs[0] and never masked, so no query row is empty.
+- Dropout modules are called only in training: a planner decodes one token at a time
+  for a few dozen rows, where every Python-level call is a measurable share of a step.
 
-Inference uses `KVCache`: each token's keys/values are projected once and written
-into preallocated per-layer buffers; `TrajectoryGPT.decode` appends tokens and
-attends over the buffers with the same mask, so cached decoding equals `forward`.
+Inference: `TrajectoryGPT.decode` appends tokens to a key/value cache (tt_core/cache.py)
+through the same blocks `forward` runs: each attention layer projects the new tokens
+once and asks the cache to store their keys/values and attend under the model's mask.
+This is the only inference path; the planner's cascade cache is one of the caches, so a
+block variant (e.g. a seed checkpoint's, tt_core/ftt_format.py) is planned with exactly
+the code it is trained and evaluated with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from tt_core.cache import FlatCache
 from tt_core.config import Config
 
 
@@ -89,144 +95,55 @@ def attention_mask(block_size: int, transition_dim: int) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
         self.n_heads = cfg.n_heads
+        self.layer = layer  # which of a cache's layers this attention reads and writes
         self.c_attn = nn.Linear(cfg.embedding_dim, 3 * cfg.embedding_dim)  # fused q, k, v
         self.c_proj = nn.Linear(cfg.embedding_dim, cfg.embedding_dim)
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        k_cache: Optional[torch.Tensor] = None,
-        v_cache: Optional[torch.Tensor] = None,
-        start: int = 0,
-    ) -> torch.Tensor:
-        """x: [B, n, E] at positions start..start+n-1; mask: [n, start+n] (True = attend).
-
-        With caches ([B, H, block, head_dim] views), the new keys/values are written at
-        start..start+n-1 and the queries attend over everything cached so far.
-        """
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], cache=None) -> torch.Tensor:
+        """x: [B, n, E]. Without a cache: the whole window, mask [n, n] (True = attend).
+        With one (decode): x holds the new tokens and the cache stores their keys and
+        values and attends over everything they may see (see tt_core/cache.py)."""
         B, n, E = x.shape
-        q, k, v = self.c_attn(x).view(B, n, 3, self.n_heads, E // self.n_heads).permute(2, 0, 3, 1, 4)
-        if k_cache is not None:
-            k_cache[:, :, start : start + n] = k
-            v_cache[:, :, start : start + n] = v
-            k, v = k_cache[:, :, : start + n], v_cache[:, :, : start + n]
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        y = y.transpose(1, 2).reshape(B, n, E)
-        return self.resid_drop(self.c_proj(y))
+        qkv = self.c_attn(x).view(B, n, 3, self.n_heads, E // self.n_heads)
+        if cache is not None:
+            y = self.c_proj(cache.attend(self.layer, qkv))
+        else:
+            q, k, v = qkv.unbind(2)
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=p
+            )
+            y = self.c_proj(y.transpose(1, 2).reshape(B, n, E))
+        return self.resid_drop(y) if self.training else y
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.embedding_dim)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln2 = nn.LayerNorm(cfg.embedding_dim)
+        # mlp.0 / mlp.2 hold the weights (the names checkpoints use)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.embedding_dim, 4 * cfg.embedding_dim),
             nn.GELU(),
             nn.Linear(4 * cfg.embedding_dim, cfg.embedding_dim),
-            nn.Dropout(cfg.dropout),
         )
+        self.mlp_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, k_cache=None, v_cache=None, start=0):
-        x = x + self.attn(self.ln1(x), mask, k_cache, v_cache, start)
-        return x + self.mlp(self.ln2(x))
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        fc, act, proj = self.mlp
+        y = proj(act(fc(x)))
+        return self.mlp_drop(y) if self.training else y
 
-
-class KVCache:
-    """Keys and values of the tokens decoded so far, for every layer, plus their ids.
-
-    `kv` is one preallocated tensor [n_layers, 2, capacity, n_heads, block_size,
-    head_dim]; rows [:batch] and positions [:length] are live. `tokens`
-    [capacity, block_size] keeps the token ids held, so `TrajectoryGPT.crop` can
-    re-prefill without the caller passing the history back. All rows hold the same
-    number of tokens. Create with `TrajectoryGPT.new_cache`.
-    """
-
-    def __init__(
-        self, n_layers, batch, n_heads, block_size, head_dim, device=None, dtype=None, capacity=None
-    ):
-        capacity = batch if capacity is None else capacity
-        if not 0 <= batch <= capacity:
-            raise ValueError(f"need 0 <= batch <= capacity, got batch {batch}, capacity {capacity}")
-        self.kv = torch.empty(
-            n_layers, 2, capacity, n_heads, block_size, head_dim, device=device, dtype=dtype
-        )
-        self.tokens = torch.zeros(capacity, block_size, dtype=torch.long, device=device)
-        self._scratch: Optional[torch.Tensor] = None  # reorder's gather buffer, made on first use
-        self.batch = batch
-        self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.kv.shape[2]
-
-    @property
-    def block_size(self) -> int:
-        return self.kv.shape[4]
-
-    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views of layer i's key and value buffers, [batch, n_heads, block_size, head_dim]."""
-        return self.kv[i, 0, : self.batch], self.kv[i, 1, : self.batch]
-
-    def token_ids(self) -> torch.Tensor:
-        """The token ids held, [batch, length] (a view; clone before keeping it)."""
-        return self.tokens[: self.batch, : self.length]
-
-    def reset(self) -> None:
-        """Forget every token; the buffers are kept for reuse."""
-        self.length = 0
-
-    @torch.inference_mode()
-    def reorder(self, index: torch.Tensor) -> None:
-        """rows <- rows[index] (beam selection / expansion / envs finishing).
-
-        `index` is a 1-D LongTensor of row ids in [0, batch); its length becomes the
-        new batch and may be larger or smaller. Only the live [:length] positions are
-        copied. When the new batch fits the capacity, the gather goes through a reused
-        scratch buffer: fresh multi-hundred-MB allocations cost far more on CPU (page
-        faults) than the copy itself.
-        """
-        index = index.to(device=self.kv.device, dtype=torch.long)
-        if index.dim() != 1:
-            raise ValueError(f"reorder index must be 1-D, got shape {tuple(index.shape)}")
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.batch):
-            raise IndexError(f"reorder index out of range for batch {self.batch}")
-        new_batch, L = index.numel(), self.length
-        n_layers, _, _, H, block, hd = self.kv.shape
-        tok = self.tokens[: self.batch, :L].index_select(0, index)
-        if new_batch > self.capacity:  # grow: new buffers, gather straight into them
-            kv = self.kv.new_empty(n_layers, 2, new_batch, H, block, hd)
-            kv[:, :, :, :, :L] = self.kv[:, :, : self.batch, :, :L].index_select(2, index)
-            self.kv, self._scratch = kv, None
-            self.tokens = self.tokens.new_zeros(new_batch, block)
-        else:
-            if self._scratch is None:
-                self._scratch = self.kv.new_empty(self.capacity * H * block * hd)
-            out = self._scratch[: new_batch * H * L * hd].view(new_batch, H, L, hd)
-            for i in range(n_layers):
-                for j in range(2):
-                    torch.index_select(self.kv[i, j, : self.batch, :, :L], 0, index, out=out)
-                    self.kv[i, j, :new_batch, :, :L] = out
-        self.tokens[:new_batch, :L] = tok
-        self.batch = new_batch
-
-    @torch.inference_mode()
-    def clone(self, capacity: Optional[int] = None) -> "KVCache":
-        """An independent copy of the live rows and positions (capacity default: batch)."""
-        n_layers, _, _, H, block, hd = self.kv.shape
-        new = KVCache(n_layers, self.batch, H, block, hd, self.kv.device, self.kv.dtype, capacity)
-        new.kv[:, :, : self.batch, :, : self.length] = self.kv[:, :, : self.batch, :, : self.length]
-        new.tokens[: self.batch, : self.length] = self.tokens[: self.batch, : self.length]
-        new.length = self.length
-        return new
+    def forward(self, x, mask, cache=None):
+        x = x + self.attn(self.ln1(x), mask, cache)
+        return x + self.feed_forward(self.ln2(x))
 
 
 class TrajectoryGPT(nn.Module):
@@ -237,7 +154,7 @@ class TrajectoryGPT(nn.Module):
         self.tok_emb = nn.Embedding(T * N + 1, E)  # +1 spare row, as in the original TT
         self.pos_emb = nn.Parameter(torch.zeros(cfg.block_size, E))
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(E)
         self.head = nn.Parameter(torch.empty(T, N, E))  # one [N, E] head per dimension
 
@@ -275,13 +192,13 @@ class TrajectoryGPT(nn.Module):
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
         t = idx.shape[1]
         x = self.tok_emb(idx + self.offsets[start : start + t]) + self.pos_emb[start : start + t]
-        return self.drop(x)
+        return self.drop(x) if self.training else x
 
     def _logits(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """Apply head (p % T) to the hidden state at position p, for p = start..start+t-1."""
         B, t, E = x.shape
         T = self.cfg.transition_dim
-        if t == 1:  # the decode hot path: a single head, a single matmul
+        if t == 1:  # a single head, a single matmul
             return (x[:, 0] @ self.head[start % T].T).unsqueeze(1)
         # Pad to whole transitions so every column of the reshaped view has one head.
         front = start % T
@@ -306,15 +223,15 @@ class TrajectoryGPT(nn.Module):
     # ----------------------------------------------------------------- inference
 
     @torch.inference_mode()
-    def new_cache(self, batch: int, device=None, dtype=None, capacity: Optional[int] = None) -> KVCache:
-        """An empty cache for `batch` rows, buffers preallocated for block_size tokens.
+    def new_cache(self, batch: int, device=None, dtype=None, capacity: Optional[int] = None) -> FlatCache:
+        """An empty flat cache for `batch` rows, buffers preallocated for block_size tokens.
 
         `capacity` (>= batch, default batch) preallocates rows for later growth, e.g.
         a cache of envs rows that `reorder` will expand to envs * beams.
         """
         ref = self.pos_emb
         cfg = self.cfg
-        return KVCache(
+        return FlatCache(
             cfg.n_layers,
             batch,
             cfg.n_heads,
@@ -326,11 +243,17 @@ class TrajectoryGPT(nn.Module):
         )
 
     @torch.inference_mode()
-    def decode(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Append idx [B, n] (n >= 1) at positions cache.length..+n-1; return logits [B, n, N].
+    def decode(
+        self, idx: torch.Tensor, cache, logits: Literal["all", "next", "none"] = "all"
+    ) -> Optional[torch.Tensor]:
+        """Append idx [B, n] (n >= 1) at positions cache.length..+n-1 through the blocks.
 
-        Equals `forward` on the whole sequence held (in eval mode). n > 1 prefills in
-        one batched pass. Raises ValueError past block_size: crop first.
+        Returns the logits [B, n, N] of the new tokens ("all"), only those of the last
+        one, i.e. the next token's distribution ([B, N], "next"), or nothing ("none",
+        e.g. re-encoding after a crop). Equals
+        `forward` on the whole sequence the cache holds (in eval mode), for any cache of
+        tt_core/cache.py. n > 1 prefills in one batched pass. Raises ValueError past
+        block_size: crop first.
         """
         B, n = idx.shape
         start = cache.length
@@ -343,38 +266,37 @@ class TrajectoryGPT(nn.Module):
                 f"decoding {n} token(s) after {start} exceeds block_size "
                 f"{self.cfg.block_size}; crop the cache first"
             )
-        cache.tokens[:B, start : start + n] = idx
+        cache.begin(idx, self.mask)
         x = self._embed(idx, start)
-        # Rows are the new queries, columns every key so far. A single new token sees
-        # all earlier keys, so only the static value-column mask applies.
-        mask = self.mask[start : start + n, : start + n]
-        for i, block in enumerate(self.blocks):
-            k_cache, v_cache = cache.layer(i)
-            x = block(x, mask, k_cache, v_cache, start)
-        cache.length = start + n
+        for block in self.blocks:
+            x = block(x, None, cache)
+        cache.end()
+        if logits == "none":
+            return None
+        if logits == "next":
+            return self.ln_f(x[:, -1]) @ self.head[(start + n - 1) % self.cfg.transition_dim].T
         return self._logits(self.ln_f(x), start)
 
     @torch.inference_mode()
-    def crop(self, cache: KVCache, transitions: int) -> Optional[torch.Tensor]:
-        """Keep only the last `transitions` transitions in the cache.
+    def crop(self, cache, transitions: int) -> bool:
+        """Keep only the last `transitions` transitions in the cache; True if it cut.
 
         Positions are absolute learned embeddings, so cached keys cannot simply be
-        shifted: the kept tokens (from `cache.tokens`) are re-prefilled from position 0,
-        giving exactly the cache a fresh `decode` of the cropped sequence would build.
-        The window is cut at a transition boundary so it starts at dimension 0: with
-        `length` = k*T + r tokens held, the first tokens dropped are whole transitions
-        and a trailing partial transition counts as one of the kept `transitions`.
-
-        Returns the logits [B, kept, N] of the re-prefilled tokens, or None when the
-        cache already fits (nothing dropped, nothing recomputed).
+        shifted: the kept tokens are re-encoded from position 0 (through `decode`, level
+        by level for a cascade), giving exactly the cache a fresh decode of the cropped
+        sequence would build. The window is cut at a transition boundary so it starts at
+        dimension 0: with `length` = k*T + r tokens held, the first tokens dropped are
+        whole transitions and a trailing partial transition counts as one of the kept
+        `transitions`.
         """
         if transitions < 1:
             raise ValueError(f"crop must keep at least one transition, got {transitions}")
         T = self.cfg.transition_dim
         drop = cache.length - transitions * T
         if drop <= 0:
-            return None
+            return False
         drop = -(-drop // T) * T  # round up to a whole number of transitions
-        kept = cache.tokens[: cache.batch, drop : cache.length].clone()
-        cache.reset()
-        return self.decode(kept, cache)
+        for part, kept in cache.cut(drop):
+            if kept.shape[1]:
+                self.decode(kept, part, logits="none")
+        return True

@@ -40,19 +40,20 @@ one env at a time, a full forward pass of the window for every token.
 
 from __future__ import annotations
 
-import math
+import copy
 import time
 from dataclasses import dataclass, replace
 from typing import Optional, Protocol
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
+from tt_core.cache import CascadeCache
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
 from tt_core.events import BeamSnapshot, BeamStep
 from tt_core.model import TrajectoryGPT
+from tt_core.sampling import sample_tokens
 
 
 @dataclass
@@ -75,68 +76,6 @@ class PlanHooks(Protocol):
 
     def selected(self, env: slice, step: int, scores: torch.Tensor, index: torch.Tensor):
         """scores [e, C] of the candidates; index [e, W] the top-k chosen (per env)."""
-
-
-# ------------------------------------------------------------------ sampling
-
-
-def filter_cdf(logits: torch.Tensor, threshold: float) -> torch.Tensor:
-    """The original TT filter_cdf: drop the low-probability tail holding < 1 - threshold mass.
-
-    Sort probabilities ascending; p = the largest sorted probability whose cumulative
-    mass is still below 1 - threshold (the smallest one if none is); tokens with
-    probability <= p get logit -1000.
-    """
-    probs = logits.softmax(dim=-1)
-    probs_sorted, _ = torch.sort(probs, dim=-1)
-    probs_cum = torch.cumsum(probs_sorted, dim=-1)
-    below = probs_cum < (1 - threshold)
-    bins = torch.arange(logits.shape[-1], device=logits.device)
-    idx = torch.argmax(below * bins, dim=-1, keepdim=True)
-    p = probs_sorted.gather(-1, idx)
-    return logits.masked_fill(probs <= p, -1000.0)
-
-
-def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
-    v = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values
-    return logits.masked_fill(logits < v[:, -1:], -math.inf)
-
-
-def sample_tokens(
-    logits: torch.Tensor, topk: Optional[int], cdf: Optional[float], generator
-) -> torch.Tensor:
-    """logits [R, N] (already / temperature) -> token ids [R].
-
-    Same distribution as the original (filter_cdf, top-k, softmax, multinomial), drawn
-    by inverse CDF with one uniform per row from `generator` (cheaper than multinomial;
-    both planners use it). top-k 1 without a cdf filter is argmax (the original keeps
-    exactly tied maxima and draws among them; float logits do not tie in practice).
-    With a cdf filter and no top-k, the filter's sort is reused: the kept tokens are
-    the top of the ascending sort, drawn with probability p / (kept mass).
-    """
-    R, N = logits.shape
-    if topk is not None and topk <= 1 and cdf is None:
-        return logits.argmax(-1)
-    if cdf is not None and topk is None:
-        probs = logits.softmax(dim=-1)
-        ps, si = torch.sort(probs, dim=-1)
-        cum = torch.cumsum(ps, dim=-1)
-        # filter_cdf's threshold: cum is non-decreasing, so `below` is a prefix and
-        # argmax(below * bins) is its last index (0 when it is empty)
-        nb = (cum < (1 - cdf)).sum(-1, keepdim=True)
-        p = ps.gather(-1, (nb - 1).clamp_(min=0))
-        ps = ps.masked_fill_(ps <= p, 0.0)
-        cum = torch.cumsum(ps, dim=-1)
-        u = torch.rand(R, 1, generator=generator, device=logits.device, dtype=cum.dtype) * cum[:, -1:]
-        j = torch.searchsorted(cum, u, right=True).clamp_(max=N - 1)
-        return si.gather(-1, j).squeeze(1)
-    if cdf is not None:
-        logits = filter_cdf(logits, cdf)
-    if topk is not None:
-        logits = top_k_logits(logits, topk)
-    cum = logits.softmax(dim=-1).cumsum_(-1)
-    u = torch.rand(R, 1, generator=generator, device=logits.device, dtype=cum.dtype) * cum[:, -1:]
-    return torch.searchsorted(cum, u, right=True).clamp_(max=N - 1).squeeze(1)
 
 
 class _Base:
@@ -290,194 +229,44 @@ class NaivePlanner(_Base):
         return plan[best].view(S, T), float(value[best]), snap, n_tokens
 
 
-# ------------------------------------------------------------------ cascade cache
-
-
-class _Level:
-    """One level of the cascade cache: keys/values [n_layers, 2, rows, H, S, hd] + ids."""
-
-    def __init__(self, n_layers, rows, H, S, hd, device, dtype):
-        self.kv = torch.empty(n_layers, 2, rows, H, S, hd, device=device, dtype=dtype)
-        self.tok = torch.zeros(rows, S, dtype=torch.long, device=device)
-        self.rows = 0
-        self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.kv.shape[2]
+# ------------------------------------------------------------------ cached planner
 
 
 class BeamPlanner(_Base):
-    """Batched TT beam search on a three-level cascade KV cache (see the module doc).
+    """Batched TT beam search on the model's own cached decoding (`TrajectoryGPT.decode`)
+    over a `CascadeCache` (see the module doc).
 
     `dtype` (default: the model's) is the compute dtype of the network and the KV
-    cache: torch.bfloat16 runs the weights (a private copy, the model is untouched)
-    and the cache in bf16 (AMX / tensor cores) while logits, probabilities, the
-    log-sum-exp merge and the scores stay fp32. bf16 plans are not token-for-token
-    equal to fp32 ones; fp32 is exact up to float reassociation (tests compare it
-    with `NaivePlanner`).
+    cache: torch.bfloat16 plans with a bf16 copy of the model (the model itself is
+    untouched; the copy follows its weights when they change, e.g. during training)
+    while logits, probabilities and the scores stay fp32. bf16 plans are not
+    token-for-token equal to fp32 ones; fp32 equals `NaivePlanner` up to float
+    reassociation.
     """
 
     def __init__(self, model, discretizer, params, device=None, dtype: Optional[torch.dtype] = None):
         super().__init__(model, discretizer, params, device)
         self.model.to(self.device)
         cfg = model.cfg
-        self.H, self.hd = cfg.n_heads, cfg.embedding_dim // cfg.n_heads
-        self.scale = 1.0 / math.sqrt(self.hd)
         self.dtype = model.pos_emb.dtype if dtype is None else dtype
-        bias = torch.zeros(self.block, self.block, device=self.device, dtype=self.dtype)
-        self.bias = bias.masked_fill(~model.mask.to(self.device), -math.inf)
-        self._dead = torch.isinf(self.bias)  # [block, block]: key hidden from query
-        self._flash = self.device.type == "cpu" and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu")
-        self.levels: list[Optional[_Level]] = [None, None, None]
-        self._spare: Optional[_Level] = None  # level 1's ping-pong partner for beam selection
-        self._wkey = None
-        self._w = None
+        self.cache = CascadeCache(cfg.n_layers, cfg.n_heads, cfg.embedding_dim // cfg.n_heads, self.device, self.dtype)
+        self._copy: Optional[TrajectoryGPT] = None  # the model in `dtype`, when that differs
+        self._copy_key = None
 
-    # ---- weights in the compute dtype, and the folded embedding table
-
-    def _weights(self):
-        """Per-plan check that the cached weights still match the model (in-place
-        optimizer steps bump tensor versions); rebuilt only when they changed."""
-        m = self.model
-        params = list(m.parameters())
-        key = tuple((q.data_ptr(), q._version) for q in params)
-        if key != self._wkey:
-            dt = self.dtype
-            c = lambda t: t.detach().to(self.device, dt)
-            N = self.N
-            pos = torch.arange(self.block, device=self.device)
-            # emb[p, tok] = tok_emb[tok + offset(p)] + pos_emb[p]: one lookup per token
-            rows = m.offsets.to(self.device)[:, None] + torch.arange(N, device=self.device)
-            emb = (m.tok_emb.weight.detach()[rows] + m.pos_emb.detach()[pos, None]).to(dt)
-            blocks = []
-            for blk in m.blocks:
-                fc, proj = blk.mlp[0], blk.mlp[2]
-                blocks.append((c(blk.ln1.weight), c(blk.ln1.bias), blk.ln1.eps,
-                               c(blk.attn.c_attn.weight), c(blk.attn.c_attn.bias),
-                               c(blk.attn.c_proj.weight), c(blk.attn.c_proj.bias),
-                               c(blk.ln2.weight), c(blk.ln2.bias), blk.ln2.eps,
-                               c(fc.weight), c(fc.bias), c(proj.weight), c(proj.bias)))
-            head_t = m.head.detach().to(self.device, dt).transpose(1, 2).contiguous()  # [T, E, N]
-            self._w = (emb.reshape(self.block * N, -1), blocks,
-                       (c(m.ln_f.weight), c(m.ln_f.bias), m.ln_f.eps), head_t)
-            self._wkey = key
-        return self._w
-
-    # ---- cache management
-
-    def _level(self, i: int, rows: int, S: int, spare: bool = False) -> _Level:
-        lev = self._spare if spare else self.levels[i]
-        if lev is None or lev.capacity < rows or lev.kv.shape[4] < S or lev.kv.dtype != self.dtype:
-            cfg = self.model.cfg
-            lev = _Level(cfg.n_layers, rows, self.H, S, self.hd, self.device, self.dtype)
-        lev.rows, lev.length = rows, 0
-        return lev
-
-    # ---- the network, on the cascade
-
-    def _feed(self, idx: torch.Tensor, lvl: int, want_logits: bool = True) -> Optional[torch.Tensor]:
-        """Append idx [B, n] to level `lvl` (B = its rows); logits [B, N] (fp32) of the last token."""
-        emb, blocks, lnf, head_t = self._w
-        levels = self.levels[: lvl + 1]
-        own = levels[lvl]
-        B, n = idx.shape
-        pos0 = sum(lv.length for lv in levels)
-        L0 = own.length
-        own.tok[:B, L0 : L0 + n] = idx
-        if n == 1:
-            x = emb.index_select(0, idx.view(-1) + pos0 * self.N).view(B, 1, -1)
-        else:
-            rows = idx + torch.arange(pos0 * self.N, (pos0 + n) * self.N, self.N, device=idx.device)
-            x = emb.index_select(0, rows.view(-1)).view(B, n, -1)
-        H, hd = self.H, self.hd
-        E = x.shape[-1]
-        parts = self._parts(levels, B, pos0, n)
-        for i, (w1, b1, e1, wa, ba, wp, bp, w2, b2, e2, wf, bf, wm, bm) in enumerate(blocks):
-            h = F.layer_norm(x, (E,), w1, b1, e1)
-            qkv = F.linear(h, wa, ba).view(B, n, 3, H, hd)
-            own.kv[i, :, :B, :, L0 : L0 + n] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
-            y = self._attend(qkv[:, :, 0], i, parts, B, n)
-            x = x + F.linear(y, wp, bp)
-            h = F.layer_norm(x, (E,), w2, b2, e2)
-            x = x + F.linear(F.gelu(F.linear(h, wf, bf)), wm, bm)
-        own.length = L0 + n
-        if not want_logits:
-            return None
-        xl = F.layer_norm(x[:, -1], (E,), *lnf)
-        return torch.mm(xl, head_t[(pos0 + n - 1) % self.T]).float()
-
-    def _parts(self, levels, B, pos0, n):
-        """Per feed (shared by the layers): for each non-empty level its rows, key
-        count, query group, bias and the query rows that see none of its keys."""
-        parts = []
-        a = 0  # absolute position of the level's first key
-        last = len(levels) - 1
-        for j, lev in enumerate(levels):
-            Lk = lev.length + (n if j == last else 0)
-            if Lk == 0:
-                continue
-            g = B // lev.rows
-            dead = self._dead[pos0 : pos0 + n, a : a + Lk].all(-1)
-            if bool(dead.all()):
-                a += lev.length
-                continue  # every key of this level is hidden (e.g. a lone value token)
-            dead = dead if bool(dead.any()) else None
-            bias = self.bias[pos0 : pos0 + n, a : a + Lk]
-            if n == 1:
-                bias = bias.view(1, 1, 1, Lk)
-            elif g > 1:
-                bias = bias.repeat(g, 1)
-            parts.append((lev, Lk, g, bias, dead))
-            a += lev.length
-        return parts
-
-    def _attend(self, q, layer, parts, B, n):
-        """Attention of q [B, n, H, hd] over the parts; merged by their log-sum-exp."""
-        H, hd = self.H, self.hd
-        outs, lses = [], []
-        for lev, Lk, g, bias, dead in parts:
-            qp = q.reshape(lev.rows, g * n, H, hd).transpose(1, 2)
-            K = lev.kv[layer, 0, : lev.rows, :, :Lk]
-            V = lev.kv[layer, 1, : lev.rows, :, :Lk]
-            if self._flash:
-                o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                    qp, K, V, 0.0, False, attn_mask=bias, scale=self.scale
-                )[:2]
-            else:
-                s = ((qp @ K.transpose(-1, -2)) * self.scale + bias).float()
-                lse = torch.logsumexp(s, -1)
-                o = (torch.softmax(s, -1).to(V.dtype) @ V)
-            if len(parts) == 1:
-                return o.transpose(1, 2).reshape(B, n, H * hd)
-            o = o.transpose(1, 2).reshape(B, n, H, hd)
-            lse = lse.transpose(1, 2).reshape(B, n, H).float()
-            if dead is not None:
-                lse = lse.masked_fill(dead.view(1, n, 1), -math.inf)
-                o = o.masked_fill(dead.view(1, n, 1, 1), 0.0)
-            outs.append(o)
-            lses.append(lse)
-        w = torch.softmax(torch.stack(lses), 0).unsqueeze(-1)  # [P, B, n, H, 1]
-        y = (torch.stack(outs) * w).sum(0) if outs[0].dtype == torch.float32 else (torch.stack(outs).float() * w).sum(0).to(outs[0].dtype)
-        return y.reshape(B, n, H * hd)
-
-    def _room(self, lvl: int) -> None:
-        """Apply the window rule before feeding one token at level `lvl`."""
-        levels = self.levels[: lvl + 1]
-        held = sum(lv.length for lv in levels)
-        if held < self.block:
-            return
-        drop = self._crop_drop(held)
-        kept = []
-        for lv in levels:  # each level's kept tokens, in window order
-            cut = min(drop, lv.length)
-            kept.append(lv.tok[: lv.rows, cut : lv.length].clone())
-            drop -= cut
-        for lv in levels:
-            lv.length = 0
-        for j, tok in enumerate(kept):
-            if tok.shape[1]:
-                self._feed(tok, j, want_logits=False)
+    def _network(self) -> TrajectoryGPT:
+        """The model in the compute dtype. A lower-precision copy is refreshed when the
+        model's weights changed since the last plan (in-place optimizer steps bump
+        tensor versions)."""
+        if self.dtype == self.model.pos_emb.dtype:
+            return self.model
+        key = tuple((q.data_ptr(), q._version) for q in self.model.parameters())
+        if self._copy is None:
+            self._copy = copy.deepcopy(self.model).to(self.dtype).eval()
+        elif key != self._copy_key:
+            for mine, theirs in zip(self._copy.parameters(), self.model.parameters()):
+                mine.copy_(theirs)
+        self._copy_key = key
+        return self._copy
 
     # ---- the search
 
@@ -492,16 +281,19 @@ class BeamPlanner(_Base):
         E = prefix.shape[0]
         envs = slice(0, E)
         dev = self.device
+        net, cache = self._network(), self.cache
+        # level 0: the prefix per env; 1: each beam's planned tokens; 2: the candidates'
+        # current action and reward tokens (the value token is fed after selection)
+        cache.reset((E, E * W, E * W * X), (self.block, self.block, A + 1))
+        context, beams, cands = cache.level(0), cache.level(1), cache.level(2)
 
-        self._weights()
-        self.levels[0] = self._level(0, E, self.block)
-        self.levels[1] = self._level(1, E * W, self.block)
-        self._spare = self._level(1, E * W, self.block, spare=True)
-        self.levels[2] = self._level(2, E * W * X, A + 1)
-        lv1 = self.levels[1]
-        lv1.rows = E * W
-        logits = self._feed(prefix, 0)  # [E, N]: the first action's logits
-        beam_logits = logits.repeat_interleave(W, 0)
+        def feed(tok: torch.Tensor, level) -> torch.Tensor:
+            """Decode one token per row at `level` (window rule first); fp32 logits [rows, N]."""
+            if level.length >= self.block:
+                net.crop(level, self.context)
+            return net.decode(tok[:, None], level, logits="next").float()
+
+        beam_logits = net.decode(prefix, context, logits="next").float().repeat_interleave(W, 0)
 
         plan = torch.empty(E * W, S * T, dtype=torch.long, device=dev)
         plan_spare = torch.empty_like(plan)
@@ -514,7 +306,8 @@ class BeamPlanner(_Base):
         parents, vals, acts, rews, vtgs = [], [], [], [], []
 
         def sample(kind, logits, k, cdf, rows_per_env):
-            logits = logits / temp
+            if temp != 1.0:  # x / 1.0 == x exactly: skip the op on the per-token path
+                logits = logits / temp
             tok = sample_tokens(logits, k, cdf, generator)
             if hooks is not None:
                 r = hooks.sampled(envs, kind, logits.view(E, rows_per_env, N), tok.view(E, rows_per_env))
@@ -522,19 +315,16 @@ class BeamPlanner(_Base):
             return logits, tok
 
         for t in range(S):
-            lv2 = self.levels[2]
-            lv2.rows, lv2.length = E * W * X, 0
+            cache.clear(2)
             logits = beam_logits.repeat_interleave(X, 0)
             for j in range(A):
                 _, tok = sample("act", logits, p.k_act, p.cdf_act, W * X)
                 cand_tok[:, j] = tok
-                self._room(2)
-                logits = self._feed(tok[:, None], 2)
+                logits = feed(tok, cands)
             logits, tok = sample("reward", logits, p.k_reward, None, W * X)
             r = self._expect(logits.softmax(-1), O + A)
             cand_tok[:, A] = tok
-            self._room(2)
-            logits = self._feed(tok[:, None], 2)
+            logits = feed(tok, cands)
             logits, tok = sample("value", logits, p.k_reward, None, W * X)
             v = self._expect(logits.softmax(-1), O + A + 1)
             cand_tok[:, A + 1] = tok
@@ -555,7 +345,7 @@ class BeamPlanner(_Base):
             torch.index_select(plan, 0, parent, out=plan_spare)
             plan, plan_spare = plan_spare, plan
             plan[:, t * T + O : (t + 1) * T] = cand_tok[cand]
-            self._select(parent, cand)
+            cache.select(parent, cand)
             if snapshot:
                 parents.append(top // X if t else torch.zeros_like(top))  # step 0: one root
                 vals.append(value)
@@ -564,13 +354,11 @@ class BeamPlanner(_Base):
                 vtgs.append(v[cand])
             if t < S - 1:
                 # value token: fed for the next obs' logits (its keys are masked for all)
-                self._room(1)
-                logits = self._feed(plan[:, (t + 1) * T - 1 : (t + 1) * T], 1)
+                logits = feed(plan[:, (t + 1) * T - 1], beams)
                 for j in range(O):
                     _, tok = sample("obs", logits, p.k_obs, p.cdf_obs, W)
                     plan[:, (t + 1) * T + j] = tok
-                    self._room(1)
-                    logits = self._feed(tok[:, None], 1)
+                    logits = feed(tok, beams)
                 beam_logits = logits
                 n_tokens += E * W * O
 
@@ -579,24 +367,3 @@ class BeamPlanner(_Base):
         actions = self.disc.decode(sequence[:, :, O : O + A].cpu().numpy(), slice(O, O + A))
         snaps = self._snapshots(E, W, parents, vals, acts, rews, vtgs) if snapshot else None
         return PlanResult(actions, sequence.cpu(), value[best].cpu().numpy(), n_tokens, time.perf_counter() - t0, snaps)
-
-    def _select(self, parent: torch.Tensor, cand: torch.Tensor) -> None:
-        """Level 1 <- level 1[parent] ++ level 2[cand] (the chosen candidates' step tokens)."""
-        src, dst, lv2 = self.levels[1], self._spare, self.levels[2]
-        L, n = src.length, lv2.length
-        rows = parent.numel()
-        if L + n > dst.kv.shape[4] or rows > dst.capacity:
-            dst = _Level(src.kv.shape[0], rows, self.H, max(src.kv.shape[4], L + n), self.hd, self.device, self.dtype)
-        if L:
-            for i in range(src.kv.shape[0]):
-                for j in range(2):
-                    torch.index_select(src.kv[i, j, : src.rows, :, :L], 0, parent, out=dst.kv[i, j, :rows, :, :L])
-            torch.index_select(src.tok[: src.rows, :L], 0, parent, out=dst.tok[:rows, :L])
-        if n:
-            for i in range(src.kv.shape[0]):
-                for j in range(2):
-                    torch.index_select(lv2.kv[i, j, : lv2.rows, :, :n], 0, cand, out=dst.kv[i, j, :rows, :, L : L + n])
-            torch.index_select(lv2.tok[: lv2.rows, :n], 0, cand, out=dst.tok[:rows, L : L + n])
-        dst.rows, dst.length = rows, L + n
-        lv2.length = 0
-        self.levels[1], self._spare = dst, src

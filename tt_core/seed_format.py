@@ -592,10 +592,10 @@ class NormResidualBlock(Block):
     """The seed snapshot's block: the residual stream is the *normalized* input,
     h = ln1(x); h = h + attn(h); h + mlp(ln2(h)). Same parameters as Block."""
 
-    def forward(self, x, mask, k_cache=None, v_cache=None, start=0):
+    def forward(self, x, mask, cache=None):
         h = self.ln1(x)
-        h = h + self.attn(h, mask, k_cache, v_cache, start)
-        return h + self.mlp(self.ln2(h))
+        h = h + self.attn(h, mask, cache)
+        return h + self.feed_forward(self.ln2(h))
 
 
 def adapt_model(model: TrajectoryGPT, dataset_meta: dict) -> TrajectoryGPT:

@@ -1,0 +1,376 @@
+"""Key/value caches for `TrajectoryGPT.decode`: where a layer's keys live and how it attends.
+
+The network (tt_core/model.py) projects each new token's query, key and value and hands
+them to the cache: `cache.attend(layer, qkv)` stores the keys and values and returns the
+attention of q over every key the new tokens can see, under the model's own mask. Only
+the cache knows its layout, so one network code path (any block class) serves both:
+
+- `FlatCache`: one independent sequence per row, preallocated for a whole window.
+- `CascadeCache`: batched beam search, where rows share their past. Level 0 holds the
+  context once per env, level 1 each beam's tokens after it, level 2 the current step's
+  tokens of each candidate (the `sample_expand` copies of a beam). `cascade.level(j)` is
+  the cache a decode at level j uses: its rows attend to level j and to the one row of
+  every level above that they descend from (candidates of a parent are adjacent rows),
+  and the parts are merged by their log-sum-exp, which equals one softmax over the whole
+  window. Beam selection copies only level 1 (the short per-beam suffix).
+
+What `decode` asks of a cache (both layouts and every level view):
+
+    batch, length          rows decoded; tokens each of them already sees
+    begin(idx, mask)       the new ids [batch, n] and the model's boolean mask
+    attend(layer, qkv)     qkv [batch, n, 3, heads, head_dim] (the fused projection of the
+                           new tokens) -> attention output [batch, n, heads * head_dim]
+    end()                  the n new tokens are now held
+    cut(drop)              forget the first `drop` tokens; [(cache, kept ids)] to re-encode
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch.nn import functional as F
+
+
+class FlatCache:
+    """Keys and values of the tokens decoded so far, for every layer, plus their ids.
+
+    `kv` is one preallocated tensor [n_layers, 2, capacity, n_heads, block_size,
+    head_dim]; rows [:batch] and positions [:length] are live. `tokens`
+    [capacity, block_size] keeps the ids held, so `TrajectoryGPT.crop` can re-encode
+    without the caller passing the history back. All rows hold the same number of
+    tokens. Create with `TrajectoryGPT.new_cache`.
+    """
+
+    def __init__(
+        self, n_layers, batch, n_heads, block_size, head_dim, device=None, dtype=None, capacity=None
+    ):
+        capacity = batch if capacity is None else capacity
+        if not 0 <= batch <= capacity:
+            raise ValueError(f"need 0 <= batch <= capacity, got batch {batch}, capacity {capacity}")
+        self.kv = torch.empty(
+            n_layers, 2, capacity, n_heads, block_size, head_dim, device=device, dtype=dtype
+        )
+        self.tokens = torch.zeros(capacity, block_size, dtype=torch.long, device=device)
+        self._scratch: Optional[torch.Tensor] = None  # reorder's gather buffer, made on first use
+        self._new = 0  # tokens of the decode in progress
+        self._mask: Optional[torch.Tensor] = None
+        self.batch = batch
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.shape[2]
+
+    @property
+    def block_size(self) -> int:
+        return self.kv.shape[4]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the key/value buffers (the token ids beside them add < 1 %)."""
+        return self.kv.nbytes
+
+    def token_ids(self) -> torch.Tensor:
+        """The token ids held, [batch, length] (a view; clone before keeping it)."""
+        return self.tokens[: self.batch, : self.length]
+
+    def reset(self) -> None:
+        """Forget every token; the buffers are kept for reuse."""
+        self.length = 0
+
+    # ---- the decode interface
+
+    def begin(self, idx: torch.Tensor, mask: torch.Tensor) -> None:
+        s, n = self.length, idx.shape[1]
+        self.tokens[: self.batch, s : s + n] = idx
+        self._new = n
+        # The new queries see every key so far: only the static value-column mask applies.
+        self._mask = mask[s : s + n, : s + n]
+
+    def attend(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
+        B, s, n = self.batch, self.length, self._new
+        kv = self.kv[layer, :, :B, :, : s + n]  # [2, B, H, s + n, hd]
+        kv[:, :, :, s:] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), kv[0], kv[1], attn_mask=self._mask)
+        return y.transpose(1, 2).reshape(B, n, -1)
+
+    def end(self) -> None:
+        self.length += self._new
+
+    def cut(self, drop: int) -> list[tuple["FlatCache", torch.Tensor]]:
+        kept = self.tokens[: self.batch, drop : self.length].clone()
+        self.length = 0
+        return [(self, kept)]
+
+    # ---- rows
+
+    @torch.inference_mode()
+    def reorder(self, index: torch.Tensor) -> None:
+        """rows <- rows[index] (beam selection / expansion / envs finishing).
+
+        `index` is a 1-D LongTensor of row ids in [0, batch); its length becomes the
+        new batch and may be larger or smaller. Only the live [:length] positions are
+        copied. When the new batch fits the capacity, the gather goes through a reused
+        scratch buffer: fresh multi-hundred-MB allocations cost far more on CPU (page
+        faults) than the copy itself.
+        """
+        index = index.to(device=self.kv.device, dtype=torch.long)
+        if index.dim() != 1:
+            raise ValueError(f"reorder index must be 1-D, got shape {tuple(index.shape)}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.batch):
+            raise IndexError(f"reorder index out of range for batch {self.batch}")
+        new_batch, L = index.numel(), self.length
+        n_layers, _, _, H, block, hd = self.kv.shape
+        tok = self.tokens[: self.batch, :L].index_select(0, index)
+        if new_batch > self.capacity:  # grow: new buffers, gather straight into them
+            kv = self.kv.new_empty(n_layers, 2, new_batch, H, block, hd)
+            kv[:, :, :, :, :L] = self.kv[:, :, : self.batch, :, :L].index_select(2, index)
+            self.kv, self._scratch = kv, None
+            self.tokens = self.tokens.new_zeros(new_batch, block)
+        else:
+            if self._scratch is None:
+                self._scratch = self.kv.new_empty(self.capacity * H * block * hd)
+            out = self._scratch[: new_batch * H * L * hd].view(new_batch, H, L, hd)
+            for i in range(n_layers):
+                for j in range(2):
+                    torch.index_select(self.kv[i, j, : self.batch, :, :L], 0, index, out=out)
+                    self.kv[i, j, :new_batch, :, :L] = out
+        self.tokens[:new_batch, :L] = tok
+        self.batch = new_batch
+
+    @torch.inference_mode()
+    def clone(self, capacity: Optional[int] = None) -> "FlatCache":
+        """An independent copy of the live rows and positions (capacity default: batch)."""
+        n_layers, _, _, H, block, hd = self.kv.shape
+        new = FlatCache(n_layers, self.batch, H, block, hd, self.kv.device, self.kv.dtype, capacity)
+        new.kv[:, :, : self.batch, :, : self.length] = self.kv[:, :, : self.batch, :, : self.length]
+        new.tokens[: self.batch, : self.length] = self.tokens[: self.batch, : self.length]
+        new.length = self.length
+        return new
+
+
+# ---------------------------------------------------------------------- cascade
+
+
+class _Level:
+    """One level of the cascade: keys/values [n_layers, 2, capacity, H, S, hd] + ids."""
+
+    def __init__(self, n_layers, capacity, H, S, hd, device, dtype):
+        self.kv = torch.empty(n_layers, 2, capacity, H, S, hd, device=device, dtype=dtype)
+        self.tok = torch.zeros(capacity, S, dtype=torch.long, device=device)
+        self.rows = 0
+        self.length = 0
+        self._views: tuple[tuple[int, int], list] = ((-1, -1), [])
+
+    def layer_views(self, rows: int, keys: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the (keys, values) views [rows, H, keys, hd]. Memoized: the levels
+        above the one being decoded keep their size for many decodes, and rebuilding the
+        views is a dozen tensor ops per decode on the per-token path."""
+        if self._views[0] != (rows, keys):
+            live = self.kv[:, :, :rows, :, :keys]
+            self._views = ((rows, keys), [(live[i, 0], live[i, 1]) for i in range(live.shape[0])])
+        return self._views[1]
+
+    def fits(self, rows: int, size: int, dtype: torch.dtype) -> bool:
+        return self.kv.shape[2] >= rows and self.kv.shape[4] >= size and self.kv.dtype == dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.kv.nbytes
+
+
+class _Part:
+    """What the queries of one decode read from one level (shared by all layers)."""
+
+    __slots__ = ("kv", "rows", "group", "bias", "dead")
+
+    def __init__(self, kv, rows, group, bias, dead):
+        # kv: per layer, the level's live (keys, values) [rows, H, keys, hd]
+        self.kv, self.rows, self.group, self.bias, self.dead = kv, rows, group, bias, dead
+
+
+class CascadeCache:
+    """The three-level cache of batched beam search; see the module doc.
+
+    `reset` sizes the levels for one plan (buffers are reused while they fit),
+    `level(j)` is the cache to decode into level j, `select` performs beam selection and
+    `clear(2)` empties the candidates' level for the next step.
+    """
+
+    LEVELS = 3
+
+    def __init__(self, n_layers: int, n_heads: int, head_dim: int, device, dtype: torch.dtype):
+        self.n_layers, self.H, self.hd = n_layers, n_heads, head_dim
+        self.device, self.dtype = torch.device(device), dtype
+        self.scale = 1.0 / math.sqrt(head_dim)
+        self.levels: list[Optional[_Level]] = [None] * self.LEVELS
+        self._spare: Optional[_Level] = None  # level 1's ping-pong partner for `select`
+        self._views = [CascadeLevel(self, j) for j in range(self.LEVELS)]
+        self._mask_src: Optional[torch.Tensor] = None
+        # CPU path: the fused flash kernel returns the log-sum-exp the merge needs.
+        self._flash = self.device.type == "cpu" and hasattr(
+            torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the key/value buffers held (the token ids beside them add < 1 %)."""
+        return sum(lv.nbytes for lv in (*self.levels, self._spare) if lv is not None)
+
+    def _fit(self, lev: Optional[_Level], rows: int, size: int) -> _Level:
+        if lev is None or not lev.fits(rows, size, self.dtype):
+            lev = _Level(self.n_layers, rows, self.H, size, self.hd, self.device, self.dtype)
+        lev.rows, lev.length = rows, 0
+        return lev
+
+    def reset(self, rows: tuple[int, int, int], sizes: tuple[int, int, int]) -> None:
+        """Empty every level; level j gets rows[j] rows for up to sizes[j] tokens."""
+        for j in range(self.LEVELS):
+            self.levels[j] = self._fit(self.levels[j], rows[j], sizes[j])
+        self._spare = self._fit(self._spare, rows[1], sizes[1])
+
+    def level(self, j: int) -> "CascadeLevel":
+        return self._views[j]
+
+    def clear(self, j: int) -> None:
+        self.levels[j].length = 0
+
+    @torch.inference_mode()
+    def select(self, parent: torch.Tensor, cand: torch.Tensor) -> None:
+        """Level 1 <- level 1[parent] ++ level 2[cand] (each chosen candidate's step tokens);
+        level 2 is emptied."""
+        src, lv2 = self.levels[1], self.levels[2]
+        L, n, rows = src.length, lv2.length, parent.numel()
+        dst = self._spare
+        if not dst.fits(rows, L + n, self.dtype):
+            dst = _Level(self.n_layers, rows, self.H, max(src.kv.shape[4], L + n), self.hd, self.device, self.dtype)
+        for lev, index, a, b in ((src, parent, 0, L), (lv2, cand, L, L + n)):
+            if b == a:
+                continue
+            for i in range(self.n_layers):
+                for kv in range(2):
+                    torch.index_select(lev.kv[i, kv, : lev.rows, :, : b - a], 0, index,
+                                       out=dst.kv[i, kv, :rows, :, a:b])
+            torch.index_select(lev.tok[: lev.rows, : b - a], 0, index, out=dst.tok[:rows, a:b])
+        dst.rows, dst.length = rows, L + n
+        lv2.length = 0
+        self.levels[1], self._spare = dst, src
+
+    def _masks(self, mask: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
+        """The model's boolean mask as an additive bias (compute dtype, on the device) and
+        as host lists seen[q][k] = keys < k visible to query q, so deciding which levels a
+        decode reads costs no device work or sync."""
+        if mask is not self._mask_src:
+            self._bias = torch.zeros(mask.shape, device=self.device, dtype=self.dtype).masked_fill(
+                ~mask.to(self.device), -math.inf
+            )
+            counts = mask.cpu().to(torch.int32).cumsum(1)
+            self._seen = torch.cat([torch.zeros(len(mask), 1, dtype=torch.int32), counts], 1).tolist()
+            self._mask_src = mask
+        return self._bias, self._seen
+
+
+def _merge(outs: list[torch.Tensor], lses: list[torch.Tensor]) -> torch.Tensor:
+    """One softmax over the keys of every part, from each part's own softmax: part i
+    weighs exp(lse_i - logsumexp(lse)). Blended in fp32 (lse is fp32 for any dtype)."""
+    dtype = outs[0].dtype
+    if dtype != torch.float32:
+        outs = [o.float() for o in outs]
+    if len(outs) == 2:  # a decode at level 1, the most frequent: one fused blend
+        y = torch.lerp(outs[0], outs[1], torch.sigmoid(lses[1] - lses[0]).unsqueeze(-1))
+    else:
+        w = torch.softmax(torch.stack(lses), 0).unsqueeze(-1)  # [parts, B, n, H, 1]
+        y = (torch.stack(outs) * w).sum(0)
+    return y.to(dtype)
+
+
+class CascadeLevel:
+    """`CascadeCache` seen from level j: the cache interface of a decode into level j."""
+
+    def __init__(self, cascade: CascadeCache, j: int):
+        self.cascade, self.j = cascade, j
+        self._parts: list[_Part] = []
+        self._new = 0
+
+    @property
+    def batch(self) -> int:
+        return self.cascade.levels[self.j].rows
+
+    @property
+    def length(self) -> int:
+        return sum(lv.length for lv in self.cascade.levels[: self.j + 1])
+
+    def begin(self, idx: torch.Tensor, mask: torch.Tensor) -> None:
+        levels = self.cascade.levels[: self.j + 1]
+        own = levels[-1]
+        B, n = idx.shape
+        pos0 = self.length
+        own.tok[:B, own.length : own.length + n] = idx
+        bias_all, seen = self.cascade._masks(mask)
+        parts = []
+        a = 0  # absolute position of the level's first key
+        for lev in levels:
+            keys = lev.length + (n if lev is own else 0)
+            # queries that see none of this level's keys (seen = visible keys, cumulated)
+            if n == 1:
+                dead = [seen[pos0][a + keys] == seen[pos0][a]]
+            else:
+                dead = [seen[p][a + keys] == seen[p][a] for p in range(pos0, pos0 + n)]
+            if keys and not all(dead):  # else every key is hidden (e.g. a lone value token)
+                group = B // lev.rows
+                bias = bias_all[pos0 : pos0 + n, a : a + keys]
+                if n == 1:
+                    bias = bias.view(1, 1, 1, keys)
+                    dead_rows = None
+                else:
+                    if group > 1:
+                        bias = bias.repeat(group, 1)  # query rows: group-major, then position
+                    dead_rows = torch.tensor(dead, device=self.cascade.device) if any(dead) else None
+                parts.append(_Part(lev.layer_views(lev.rows, keys), lev.rows, group, bias, dead_rows))
+            a += lev.length
+        self._parts, self._new = parts, n
+        self._dst = own.kv[:, :, :B, :, own.length : own.length + n]  # where the new keys go
+
+    def attend(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
+        c = self.cascade
+        B, n, _, H, hd = qkv.shape
+        self._dst[layer] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
+        q = qkv[:, :, 0]
+        outs, lses = [], []
+        for part in self._parts:
+            # the `group` query rows of one level row attend to it in one kernel call
+            qp = (q if part.group == 1 else q.reshape(part.rows, part.group * n, H, hd)).transpose(1, 2)
+            K, V = part.kv[layer]
+            if c._flash:
+                o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    qp, K, V, 0.0, False, attn_mask=part.bias, scale=c.scale
+                )[:2]
+            else:
+                s = ((qp @ K.transpose(-1, -2)) * c.scale + part.bias).float()
+                lse = torch.logsumexp(s, -1)
+                o = torch.softmax(s, -1).to(V.dtype) @ V
+            if len(self._parts) == 1:
+                return o.transpose(1, 2).reshape(B, n, H * hd)
+            o = o.transpose(1, 2).reshape(B, n, H, hd)
+            lse = lse.transpose(1, 2).reshape(B, n, H)  # float32 for every input dtype
+            if part.dead is not None:
+                lse = lse.masked_fill(part.dead.view(1, n, 1), -math.inf)
+                o = o.masked_fill(part.dead.view(1, n, 1, 1), 0.0)
+            outs.append(o)
+            lses.append(lse)
+        return _merge(outs, lses).reshape(B, n, H * hd)
+
+    def end(self) -> None:
+        self.cascade.levels[self.j].length += self._new
+
+    def cut(self, drop: int) -> list[tuple["CascadeLevel", torch.Tensor]]:
+        """Drop the first `drop` tokens of the window (level by level, in window order)."""
+        kept = []
+        for j, lev in enumerate(self.cascade.levels[: self.j + 1]):
+            first = min(drop, lev.length)
+            kept.append((self.cascade.level(j), lev.tok[: lev.rows, first : lev.length].clone()))
+            drop -= first
+            lev.length = 0
+        return kept
