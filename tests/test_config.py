@@ -97,3 +97,12 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(dump_config(cfg))
     assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("name", ["halfcheetah", "hopper", "walker2d", "quickstart"])
+def test_shipped_configs_state_every_sampling_knob_with_the_originals_values(name):
+    import yaml
+
+    plan = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["plan"]
+    knobs = {k: plan[k] for k in ("k_obs", "k_act", "k_reward", "cdf_obs", "cdf_act")}
+    assert knobs == {"k_obs": 1, "k_act": None, "k_reward": 1, "cdf_obs": None, "cdf_act": 0.6}

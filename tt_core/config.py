@@ -85,7 +85,7 @@ class PlanConfig:
     sample_expand: int = 2
     k_obs: Optional[int] = 1
     k_act: Optional[int] = None
-    k_reward: Optional[int] = None
+    k_reward: Optional[int] = 1  # reward and value tokens greedy, as beam_plan(k_rew=1)
     cdf_obs: Optional[float] = None
     cdf_act: Optional[float] = 0.6
     temperature: float = 1.0

@@ -23,7 +23,7 @@ def filter_cdf(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """
     probs = logits.softmax(dim=-1)
     probs_sorted, _ = torch.sort(probs, dim=-1)
-    below = probs_sorted.cumsum(dim=-1) < (1 - threshold)
+    below = probs_sorted.cumsum(dim=-1) < threshold
     # cum is non-decreasing, so `below` is a prefix and its length - 1 is the index of
     # p (the original's argmax(below * bins), 0 when the prefix is empty)
     last = (below.sum(-1, keepdim=True) - 1).clamp_(min=0)
@@ -56,7 +56,7 @@ def sample_tokens(
         # order, drawn with probability p / (kept mass).
         probs = logits.softmax(dim=-1)
         ps, si = torch.sort(probs, dim=-1)
-        last = ((ps.cumsum(dim=-1) < (1 - cdf)).sum(-1, keepdim=True) - 1).clamp_(min=0)
+        last = ((ps.cumsum(dim=-1) < cdf).sum(-1, keepdim=True) - 1).clamp_(min=0)
         ps = ps.masked_fill_(ps <= ps.gather(-1, last), 0.0)
         # A flat row masks every token; the original's softmax over all -1000 is uniform.
         ps = torch.where(ps[:, -1:] > 0, ps, torch.ones_like(ps))
