@@ -1,9 +1,10 @@
-"""A trained model ready to plan: loaded from a tt-tui run or a seed-format directory."""
+"""A trained model ready to plan: loaded from a tt-tui run or a FTT-format directory."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -12,7 +13,7 @@ from tt_core.config import Config
 from tt_core.data.discretizer import Discretizer
 from tt_core.errors import CheckpointError
 from tt_core.model import GPTConfig, TrajectoryGPT
-from tt_core.seed_format import NORM_RESIDUAL, adapt_model, is_seed_checkpoint, load_seed_checkpoint
+from tt_core.ftt_format import adapt_model, is_ftt_checkpoint, load_ftt_checkpoint
 
 
 @dataclass
@@ -40,14 +41,15 @@ class Agent:
         return int(self.dataset_meta["action_dim"])
 
 
-def load_agent(path: Path, device: torch.device, seed_block: str = NORM_RESIDUAL) -> Agent:
-    """Load weights for inference from a run dir, a checkpoint dir or a seed-format dir.
+def load_agent(path: Path, device: torch.device, ftt_block: Optional[str] = None) -> Agent:
+    """Load weights for inference from a run dir, a checkpoint dir or a FTT-format dir.
 
-    `seed_block` only matters for seed-format dirs: see seed_format.load_seed_checkpoint.
+    `ftt_block` only matters for FTT-format dirs (None: told from the model file, see
+    ftt_format.load_ftt_checkpoint).
     """
     path = Path(path)
-    if is_seed_checkpoint(path):
-        loaded = load_seed_checkpoint(path, block=seed_block)
+    if is_ftt_checkpoint(path):
+        loaded = load_ftt_checkpoint(path, block=ftt_block)
     else:
         loaded = ckpt.load_run(path, with_trainer=False)
     meta = loaded.dataset_meta

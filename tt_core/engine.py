@@ -24,7 +24,7 @@ from tt_core.errors import CheckpointError, TTError
 from tt_core.events import EventBus, Failed, Message
 from tt_core.record import GifRecorder
 from tt_core.rollout import EpisodeResult, Rollout
-from tt_core.seed_format import NORM_RESIDUAL
+from tt_core.ftt_format import FTT_BLOCK_NOTE_KEY
 from tt_core.train import Trainer
 
 Job = Callable[[EventBus, Controls], Any]
@@ -40,10 +40,10 @@ def train_job(
 
 
 def load_for_planning(
-    path: Path, overrides: list[str], device: str | None, seed_block: str = NORM_RESIDUAL
+    path: Path, overrides: list[str], device: str | None, ftt_block: str | None = None
 ) -> tuple[Agent, Config]:
     """The agent at `path` and its config with plan/eval overrides applied."""
-    agent = load_agent(path, resolve_device(device or "auto"), seed_block=seed_block)
+    agent = load_agent(path, resolve_device(device or "auto"), ftt_block=ftt_block)
     return agent, apply_overrides(agent.config, overrides)
 
 
@@ -56,7 +56,7 @@ def eval_job(
     fps: int = 30,
     size: int = 256,
     snapshots: bool = False,
-    seed_block: str = NORM_RESIDUAL,
+    ftt_block: str | None = None,
 ) -> Job:
     """Evaluate (and optionally record) the agent at `path`.
 
@@ -65,8 +65,10 @@ def eval_job(
     """
 
     def job(bus: EventBus, controls: Controls) -> list[EpisodeResult]:
-        agent, cfg = load_for_planning(path, overrides, device, seed_block)
+        agent, cfg = load_for_planning(path, overrides, device, ftt_block)
         bus.emit(Message(f"loaded {agent.source} (step {agent.step}) for {agent.env_id}"))
+        if FTT_BLOCK_NOTE_KEY in agent.dataset_meta:  # which block an FTT model plans with, and why
+            bus.emit(Message(agent.dataset_meta[FTT_BLOCK_NOTE_KEY]))
         recorder = None
         if record_dir is not None:
             recorder = GifRecorder(record_dir, agent.source.name, agent.env_id, fps)

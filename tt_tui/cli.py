@@ -160,16 +160,17 @@ def datasets() -> None:
         )
 
 
-class SeedBlock(str, enum.Enum):
-    """Residual layout of a seed-format checkpoint (see README: seed-format import)."""
+class FttBlock(str, enum.Enum):
+    """Residual layout of an FTT-format checkpoint (see README: FTT-format import)."""
 
-    norm_residual = "norm-residual"  # the seed snapshot's pretrained models (its issue #3)
-    pre_norm = "pre-norm"  # models retrained after upstream's fix
+    norm_residual = "norm-residual"  # models trained before upstream's block fix (its issue #3)
+    pre_norm = "pre-norm"  # models trained after it
 
 
-_SEED_BLOCK_OPTION = typer.Option(
-    SeedBlock.norm_residual, "--seed-block",
-    help="Seed-format dirs only: norm-residual (seed snapshot) or pre-norm (after its fix).",
+_FTT_BLOCK_OPTION = typer.Option(
+    None, "--ftt-block",
+    help="FTT-format dirs only: norm-residual (before upstream's block fix) or pre-norm "
+    "(after it). Default: told from the model file (published files are known).",
 )
 
 
@@ -183,7 +184,7 @@ def _plan_overrides(**flags) -> list[str]:
 @user_errors
 def eval_cmd(
     run: Optional[Path] = typer.Argument(
-        None, help="Run dir, checkpoint dir or seed-format pretrained dir (default: newest under runs/)."
+        None, help="Run dir, checkpoint dir or FTT-format pretrained dir (default: newest under runs/)."
     ),
     beam_width: Optional[int] = typer.Option(None, "--beam-width"),
     beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
@@ -198,11 +199,12 @@ def eval_cmd(
     vector: Optional[str] = typer.Option(None, "--vector", help="sync (default) or async envs."),
     headless: bool = typer.Option(False, "--headless"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
-    seed_block: SeedBlock = _SEED_BLOCK_OPTION,
+    ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
     """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
     from tt_core.engine import newest_run
 
+    block = ftt_block.value if ftt_block else None
     run = run or newest_run(Path("runs"))
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
@@ -212,10 +214,10 @@ def eval_cmd(
     from tt_core.engine import eval_job
 
     if _use_app(headless):  # the app can record (r) and draws the beam tree
-        reporter = _run_app(eval_job(run, overrides, device, seed_block=seed_block.value,
+        reporter = _run_app(eval_job(run, overrides, device, ftt_block=block,
                                      record_dir=Path("recordings"), snapshots=True), "eval")
     else:
-        reporter = _run_eval(eval_job(run, overrides, device, seed_block=seed_block.value))
+        reporter = _run_eval(eval_job(run, overrides, device, ftt_block=block))
     if json_out is not None:
         import json
 
@@ -239,20 +241,21 @@ def record(
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device"),
     headless: bool = typer.Option(False, "--headless"),
-    seed_block: SeedBlock = _SEED_BLOCK_OPTION,
+    ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
     """Plan episodes and write one GIF per episode (MuJoCo offscreen rendering)."""
     from tt_core.engine import eval_job, newest_run
 
+    block = ftt_block.value if ftt_block else None
     run = run or newest_run(Path("runs"))
     overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps, dtype=dtype,
                                 episodes=episodes, max_steps=max_steps, seed=seed)
     if _use_app(headless):
         _run_app(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps,
-                          size=size, seed_block=seed_block.value, snapshots=True), "record")
+                          size=size, ftt_block=block, snapshots=True), "record")
         return
     _run_eval(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps, size=size,
-                       seed_block=seed_block.value))
+                       ftt_block=block))
 
 
 def _run_job(job, reporter) -> None:

@@ -6,7 +6,7 @@ A seed checkpoint is a directory such as `pretrained/hopper/` holding
     discretizer.pt    torch.save of a `trajectory.utils.discretization.KBinsDiscretizer`
     model_last.pt     torch.save(model.state_dict()) (or model_<epoch>.pt)
 
-`load_seed_checkpoint` turns it into the `LoadedRun` a tt-tui run directory gives, so
+`load_ftt_checkpoint` turns it into the `LoadedRun` a tt-tui run directory gives, so
 eval and planning need not know where the weights came from. What it maps, and why:
 
 - Network: the seed's GPT is ours with other names. nn.MultiheadAttention's fused
@@ -20,13 +20,16 @@ eval and planning need not know where the weights came from. What it maps, and w
 - Attention mask: the seed stores a boolean `attn_mask` buffer per block where True
   means *masked* (nn.MultiheadAttention's convention), causal plus every value column.
   It is checked to be exactly the negation of ours.
-- Residual path: the blocks of the seed snapshot compute `h = norm1(x); h = h +
-  attn(h); h + mlp(norm2(h))` -- the residual carries the *normalized* stream (upstream
-  issue #3). Upstream fixed this in 2023 (PR #10) and retrained its pretrained models
-  with the ordinary pre-norm block, `x + attn(norm1(x))`. The two kinds of file are
-  indistinguishable, so `load_seed_checkpoint(block=...)` says which one it is; it is
-  recorded as `dataset_meta["seed_block"]`, and `adapt_model` turns a TrajectoryGPT's
-  blocks into the matching kind (needed for "norm-residual" only).
+- Residual path (two eras): before upstream's fix (commit 213e58d) the blocks computed
+  `h = norm1(x); h = h + attn(h); h + mlp(norm2(h))` -- the residual carries the
+  *normalized* stream (upstream issue #3); after it, the ordinary pre-norm block
+  `x + attn(norm1(x))`, and the pretrained models were retrained. The weights of the
+  two eras have the same names and shapes, so the era is told from the git blob id of
+  model_last.pt (`PUBLISHED_MODELS`, facts of upstream's history); a file that is not
+  one of the published ones gets pre-norm, upstream's current code, unless
+  `load_ftt_checkpoint(block=...)` says otherwise. The choice is recorded as
+  `dataset_meta["ftt_block"]` (and why, as `dataset_meta["ftt_block_note"]`), and
+  `adapt_model` turns a TrajectoryGPT's blocks into the matching kind.
 - Discretizer: read with a restricted unpickler that can build only the seed's
   discretizer (as an inert state holder), numpy arrays and tensors; anything else is
   refused before it is called. The seed encodes with
@@ -39,6 +42,7 @@ eval and planning need not know where the weights came from. What it maps, and w
 from __future__ import annotations
 
 import _compat_pickle
+import hashlib
 import pickle
 import re
 import types
@@ -68,19 +72,32 @@ CONFIG_FILE = "config.yaml"
 DISCRETIZER_FILE = "discretizer.pt"
 MODEL_FILE = "model_last.pt"
 
-# dataset_meta["seed_block"]: which residual path the seed weights were trained with.
-SEED_BLOCK_KEY = "seed_block"
-NORM_RESIDUAL = "norm-residual"  # the seed snapshot's block (upstream issue #3)
-PRE_NORM = "pre-norm"  # upstream after PR #10, and tt-tui's own block
+# dataset_meta["ftt_block"]: which residual path the seed weights were trained with;
+# dataset_meta["ftt_block_note"]: one line saying how it was chosen.
+FTT_BLOCK_KEY = "ftt_block"
+FTT_BLOCK_NOTE_KEY = "ftt_block_note"
+NORM_RESIDUAL = "norm-residual"  # the seed's block before its fix (upstream issue #3)
+PRE_NORM = "pre-norm"  # upstream after its fix (commit 213e58d), and tt-tui's own block
 BLOCK_KINDS = (NORM_RESIDUAL, PRE_NORM)
 
+# Git blob ids of upstream's published pretrained/<env>/model_last.pt files, from its
+# history: the pre-fix files (commit 664900f) and the ones retrained after the fix.
+PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
+    "59aef561641e90f1bdac70084ca845958e639c66": ("halfcheetah", NORM_RESIDUAL),
+    "c2984891ed1238fe58ea11d92c7a8f39217cc650": ("hopper", NORM_RESIDUAL),
+    "f0705b82cd81b6f038e21cbc49cd16665ce17880": ("walker2d", NORM_RESIDUAL),
+    "f3549ec50e06a1472ba3699e82722d74af64353d": ("halfcheetah", PRE_NORM),
+    "7ff9bd6d6ff286162cbff93f1b872a414121c984": ("hopper", PRE_NORM),
+    "05186222bfec9d32f0520b726ed62eb9f349d02b": ("walker2d", PRE_NORM),
+}
+
 # The seed's KBinsDiscretizer.encode: x + atol + rtol * |x| is binned.
-SEED_ENCODE_ATOL = 1.0e-8
-SEED_ENCODE_RTOL = 1.0e-5
+FTT_ENCODE_ATOL = 1.0e-8
+FTT_ENCODE_RTOL = 1.0e-5
 
 # Planning defaults of the seed's eval (configs/eval_base.yaml + README for hopper and
 # walker2d); a checkpoint's own trainer.eval_* values take precedence.
-SEED_PLAN_DEFAULTS = dict(
+FTT_PLAN_DEFAULTS = dict(
     beam_width=128, beam_steps=15, beam_context=5, sample_expand=2, k_obs=1, k_act=None,
     k_reward=1, cdf_obs=None, cdf_act=None, temperature=1.0, plan_every=1,
 )
@@ -146,7 +163,7 @@ def _model_file(path: Path) -> Optional[Path]:
     return max(epochs)[1] if epochs else None
 
 
-def is_seed_checkpoint(path: Path) -> bool:
+def is_ftt_checkpoint(path: Path) -> bool:
     """True for a directory laid out like the seed's `pretrained/<env>` (cheap; never raises)."""
     try:
         path = Path(path)
@@ -160,10 +177,38 @@ def is_seed_checkpoint(path: Path) -> bool:
         return False
 
 
+def git_blob_id(path: Path) -> str:
+    """The id git gives the file's content: sha1 of b"blob <size>\\0" + content."""
+    path = Path(path)
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def detect_block(model_path: Path) -> tuple[str, str]:
+    """(block kind, one line saying why) for a seed model file, from its git blob id."""
+    blob = git_blob_id(model_path)
+    known = PUBLISHED_MODELS.get(blob)
+    if known is not None:
+        env, kind = known
+        era = "before" if kind == NORM_RESIDUAL else "after"
+        return kind, (
+            f"{model_path.name} is upstream's published {env} model from {era} its block fix "
+            f"(blob {blob[:7]}): planning with the {kind} block"
+        )
+    return PRE_NORM, (
+        f"{model_path.name} is not one of upstream's published files (blob {blob[:7]}): planning "
+        f"with the {PRE_NORM} block of its current code; pass --ftt-block {NORM_RESIDUAL} for "
+        "a model trained before its fix"
+    )
+
+
 # ------------------------------------------------------ restricted unpickling
 
 
-class SeedKBinsState:
+class FttKBinsState:
     """Inert stand-in for the seed's KBinsDiscretizer: unpickling fills __dict__ only."""
 
 
@@ -185,7 +230,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     import torch._utils
 
     allowed: dict[tuple[str, str], Any] = {
-        ("trajectory.utils.discretization", "KBinsDiscretizer"): SeedKBinsState,
+        ("trajectory.utils.discretization", "KBinsDiscretizer"): FttKBinsState,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
@@ -228,8 +273,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # A pickle may BUILD (setattr) on any object it holds, globals included. Hand
         # out fresh stand-ins so that cannot alter a shared class or function; the
         # other allowed types (ndarray, dtype, OrderedDict) are immutable C types.
-        if target is SeedKBinsState:
-            return type("KBinsDiscretizer", (SeedKBinsState,), {})
+        if target is FttKBinsState:
+            return type("KBinsDiscretizer", (FttKBinsState,), {})
         if isinstance(target, type):
             return target
 
@@ -244,12 +289,12 @@ def _restricted_load(file, **kwargs) -> Any:
 
 
 # What torch.load(pickle_module=...) needs: an Unpickler class and a load function.
-_restricted_pickle = types.ModuleType("tt_core_seed_restricted_pickle")
+_restricted_pickle = types.ModuleType("tt_core_ftt_restricted_pickle")
 _restricted_pickle.Unpickler = _RestrictedUnpickler  # type: ignore[attr-defined]
 _restricted_pickle.load = _restricted_load  # type: ignore[attr-defined]
 
 
-def read_seed_discretizer(path: Path) -> dict[str, Any]:
+def read_ftt_discretizer(path: Path) -> dict[str, Any]:
     """The pickled KBinsDiscretizer's attributes (bin_edges, bin_centers, n_bins, ...)."""
     path = Path(path)
     try:
@@ -265,7 +310,7 @@ def read_seed_discretizer(path: Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # zip, pickle and torch errors all mean a damaged file
         raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
-    if not isinstance(obj, SeedKBinsState):
+    if not isinstance(obj, FttKBinsState):
         raise CheckpointError(f"{path}: not a seed KBinsDiscretizer (found {type(obj).__name__})")
     return dict(vars(obj))
 
@@ -273,7 +318,7 @@ def read_seed_discretizer(path: Path) -> dict[str, Any]:
 # ------------------------------------------------------------ discretizer
 
 
-class SeedDiscretizer(Discretizer):
+class FttDiscretizer(Discretizer):
     """A Discretizer whose boundaries reproduce the seed's encode and whose centers are
     the seed's bin centers exactly (decode / expectation)."""
 
@@ -287,14 +332,14 @@ class SeedDiscretizer(Discretizer):
         self.centers = c
 
 
-def seed_encode_threshold(edges: np.ndarray) -> np.ndarray:
+def ftt_encode_threshold(edges: np.ndarray) -> np.ndarray:
     """The x at which the seed's shifted value x + atol + rtol*|x| reaches each edge.
 
     The shift is strictly increasing in x (slope 1 +- rtol), so "shifted x >= e" is
     exactly "x >= threshold(e)".
     """
-    e = np.asarray(edges, dtype=np.float64) - SEED_ENCODE_ATOL
-    return np.where(e >= 0, e / (1.0 + SEED_ENCODE_RTOL), e / (1.0 - SEED_ENCODE_RTOL))
+    e = np.asarray(edges, dtype=np.float64) - FTT_ENCODE_ATOL
+    return np.where(e >= 0, e / (1.0 + FTT_ENCODE_RTOL), e / (1.0 - FTT_ENCODE_RTOL))
 
 
 def _rising_from_the_top(b: np.ndarray) -> np.ndarray:
@@ -316,7 +361,7 @@ def _rising_from_the_top(b: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate((b - ramp)[:, ::-1], axis=1)[:, ::-1] + ramp
 
 
-def discretizer_from_seed(state: dict[str, Any], where: str = DISCRETIZER_FILE) -> SeedDiscretizer:
+def discretizer_from_ftt(state: dict[str, Any], where: str = DISCRETIZER_FILE) -> FttDiscretizer:
     """Map the seed discretizer's state onto a Discretizer that bins like the seed."""
     edges = state.get("bin_edges")
     if not isinstance(edges, np.ndarray) or edges.ndim != 2 or edges.shape[1] < 3:
@@ -332,7 +377,7 @@ def discretizer_from_seed(state: dict[str, Any], where: str = DISCRETIZER_FILE) 
         centers = (edges[:, 1:] + edges[:, :-1]) * 0.5
     centers = np.asarray(centers, dtype=np.float64)
     try:
-        return SeedDiscretizer(_rising_from_the_top(seed_encode_threshold(edges)), centers)
+        return FttDiscretizer(_rising_from_the_top(ftt_encode_threshold(edges)), centers)
     except ValueError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
 
@@ -388,7 +433,7 @@ class _Section:
 
 
 @dataclass(frozen=True)
-class SeedModelSpec:
+class FttModelSpec:
     """The seed model's dimensions (config.yaml `model` section)."""
 
     vocab_size: int
@@ -405,9 +450,9 @@ class SeedModelSpec:
         return self.seq_len_tokens // self.transition_dim
 
 
-def _model_spec(data: dict, where: Path) -> SeedModelSpec:
+def _model_spec(data: dict, where: Path) -> FttModelSpec:
     m = _Section(data, "model", where)
-    spec = SeedModelSpec(
+    spec = FttModelSpec(
         vocab_size=m.get("vocab_size", int),
         transition_dim=m.get("transition_dim", int),
         observation_dim=m.get("observation_dim", int),
@@ -437,7 +482,7 @@ def _model_spec(data: dict, where: Path) -> SeedModelSpec:
     return spec
 
 
-def _build_config(data: dict, spec: SeedModelSpec, strategy: str, where: Path) -> Config:
+def _build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) -> Config:
     d = _Section(data, "dataset", where)
     t = _Section(data, "trainer", where, required=False)
     num_bins = d.get("num_bins", int, spec.vocab_size)
@@ -448,7 +493,7 @@ def _build_config(data: dict, spec: SeedModelSpec, strategy: str, where: Path) -
     discount = d.get("discount", float, 0.99)
     cfg_strategy = d.get("strategy", str, strategy)
     plan = {}
-    for key, default in SEED_PLAN_DEFAULTS.items():
+    for key, default in FTT_PLAN_DEFAULTS.items():
         kind = float if isinstance(default, float) else int
         if key.startswith("cdf"):
             plan[key] = None  # the seed samples with top-k only
@@ -517,8 +562,8 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def map_seed_state(
-    seed: dict[str, torch.Tensor], spec: SeedModelSpec, gpt: GPTConfig, where: str = MODEL_FILE
+def map_ftt_state(
+    seed: dict[str, torch.Tensor], spec: FttModelSpec, gpt: GPTConfig, where: str = MODEL_FILE
 ) -> dict[str, torch.Tensor]:
     """Rename and reshape the seed GPT's state dict onto TrajectoryGPT's names."""
     T, N, E, L = spec.transition_dim, spec.vocab_size, spec.embedding_dim, spec.seq_len_tokens
@@ -604,29 +649,29 @@ def adapt_model(model: TrajectoryGPT, dataset_meta: dict) -> TrajectoryGPT:
     A no-op for tt-tui runs and "pre-norm" seed checkpoints. Works before or after
     load_state_dict: the block classes share every parameter and buffer.
     """
-    kind = dataset_meta.get(SEED_BLOCK_KEY)
+    kind = dataset_meta.get(FTT_BLOCK_KEY)
     if kind == NORM_RESIDUAL:
         for block in model.blocks:
             if type(block) is Block:
                 block.__class__ = NormResidualBlock
     elif kind not in (None, PRE_NORM):
         kinds = ", ".join(BLOCK_KINDS)
-        raise CheckpointError(f"unknown {SEED_BLOCK_KEY} {kind!r}; expected one of {kinds}")
+        raise CheckpointError(f"unknown {FTT_BLOCK_KEY} {kind!r}; expected one of {kinds}")
     return model
 
 
 # -------------------------------------------------------------------- load
 
 
-def load_seed_checkpoint(path: Path, block: str = NORM_RESIDUAL) -> LoadedRun:
-    """Load a seed-format directory as a LoadedRun (step 0, no trainer state).
+def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
+    """Load a FTT-format directory as a LoadedRun (step 0, no trainer state).
 
-    `block`: "norm-residual" for checkpoints of the seed snapshot (its pretrained/
-    models and anything trained with its gpt.py), "pre-norm" for ones trained after
-    upstream's fix. Build the model with `adapt_model(TrajectoryGPT(...), meta)`.
+    `block`: "norm-residual" for models trained before upstream's block fix, "pre-norm"
+    for ones trained after it; None tells them apart by the model file's blob id
+    (`detect_block`). Build the model with `adapt_model(TrajectoryGPT(...), meta)`.
     """
     path = Path(path)
-    if block not in BLOCK_KINDS:
+    if block is not None and block not in BLOCK_KINDS:
         kinds = ", ".join(BLOCK_KINDS)
         raise CheckpointError(f"seed block kind {block!r}: expected one of {kinds}")
     if not path.is_dir():
@@ -646,8 +691,8 @@ def load_seed_checkpoint(path: Path, block: str = NORM_RESIDUAL) -> LoadedRun:
         )
 
     disc_path = path / DISCRETIZER_FILE
-    disc_state = read_seed_discretizer(disc_path)
-    disc = discretizer_from_seed(disc_state, str(disc_path))
+    disc_state = read_ftt_discretizer(disc_path)
+    disc = discretizer_from_ftt(disc_state, str(disc_path))
     if disc.dim != spec.transition_dim or disc.num_bins != spec.vocab_size:
         raise CheckpointError(
             f"{disc_path}: {disc.dim} dims x {disc.num_bins} bins, config.yaml says "
@@ -660,7 +705,11 @@ def load_seed_checkpoint(path: Path, block: str = NORM_RESIDUAL) -> LoadedRun:
     if model_path is None:
         raise CheckpointError(f"{path / MODEL_FILE}: missing (nor any model_<epoch>.pt)")
     gpt = GPTConfig.from_config(cfg, spec.observation_dim, spec.action_dim)
-    state = map_seed_state(_load_state_dict(model_path), spec, gpt, str(model_path))
+    state = map_ftt_state(_load_state_dict(model_path), spec, gpt, str(model_path))
+    if block is None:
+        block, note = detect_block(model_path)
+    else:
+        note = f"planning with the {block} block (--ftt-block)"
 
     meta = {
         "dataset_id": env_name,
@@ -671,8 +720,9 @@ def load_seed_checkpoint(path: Path, block: str = NORM_RESIDUAL) -> LoadedRun:
         "ref_min_score": env.ref_min_score,
         "ref_max_score": env.ref_max_score,
         "source": "faster-trajectory-transformer",
-        "seed_weights": model_path.name,
-        SEED_BLOCK_KEY: block,
+        "ftt_weights": model_path.name,
+        FTT_BLOCK_KEY: block,
+        FTT_BLOCK_NOTE_KEY: note,
     }
     return LoadedRun(
         run=RunFiles(path), config=cfg, discretizer=disc, dataset_meta=meta,

@@ -1,13 +1,15 @@
 """Importing faster-trajectory-transformer (seed project) checkpoints.
 
-Each test builds a seed-format directory itself: a config.yaml in the seed's layout,
+Each test builds a FTT-format directory itself: a config.yaml in the seed's layout,
 a discretizer.pt pickled from a class living at the seed's module path, and a
 model_last.pt holding the state dict of a small re-statement of the seed's GPT. The
 imported model is checked against that independent forward, not against tt-tui code.
 """
 
+import hashlib
 import os
 import pickle
+import subprocess
 import sys
 import types
 
@@ -17,7 +19,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from tt_core import seed_format as sf
+from tt_core import ftt_format as sf
 from tt_core.errors import CheckpointError
 from tt_core.model import GPTConfig, TrajectoryGPT
 
@@ -30,7 +32,7 @@ L = SEQ * T  # the seed's model.seq_len counts tokens
 # ------------------------------------------------- the seed side, restated
 
 
-class SeedBlock(nn.Module):
+class FttBlock(nn.Module):
     """The seed's TransformerBlock: MultiheadAttention with a True-means-masked buffer."""
 
     def __init__(self):
@@ -58,7 +60,7 @@ class SeedGPT(nn.Module):
         super().__init__()
         self.tok_emb = nn.Embedding(N * T, E)
         self.pos_emb = nn.Parameter(torch.zeros(1, L, E))
-        self.blocks = nn.ModuleList(SeedBlock() for _ in range(LAYERS))
+        self.blocks = nn.ModuleList(FttBlock() for _ in range(LAYERS))
         self.norm = nn.LayerNorm(E)
         self.head = nn.Module()
         self.head.weight = nn.Parameter(torch.zeros(T, N, E))  # EinLinear [models, out, in]
@@ -174,7 +176,7 @@ def random_tokens(batch, t, seed=1):
 @pytest.mark.parametrize("block", [sf.NORM_RESIDUAL, sf.PRE_NORM])
 def test_imported_model_gives_the_seed_networks_logits(seed_dir, block):
     path, seed_model, _ = seed_dir
-    model = build(sf.load_seed_checkpoint(path, block=block))
+    model = build(sf.load_ftt_checkpoint(path, block=block))
     tokens = random_tokens(3, L - 1)  # a full window: seq_len transitions minus the target
     with torch.no_grad():
         want = seed_model(tokens, norm_residual=(block == sf.NORM_RESIDUAL))
@@ -200,7 +202,7 @@ def test_the_two_block_kinds_really_differ(seed_dir):
 @pytest.mark.parametrize("block", [sf.NORM_RESIDUAL, sf.PRE_NORM])
 def test_cached_decoding_of_an_imported_model_equals_its_full_forward(seed_dir, block):
     path, _, _ = seed_dir
-    model = build(sf.load_seed_checkpoint(path, block=block))
+    model = build(sf.load_ftt_checkpoint(path, block=block))
     tokens = random_tokens(2, 2 * T + 5, seed=3)
     cache = model.new_cache(2)
     with torch.no_grad():
@@ -210,17 +212,68 @@ def test_cached_decoding_of_an_imported_model_equals_its_full_forward(seed_dir, 
     torch.testing.assert_close(torch.cat([first, *steps], dim=1), full, atol=1e-4, rtol=1e-4)
 
 
-def test_the_seed_block_kind_is_recorded_and_defaults_to_the_seed_snapshots(seed_dir):
+def blob_id(path) -> str:
+    """This test's own git blob id: sha1 of b"blob <size>\\0" + content."""
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_git_blob_id_is_the_id_git_itself_gives_the_file(seed_dir):
+    path = seed_dir[0] / "model_last.pt"
+    assert sf.git_blob_id(path) == blob_id(path)
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True)
+    if git.returncode == 0:  # git is on every machine that runs the suite, but do not depend on it
+        assert git.stdout.strip() == blob_id(path)
+
+
+def test_the_published_model_ids_are_upstreams_three_files_of_each_era():
+    by_era = {}
+    for blob, (env, kind) in sf.PUBLISHED_MODELS.items():
+        assert len(blob) == 40 and int(blob, 16) >= 0
+        by_era.setdefault(kind, set()).add(env)
+    assert by_era == {sf.NORM_RESIDUAL: {"halfcheetah", "hopper", "walker2d"},
+                      sf.PRE_NORM: {"halfcheetah", "hopper", "walker2d"}}
+    assert sf.PUBLISHED_MODELS["f0705b82cd81b6f038e21cbc49cd16665ce17880"] == ("walker2d", sf.NORM_RESIDUAL)
+    assert sf.PUBLISHED_MODELS["05186222bfec9d32f0520b726ed62eb9f349d02b"] == ("walker2d", sf.PRE_NORM)
+
+
+@pytest.mark.parametrize("era", [sf.NORM_RESIDUAL, sf.PRE_NORM])
+def test_a_published_file_is_planned_with_the_block_of_its_era_without_flags(seed_dir, monkeypatch, era):
+    path, seed_model, _ = seed_dir
+    # The files in the table are upstream's; this one stands in for one of them.
+    monkeypatch.setitem(sf.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", era))
+    loaded = sf.load_ftt_checkpoint(path)
+    assert loaded.dataset_meta["ftt_block"] == era
+    note = loaded.dataset_meta["ftt_block_note"]
+    assert "published hopper model" in note and era in note
+    assert ("before" if era == sf.NORM_RESIDUAL else "after") in note
+    tokens = random_tokens(2, 30)
+    with torch.no_grad():
+        want = seed_model(tokens, norm_residual=(era == sf.NORM_RESIDUAL))
+        torch.testing.assert_close(build(loaded)(tokens), want, atol=1e-4, rtol=1e-4)
+
+
+def test_an_unknown_file_gets_the_current_pre_norm_block_and_a_line_saying_how_to_override(seed_dir):
     path, _, _ = seed_dir
-    assert sf.load_seed_checkpoint(path).dataset_meta["seed_block"] == "norm-residual"
-    assert sf.load_seed_checkpoint(path, block="pre-norm").dataset_meta["seed_block"] == "pre-norm"
+    meta = sf.load_ftt_checkpoint(path).dataset_meta
+    assert meta["ftt_block"] == sf.PRE_NORM
+    note = meta["ftt_block_note"]
+    assert "not one of upstream's published files" in note and "--ftt-block norm-residual" in note
+    assert "\n" not in note
+
+
+def test_an_explicit_block_overrides_the_detection(seed_dir, monkeypatch):
+    path, _, _ = seed_dir
+    monkeypatch.setitem(sf.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", sf.PRE_NORM))
+    meta = sf.load_ftt_checkpoint(path, block=sf.NORM_RESIDUAL).dataset_meta
+    assert meta["ftt_block"] == sf.NORM_RESIDUAL and "--ftt-block" in meta["ftt_block_note"]
     with pytest.raises(CheckpointError, match="seed block kind"):
-        sf.load_seed_checkpoint(path, block="post-norm")
+        sf.load_ftt_checkpoint(path, block="post-norm")
 
 
 def test_imported_weights_keep_the_seed_values(seed_dir):
     path, seed_model, _ = seed_dir
-    state = sf.load_seed_checkpoint(path).model_state
+    state = sf.load_ftt_checkpoint(path).model_state
     seed_state = seed_model.state_dict()
     assert torch.equal(state["tok_emb.weight"][:-1], seed_state["tok_emb.weight"])
     assert torch.equal(state["tok_emb.weight"][-1], torch.zeros(E))  # our unused spare row
@@ -234,7 +287,7 @@ def test_imported_weights_keep_the_seed_values(seed_dir):
 
 def test_config_and_dataset_facts_come_from_the_seed_config(seed_dir):
     path, _, _ = seed_dir
-    loaded = sf.load_seed_checkpoint(path)
+    loaded = sf.load_ftt_checkpoint(path)
     cfg = loaded.config
     assert (cfg.dataset.id, cfg.dataset.num_bins, cfg.dataset.seq_len) == ("hopper-medium-v2", N, SEQ)
     assert (cfg.model.embedding_dim, cfg.model.n_layers, cfg.model.n_heads) == (E, LAYERS, HEADS)
@@ -252,8 +305,9 @@ def test_config_and_dataset_facts_come_from_the_seed_config(seed_dir):
         "ref_min_score": -20.272305,
         "ref_max_score": 3234.3,
         "source": "faster-trajectory-transformer",
-        "seed_weights": "model_last.pt",
-        "seed_block": "norm-residual",
+        "ftt_weights": "model_last.pt",
+        "ftt_block": "pre-norm",  # not a published file: upstream's current block
+        "ftt_block_note": loaded.dataset_meta["ftt_block_note"],
     }
     assert loaded.step == 0 and loaded.trainer_state is None and loaded.run.root == path
 
@@ -263,7 +317,7 @@ def test_plan_defaults_are_the_seed_evals_when_the_trainer_section_is_absent(see
     data = seed_config()
     del data["trainer"]
     (path / "config.yaml").write_text(yaml.safe_dump(data))
-    p = sf.load_seed_checkpoint(path).config.plan
+    p = sf.load_ftt_checkpoint(path).config.plan
     assert (p.beam_width, p.beam_steps, p.beam_context, p.sample_expand) == (128, 15, 5, 2)
     assert (p.k_obs, p.k_act, p.k_reward) == (1, None, 1)
 
@@ -313,7 +367,7 @@ def _probe_values(disc, rng):
 def test_imported_discretizer_bins_values_like_the_seed(seed_module, strategy):
     data = transitions(seed=2)
     seed = KBinsDiscretizer(data, N, strategy)
-    ours = sf.discretizer_from_seed(vars(seed))
+    ours = sf.discretizer_from_ftt(vars(seed))
     x = _probe_values(seed, np.random.default_rng(0))
     np.testing.assert_array_equal(ours.encode(x), seed.encode(x))
     np.testing.assert_array_equal(ours.encode(torch.as_tensor(x)).numpy(), seed.encode(x))
@@ -329,17 +383,17 @@ def test_repeated_quantile_edges_keep_point_masses_in_the_seeds_bin(seed_module)
     data[:, 5] = 3.0  # a constant dimension: every edge equal
     seed = KBinsDiscretizer(data, N, "quantile")
     assert (np.diff(seed.bin_edges[2]) == 0).any()
-    ours = sf.discretizer_from_seed(vars(seed))
+    ours = sf.discretizer_from_ftt(vars(seed))
     np.testing.assert_array_equal(ours.encode(data), seed.encode(data))
 
 
 def test_discretizer_file_round_trips_through_the_restricted_unpickler(seed_dir):
     path, _, disc = seed_dir
-    state = sf.read_seed_discretizer(path / "discretizer.pt")
+    state = sf.read_ftt_discretizer(path / "discretizer.pt")
     assert isinstance(state, dict) and state["n_bins"] == N and state["strategy"] == "uniform"
     np.testing.assert_array_equal(state["bin_edges"], disc.bin_edges)
     assert torch.equal(state["bin_centers_torch"], disc.bin_centers_torch)
-    loaded = sf.load_seed_checkpoint(path)
+    loaded = sf.load_ftt_checkpoint(path)
     x = transitions(50, seed=9)
     np.testing.assert_array_equal(loaded.discretizer.encode(x), disc.encode(x))
 
@@ -370,7 +424,7 @@ def test_a_discretizer_pickle_that_would_run_code_is_refused_and_nothing_runs(se
     marker = tmp_path / "pwned"
     torch.save(_Exec(marker), path / "discretizer.pt")
     with pytest.raises(CheckpointError) as err:
-        sf.load_seed_checkpoint(path)
+        sf.load_ftt_checkpoint(path)
     assert "discretizer.pt: refused to unpickle builtins.exec" in str(err.value)
     assert "\n" not in str(err.value)
     assert not marker.exists()
@@ -382,10 +436,10 @@ def test_code_hidden_inside_the_discretizers_state_or_a_plain_pickle_is_refused(
     disc.extra = _System(marker)  # inside an otherwise valid KBinsDiscretizer
     torch.save(disc, path / "discretizer.pt")
     with pytest.raises(CheckpointError, match=r"refused to unpickle (posix|nt)\.system"):
-        sf.load_seed_checkpoint(path)
+        sf.load_ftt_checkpoint(path)
     (path / "discretizer.pt").write_bytes(pickle.dumps(_Exec(marker)))  # not a torch zip
     with pytest.raises(CheckpointError, match="refused to unpickle builtins.exec"):
-        sf.load_seed_checkpoint(path)
+        sf.load_ftt_checkpoint(path)
     assert not marker.exists()
 
 
@@ -394,7 +448,7 @@ def test_model_weights_are_loaded_without_unpickling_objects(seed_dir, tmp_path)
     marker = tmp_path / "pwned"
     torch.save({"tok_emb.weight": _Exec(marker)}, path / "model_last.pt")
     with pytest.raises(CheckpointError, match="model_last.pt: unreadable, corrupt or not a state dict"):
-        sf.load_seed_checkpoint(path)
+        sf.load_ftt_checkpoint(path)
     assert not marker.exists()
 
 
@@ -446,7 +500,7 @@ def test_missing_or_damaged_files_give_one_line_checkpoint_errors(seed_dir, dama
     path, _, _ = seed_dir
     damage(path)
     with pytest.raises(CheckpointError) as err:
-        sf.load_seed_checkpoint(path)
+        sf.load_ftt_checkpoint(path)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
     assert err.value.exit_code == 3
@@ -456,7 +510,7 @@ def test_a_discretizer_of_other_dimensions_is_refused(seed_dir, seed_module):
     path, _, _ = seed_dir
     torch.save(KBinsDiscretizer(transitions()[:, :-1], N, "uniform"), path / "discretizer.pt")
     with pytest.raises(CheckpointError, match="15 dims x 7 bins, config.yaml says 16 x 7"):
-        sf.load_seed_checkpoint(path)
+        sf.load_ftt_checkpoint(path)
 
 
 # -------------------------------------------------------------- detection
@@ -464,20 +518,20 @@ def test_a_discretizer_of_other_dimensions_is_refused(seed_dir, seed_module):
 
 def test_seed_directories_are_recognised_by_their_files(seed_dir, tmp_path):
     path, _, _ = seed_dir
-    assert sf.is_seed_checkpoint(path)
+    assert sf.is_ftt_checkpoint(path)
     (path / "model_last.pt").rename(path / "model_12.pt")
     (path / "model_3.pt").write_bytes(b"older")
-    assert sf.is_seed_checkpoint(path)
-    assert sf.load_seed_checkpoint(path).dataset_meta["seed_weights"] == "model_12.pt"
+    assert sf.is_ftt_checkpoint(path)
+    assert sf.load_ftt_checkpoint(path).dataset_meta["ftt_weights"] == "model_12.pt"
     (path / "model_12.pt").unlink()
     (path / "model_3.pt").unlink()
-    assert not sf.is_seed_checkpoint(path)
-    assert not sf.is_seed_checkpoint(tmp_path / "nowhere")
+    assert not sf.is_ftt_checkpoint(path)
+    assert not sf.is_ftt_checkpoint(tmp_path / "nowhere")
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("{}")
     (run / "discretizer.npz").write_bytes(b"")
-    assert not sf.is_seed_checkpoint(run)
+    assert not sf.is_ftt_checkpoint(run)
 
 
 def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():
@@ -493,21 +547,21 @@ def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():
 
 def test_adapt_model_leaves_tt_tui_runs_alone_and_refuses_unknown_kinds(seed_dir):
     path, _, _ = seed_dir
-    loaded = sf.load_seed_checkpoint(path)
+    loaded = sf.load_ftt_checkpoint(path, block=sf.NORM_RESIDUAL)
     model = TrajectoryGPT(GPTConfig.from_config(loaded.config, O, A))
     sf.adapt_model(model, {"dataset_id": "x"})
     assert all(type(b).__name__ == "Block" for b in model.blocks)
     sf.adapt_model(model, loaded.dataset_meta)
     assert all(isinstance(b, sf.NormResidualBlock) for b in model.blocks)
-    with pytest.raises(CheckpointError, match="unknown seed_block"):
-        sf.adapt_model(model, {"seed_block": "post-norm"})
+    with pytest.raises(CheckpointError, match="unknown ftt_block"):
+        sf.adapt_model(model, {"ftt_block": "post-norm"})
 
 
 @pytest.mark.parametrize(
     "module, name, target",
     [
         ("torch._utils", "_rebuild_tensor_v2", lambda: torch._utils._rebuild_tensor_v2),
-        ("trajectory.utils.discretization", "KBinsDiscretizer", lambda: sf.SeedKBinsState),
+        ("trajectory.utils.discretization", "KBinsDiscretizer", lambda: sf.FttKBinsState),
     ],
 )
 def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
@@ -537,6 +591,8 @@ def test_eval_command_plans_with_a_seed_checkpoint_and_scores_with_d4rl_referenc
         capture_output=True, text=True, timeout=300, env=os.environ.copy(),
     )
     assert result.returncode == 0, result.stderr
+    # no --ftt-block: the block is chosen from the file and the choice is said in one line
+    assert "planning with the pre-norm block" in result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert report["env_id"] == "Hopper-v5"
     (episode,) = report["episodes"]
