@@ -18,7 +18,10 @@ def private_dirs(tmp_path_factory):
     return root
 
 
-def write_tiny_config(path: Path, out_dir: Path, **train) -> Path:
+def write_tiny_config(
+    path: Path, out_dir: Path, model: str = "{embedding_dim: 16, n_layers: 1, n_heads: 2, dropout: 0.1}",
+    **train,
+) -> Path:
     """A config small enough to train in seconds, on a Hopper-v5 dataset it collects itself."""
     settings = dict(batch_size=16, max_steps=30, checkpoint_every=10, log_every=5, epochs=50)
     settings.update(train)
@@ -30,7 +33,7 @@ def write_tiny_config(path: Path, out_dir: Path, **train) -> Path:
   seq_len: 3
   termination_penalty: -100
   collect: {{env_id: Hopper-v5, steps: 400, seed: 1}}
-model: {{embedding_dim: 16, n_layers: 1, n_heads: 2, dropout: 0.1}}
+model: {model}
 train:
   out_dir: {out_dir}
 {train_lines}
