@@ -1,4 +1,4 @@
-"""metrics.jsonl: every engine event of a run, one JSON object per line."""
+"""metrics.jsonl: the metric events of a run (RECORDED), one JSON object per line."""
 
 from __future__ import annotations
 

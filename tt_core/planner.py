@@ -1,12 +1,16 @@
-"""Trajectory Transformer beam search, batched over (envs x beams), on a cascade KV cache.
+"""Trajectory Transformer beam search, batched over (envs x beams).
+
+`BeamPlanner` decodes every token through the model's own cached decode
+(`TrajectoryGPT.decode`) on a `CascadeCache` (tt_core/cache.py); `NaivePlanner` runs a
+full forward pass of the window for every token and is the oracle of the tests.
 
 `BeamPlanner.plan` runs the original TT `beam_plan` / `sample_n` (Janner et al., 2021)
 for E environments at once. Per env: crop the history to the last `beam_context`
 transitions, prefix = history + current observation tokens, start with `beam_width`
 identical beams. For each step t: repeat every beam `sample_expand` times, sample A
 action tokens (logits / temperature, then the original `filter_cdf` with `cdf_act`,
-then top-k with `k_act`, softmax, multinomial), sample the reward and the value token
-(top-k `k_reward`, no cdf) and keep their RAW probabilities (softmax of logits /
+then top-k with `k_act`, softmax, a draw; tt_core/sampling.py), sample the reward and
+the value token (top-k `k_reward`, default 1 = greedy as the original's k_rew, no cdf) and keep their RAW probabilities (softmax of logits /
 temperature, before filtering): rewards[:, t] = E[r_t], rewards[:, t+1] = E[V_t] (the
 next step overwrites it with its reward); score = sum_i discount^i rewards[:, i]; keep
 the top `beam_width` candidates of each env; unless t is the last step, sample O
@@ -24,18 +28,17 @@ not fit), the window is cropped like `TrajectoryGPT.crop(cache, c)`: with L toke
 the first ceil((L - c*T) / T) whole transitions are dropped (the partial current
 transition counts as one of the c kept) and the kept tokens are re-encoded from
 position 0. c = min(beam_context, seq_len - 1), so a crop always frees room; the
-history is cut to the last c transitions for the same reason.
+history is cut to the last c transitions for the same reason. So `beam_context` bounds
+the history a plan starts from and the window right after a crop; between crops the
+model sees up to its trained `seq_len` transitions. (The original's
+`max_context_transitions` instead re-encodes a sliding window of that many transitions
+for every token, which a cache cannot do: positions are absolute.)
 
 Cascade cache (why `BeamPlanner` is fast): all beams of an env share the context
 prefix, and the `sample_expand` copies of a beam share everything before the current
-step. The cache is three levels: level 0 holds the prefix once per env, level 1 the
-tokens of each beam after the prefix, level 2 the current step's action and reward
-tokens of each candidate. A query attends to each level it descends from (grouped:
-the X candidates of a beam read their beam's keys in one kernel call) and the parts
-are merged with their log-sum-exp, which equals one softmax over the whole window.
-Beam selection gathers level 1 (the short per-beam suffix) and appends the chosen
-candidates' level-2 tokens; the prefix is never copied. `NaivePlanner` is the oracle:
-one env at a time, a full forward pass of the window for every token.
+step; level 0 holds the prefix once per env, level 1 each beam's tokens after it,
+level 2 the current step's action and reward tokens of each candidate. Beam selection
+copies level 1 and the chosen candidates' level-2 tokens; the prefix is never copied.
 """
 
 from __future__ import annotations
