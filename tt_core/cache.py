@@ -353,8 +353,11 @@ class CascadeLevel:
                 o = torch.softmax(s, -1).to(V.dtype) @ V
             if len(self._parts) == 1:
                 return o.transpose(1, 2).reshape(B, n, H * hd)
-            o = o.transpose(1, 2).reshape(B, n, H, hd)
-            lse = lse.transpose(1, 2).reshape(B, n, H)  # float32 for every input dtype
+            if n == 1 and part.group == 1:  # [B, H, 1, hd] is already [B, 1, H, hd] in memory
+                o, lse = o.view(B, n, H, hd), lse.view(B, n, H)
+            else:
+                o = o.transpose(1, 2).reshape(B, n, H, hd)
+                lse = lse.transpose(1, 2).reshape(B, n, H)  # float32 for every input dtype
             if part.dead is not None:
                 lse = lse.masked_fill(part.dead.view(1, n, 1), -math.inf)
                 o = o.masked_fill(part.dead.view(1, n, 1, 1), 0.0)

@@ -91,9 +91,9 @@ def kv_cache_bytes(envs: int, beam_width: int, sample_expand: int, beam_context:
                    beam_steps: int, dims: ModelDims, bytes_per_value: int = 4) -> int:
     """Keys and values (2) of every layer, float32, for the planner's KV cache.
 
-    With the model's window (seq_len) and action size known, this is the cascade cache
-    of tt_core.planner.BeamPlanner: the prefix once per env, two buffers of
-    envs x width rows over the whole window (block = seq_len * T - 1 tokens), and
+    With the model's window (seq_len) and action size known, this is the
+    tt_core.cache.CascadeCache as BeamPlanner sizes it: the prefix once per env, two buffers
+    of envs x width rows over the whole window (block = seq_len * T - 1 tokens), and
     envs x width x expand rows for the current step's action + reward tokens.
     Otherwise a flat upper bound: every expanded beam holds the whole planning window
     (context + planned transitions).
