@@ -267,7 +267,7 @@ def test_an_explicit_block_overrides_the_detection(seed_dir, monkeypatch):
     monkeypatch.setitem(sf.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", sf.PRE_NORM))
     meta = sf.load_ftt_checkpoint(path, block=sf.NORM_RESIDUAL).dataset_meta
     assert meta["ftt_block"] == sf.NORM_RESIDUAL and "--ftt-block" in meta["ftt_block_note"]
-    with pytest.raises(CheckpointError, match="seed block kind"):
+    with pytest.raises(CheckpointError, match="FTT block kind"):
         sf.load_ftt_checkpoint(path, block="post-norm")
 
 

@@ -124,59 +124,6 @@ def test_crop_is_a_no_op_returning_false_when_the_cache_already_fits(model):
         model.crop(cache, 0)
 
 
-@pytest.mark.parametrize(
-    "index",
-    [
-        torch.tensor([2, 0, 1]),  # permutation
-        torch.tensor([1, 1, 0]),  # beam selection with duplicates
-        torch.tensor([2]),  # shrink (envs finishing)
-        torch.tensor([0, 1, 2]).repeat_interleave(3),  # expand beyond capacity
-    ],
-    ids=["permute", "duplicates", "shrink", "expand"],
-)
-def test_reorder_equals_forward_of_reordered_batch(model, index):
-    idx = tokens(3, BLOCK, seed=3)
-    split = 2 * T + 2
-    cache = model.new_cache(3)
-    model.decode(idx[:, :split], cache)
-    cache.reorder(index)
-    assert cache.batch == len(index) and cache.length == split
-    reordered = idx[index]
-    assert torch.equal(cache.token_ids(), reordered[:, :split])
-    with torch.no_grad():
-        full = model(reordered)
-    cont = decode_one_by_one(model, cache, reordered[:, split:])
-    assert_close(cont, full[:, split:])
-
-
-def test_reorder_expand_within_preallocated_capacity_then_shrink(model):
-    idx = tokens(2, BLOCK, seed=4)
-    cache = model.new_cache(2, capacity=8)
-    model.decode(idx[:, :T], cache)
-    kv_before = cache.kv
-    expand = torch.arange(2).repeat_interleave(4)
-    cache.reorder(expand)
-    assert cache.kv is kv_before  # no reallocation when the new batch fits
-    select = torch.tensor([7, 0, 3])
-    cache.reorder(select)
-    rows = expand[select]
-    with torch.no_grad():
-        full = model(idx[rows])
-    assert_close(decode_one_by_one(model, cache, idx[rows, T:]), full[:, T:])
-
-
-def test_clone_is_independent_of_the_original(model):
-    idx = tokens(2, BLOCK, seed=6)
-    cache = model.new_cache(2)
-    model.decode(idx[:, :T], cache)
-    copy = cache.clone()
-    model.decode(tokens(2, 5, seed=7), cache)  # diverge the original
-    with torch.no_grad():
-        full = model(idx)
-    assert copy.length == T
-    assert_close(decode_one_by_one(model, copy, idx[:, T:]), full[:, T:])
-
-
 # ------------------------------------------------------------------ structure
 
 
@@ -272,6 +219,5 @@ def test_cache_works_with_and_without_inference_mode():
     cache = model.new_cache(2)
     with torch.inference_mode():
         first = model.decode(idx[:, :T], cache)
-    cache.reorder(torch.tensor([0, 1]))  # outside inference mode: must not raise
-    rest = model.decode(idx[:, T:], cache)
+    rest = model.decode(idx[:, T:], cache)  # outside inference mode: must not raise
     assert_close(torch.cat([first, rest], dim=1), full)

@@ -57,7 +57,7 @@ def load_agent(path: Path, device: torch.device, ftt_block: Optional[str] = None
         gpt = GPTConfig.from_config(loaded.config, int(meta["observation_dim"]), int(meta["action_dim"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: dataset.json lacks the model dimensions ({exc})") from None
-    model = adapt_model(TrajectoryGPT(gpt), meta)  # seed weights keep their residual path
+    model = adapt_model(TrajectoryGPT(gpt), meta)  # FTT weights keep their residual path
     try:
         model.load_state_dict(loaded.model_state)
     except RuntimeError as exc:

@@ -12,7 +12,9 @@ the cache knows its layout, so one network code path (any block class) serves bo
   the cache a decode at level j uses: its rows attend to level j and to the one row of
   every level above that they descend from (candidates of a parent are adjacent rows),
   and the parts are merged by their log-sum-exp, which equals one softmax over the whole
-  window. Beam selection copies only level 1 (the short per-beam suffix).
+  window. Beam selection copies level 1 and the chosen candidates' level-2 tokens;
+  level 0 is never copied. (After a crop re-encodes the window, the kept transitions
+  that belong to each beam live in level 1, so selection then copies them too.)
 
 What `decode` asks of a cache (both layouts and every level view):
 
@@ -36,32 +38,22 @@ from torch.nn import functional as F
 class FlatCache:
     """Keys and values of the tokens decoded so far, for every layer, plus their ids.
 
-    `kv` is one preallocated tensor [n_layers, 2, capacity, n_heads, block_size,
-    head_dim]; rows [:batch] and positions [:length] are live. `tokens`
-    [capacity, block_size] keeps the ids held, so `TrajectoryGPT.crop` can re-encode
-    without the caller passing the history back. All rows hold the same number of
-    tokens. Create with `TrajectoryGPT.new_cache`.
+    One independent sequence per row (e.g. a batch of windows decoded token by token).
+    `kv` is one preallocated tensor [n_layers, 2, batch, n_heads, block_size, head_dim];
+    positions [:length] are live. `tokens` [batch, block_size] keeps the ids held, so
+    `TrajectoryGPT.crop` can re-encode without the caller passing the history back. All
+    rows hold the same number of tokens. Create with `TrajectoryGPT.new_cache`.
     """
 
-    def __init__(
-        self, n_layers, batch, n_heads, block_size, head_dim, device=None, dtype=None, capacity=None
-    ):
-        capacity = batch if capacity is None else capacity
-        if not 0 <= batch <= capacity:
-            raise ValueError(f"need 0 <= batch <= capacity, got batch {batch}, capacity {capacity}")
-        self.kv = torch.empty(
-            n_layers, 2, capacity, n_heads, block_size, head_dim, device=device, dtype=dtype
-        )
-        self.tokens = torch.zeros(capacity, block_size, dtype=torch.long, device=device)
-        self._scratch: Optional[torch.Tensor] = None  # reorder's gather buffer, made on first use
+    def __init__(self, n_layers, batch, n_heads, block_size, head_dim, device=None, dtype=None):
+        if batch < 0:
+            raise ValueError(f"need batch >= 0, got {batch}")
+        self.kv = torch.empty(n_layers, 2, batch, n_heads, block_size, head_dim, device=device, dtype=dtype)
+        self.tokens = torch.zeros(batch, block_size, dtype=torch.long, device=device)
         self._new = 0  # tokens of the decode in progress
         self._mask: Optional[torch.Tensor] = None
         self.batch = batch
         self.length = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.kv.shape[2]
 
     @property
     def block_size(self) -> int:
@@ -103,52 +95,6 @@ class FlatCache:
         kept = self.tokens[: self.batch, drop : self.length].clone()
         self.length = 0
         return [(self, kept)]
-
-    # ---- rows
-
-    @torch.inference_mode()
-    def reorder(self, index: torch.Tensor) -> None:
-        """rows <- rows[index] (beam selection / expansion / envs finishing).
-
-        `index` is a 1-D LongTensor of row ids in [0, batch); its length becomes the
-        new batch and may be larger or smaller. Only the live [:length] positions are
-        copied. When the new batch fits the capacity, the gather goes through a reused
-        scratch buffer: fresh multi-hundred-MB allocations cost far more on CPU (page
-        faults) than the copy itself.
-        """
-        index = index.to(device=self.kv.device, dtype=torch.long)
-        if index.dim() != 1:
-            raise ValueError(f"reorder index must be 1-D, got shape {tuple(index.shape)}")
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.batch):
-            raise IndexError(f"reorder index out of range for batch {self.batch}")
-        new_batch, L = index.numel(), self.length
-        n_layers, _, _, H, block, hd = self.kv.shape
-        tok = self.tokens[: self.batch, :L].index_select(0, index)
-        if new_batch > self.capacity:  # grow: new buffers, gather straight into them
-            kv = self.kv.new_empty(n_layers, 2, new_batch, H, block, hd)
-            kv[:, :, :, :, :L] = self.kv[:, :, : self.batch, :, :L].index_select(2, index)
-            self.kv, self._scratch = kv, None
-            self.tokens = self.tokens.new_zeros(new_batch, block)
-        else:
-            if self._scratch is None:
-                self._scratch = self.kv.new_empty(self.capacity * H * block * hd)
-            out = self._scratch[: new_batch * H * L * hd].view(new_batch, H, L, hd)
-            for i in range(n_layers):
-                for j in range(2):
-                    torch.index_select(self.kv[i, j, : self.batch, :, :L], 0, index, out=out)
-                    self.kv[i, j, :new_batch, :, :L] = out
-        self.tokens[:new_batch, :L] = tok
-        self.batch = new_batch
-
-    @torch.inference_mode()
-    def clone(self, capacity: Optional[int] = None) -> "FlatCache":
-        """An independent copy of the live rows and positions (capacity default: batch)."""
-        n_layers, _, _, H, block, hd = self.kv.shape
-        new = FlatCache(n_layers, self.batch, H, block, hd, self.kv.device, self.kv.dtype, capacity)
-        new.kv[:, :, : self.batch, :, : self.length] = self.kv[:, :, : self.batch, :, : self.length]
-        new.tokens[: self.batch, : self.length] = self.tokens[: self.batch, : self.length]
-        new.length = self.length
-        return new
 
 
 # ---------------------------------------------------------------------- cascade

@@ -91,8 +91,8 @@ class PlanConfig:
     temperature: float = 1.0
     discount: float = 0.99
     plan_every: int = 1
-    # fp32 is exact (equals the naive planner); bf16 runs weights and KV cache in
-    # bfloat16 (scores stay fp32): faster on GPUs and on CPUs with AMX/AVX512-BF16.
+    # fp32 equals the naive planner up to float reassociation; bf16 runs weights and KV
+    # cache in bfloat16 (scores stay fp32): faster on GPUs and CPUs with AMX/AVX512-BF16.
     dtype: Literal["fp32", "bf16"] = "fp32"
 
 

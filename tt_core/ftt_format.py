@@ -673,9 +673,9 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     path = Path(path)
     if block is not None and block not in BLOCK_KINDS:
         kinds = ", ".join(BLOCK_KINDS)
-        raise CheckpointError(f"seed block kind {block!r}: expected one of {kinds}")
+        raise CheckpointError(f"FTT block kind {block!r}: expected one of {kinds}")
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such seed checkpoint directory")
+        raise CheckpointError(f"{path}: no such FTT checkpoint directory")
     cfg_path = path / CONFIG_FILE
     data = _read_yaml(cfg_path)
     spec = _model_spec(data, cfg_path)

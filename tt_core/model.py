@@ -24,8 +24,8 @@ Inference: `TrajectoryGPT.decode` appends tokens to a key/value cache (tt_core/c
 through the same blocks `forward` runs: each attention layer projects the new tokens
 once and asks the cache to store their keys/values and attend under the model's mask.
 This is the only inference path; the planner's cascade cache is one of the caches, so a
-block variant (e.g. a seed checkpoint's, tt_core/ftt_format.py) is planned with exactly
-the code it is trained and evaluated with.
+block variant (e.g. an FTT checkpoint's norm-residual block, tt_core/ftt_format.py) is
+planned with exactly the code it is evaluated with.
 """
 
 from __future__ import annotations
@@ -85,6 +85,14 @@ class GPTConfig:
         # As in the original TT: a window of seq_len transitions, minus the last
         # token, which is only ever a target.
         return self.seq_len * self.transition_dim - 1
+
+
+def crop_drop(held: int, transitions: int, transition_dim: int) -> int:
+    """Tokens to drop from the front of `held` tokens to keep the last `transitions`
+    transitions, in whole transitions (a trailing partial one counts as kept); <= 0 when
+    they already fit."""
+    drop = held - transitions * transition_dim
+    return -(-drop // transition_dim) * transition_dim if drop > 0 else drop
 
 
 def attention_mask(block_size: int, transition_dim: int) -> torch.Tensor:
@@ -223,12 +231,8 @@ class TrajectoryGPT(nn.Module):
     # ----------------------------------------------------------------- inference
 
     @torch.inference_mode()
-    def new_cache(self, batch: int, device=None, dtype=None, capacity: Optional[int] = None) -> FlatCache:
-        """An empty flat cache for `batch` rows, buffers preallocated for block_size tokens.
-
-        `capacity` (>= batch, default batch) preallocates rows for later growth, e.g.
-        a cache of envs rows that `reorder` will expand to envs * beams.
-        """
+    def new_cache(self, batch: int, device=None, dtype=None) -> FlatCache:
+        """An empty flat cache for `batch` rows, buffers preallocated for block_size tokens."""
         ref = self.pos_emb
         cfg = self.cfg
         return FlatCache(
@@ -239,7 +243,6 @@ class TrajectoryGPT(nn.Module):
             cfg.embedding_dim // cfg.n_heads,
             device=ref.device if device is None else device,
             dtype=ref.dtype if dtype is None else dtype,
-            capacity=capacity,
         )
 
     @torch.inference_mode()
@@ -291,11 +294,9 @@ class TrajectoryGPT(nn.Module):
         """
         if transitions < 1:
             raise ValueError(f"crop must keep at least one transition, got {transitions}")
-        T = self.cfg.transition_dim
-        drop = cache.length - transitions * T
+        drop = crop_drop(cache.length, transitions, self.cfg.transition_dim)
         if drop <= 0:
             return False
-        drop = -(-drop // T) * T  # round up to a whole number of transitions
         for part, kept in cache.cut(drop):
             if kept.shape[1]:
                 self.decode(kept, part, logits="none")

@@ -9,8 +9,9 @@ for E environments at once. Per env: crop the history to the last `beam_context`
 transitions, prefix = history + current observation tokens, start with `beam_width`
 identical beams. For each step t: repeat every beam `sample_expand` times, sample A
 action tokens (logits / temperature, then the original `filter_cdf` with `cdf_act`,
-then top-k with `k_act`, softmax, a draw; tt_core/sampling.py), sample the reward and
-the value token (top-k `k_reward`, default 1 = greedy as the original's k_rew, no cdf) and keep their RAW probabilities (softmax of logits /
+then top-k with `k_act`, softmax, a draw; tt_core/sampling.py), sample the reward
+and the value token (top-k `k_reward`, default 1 = greedy as the original's k_rew;
+no cdf filter: the original's cdf_rew defaults to None and is not offered) and keep their RAW probabilities (softmax of logits /
 temperature, before filtering): rewards[:, t] = E[r_t], rewards[:, t+1] = E[V_t] (the
 next step overwrites it with its reward); score = sum_i discount^i rewards[:, i]; keep
 the top `beam_width` candidates of each env; unless t is the last step, sample O
@@ -38,7 +39,8 @@ Cascade cache (why `BeamPlanner` is fast): all beams of an env share the context
 prefix, and the `sample_expand` copies of a beam share everything before the current
 step; level 0 holds the prefix once per env, level 1 each beam's tokens after it,
 level 2 the current step's action and reward tokens of each candidate. Beam selection
-copies level 1 and the chosen candidates' level-2 tokens; the prefix is never copied.
+copies level 1 and the chosen candidates' level-2 tokens, never level 0 (after a crop,
+the kept transitions are per-beam tokens in level 1 and are copied with it).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from tt_core.cache import CascadeCache
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
 from tt_core.events import BeamSnapshot, BeamStep
-from tt_core.model import TrajectoryGPT
+from tt_core.model import TrajectoryGPT, crop_drop
 from tt_core.sampling import sample_tokens
 
 
@@ -102,11 +104,6 @@ class _Base:
     @property
     def context(self) -> int:
         return min(self.params.beam_context, self.model.cfg.seq_len - 1)
-
-    def _crop_drop(self, held: int) -> int:
-        """Tokens to drop from the front of a full window of `held` tokens."""
-        T = self.T
-        return -(-(held - self.context * T) // T) * T
 
     def _prefix(self, history: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         if history.dim() != 3 or history.shape[2] != self.T:
@@ -167,7 +164,7 @@ class NaivePlanner(_Base):
     def _next_logits(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop the window by the window rule if the last token does not fit; logits of its last position."""
         if window.shape[1] > self.block:
-            window = window[:, self._crop_drop(window.shape[1] - 1) :]
+            window = window[:, crop_drop(window.shape[1] - 1, self.context, self.T) :]
         return window, self.model(window)[:, -1]
 
     def _plan_one(self, prefix, p: PlanConfig, gen, snapshot, hooks, env):

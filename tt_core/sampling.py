@@ -13,6 +13,16 @@ from typing import Optional
 import torch
 
 
+def _cdf_cut(probs_sorted: torch.Tensor, threshold: float) -> torch.Tensor:
+    """p [..., 1] of filter_cdf from ascending probabilities: the largest one whose
+    cumulative mass is still < threshold, the smallest one when none is."""
+    below = probs_sorted.cumsum(dim=-1) < threshold
+    # cum is non-decreasing, so `below` is a prefix and its length - 1 is the index of
+    # p (the original's argmax(below * bins), 0 when the prefix is empty)
+    last = (below.sum(-1, keepdim=True) - 1).clamp_(min=0)
+    return probs_sorted.gather(-1, last)
+
+
 def filter_cdf(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """The original TT `filter_cdf`: drop the low-probability tail holding < `threshold` mass.
 
@@ -23,12 +33,7 @@ def filter_cdf(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """
     probs = logits.softmax(dim=-1)
     probs_sorted, _ = torch.sort(probs, dim=-1)
-    below = probs_sorted.cumsum(dim=-1) < threshold
-    # cum is non-decreasing, so `below` is a prefix and its length - 1 is the index of
-    # p (the original's argmax(below * bins), 0 when the prefix is empty)
-    last = (below.sum(-1, keepdim=True) - 1).clamp_(min=0)
-    p = probs_sorted.gather(-1, last)
-    return logits.masked_fill(probs <= p, -1000.0)
+    return logits.masked_fill(probs <= _cdf_cut(probs_sorted, threshold), -1000.0)
 
 
 def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -56,8 +61,7 @@ def sample_tokens(
         # order, drawn with probability p / (kept mass).
         probs = logits.softmax(dim=-1)
         ps, si = torch.sort(probs, dim=-1)
-        last = ((ps.cumsum(dim=-1) < cdf).sum(-1, keepdim=True) - 1).clamp_(min=0)
-        ps = ps.masked_fill_(ps <= ps.gather(-1, last), 0.0)
+        ps = ps.masked_fill_(ps <= _cdf_cut(ps, cdf), 0.0)
         # A flat row masks every token; the original's softmax over all -1000 is uniform.
         ps = torch.where(ps[:, -1:] > 0, ps, torch.ones_like(ps))
         cum = torch.cumsum(ps, dim=-1)

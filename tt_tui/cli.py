@@ -161,7 +161,7 @@ def datasets() -> None:
 
 
 class FttBlock(str, enum.Enum):
-    """Residual layout of an FTT-format checkpoint (see README: FTT-format import)."""
+    """Residual layout of an FTT-format checkpoint (see README: FTT-format checkpoints)."""
 
     norm_residual = "norm-residual"  # models trained before upstream's block fix (its issue #3)
     pre_norm = "pre-norm"  # models trained after it

@@ -83,7 +83,7 @@ def beam_snapshot(step: int, width: int = 4, steps: int = 3, action_dim: int = 3
 
 def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
     plan = dict(beam_width=4, beam_steps=3, beam_context=2, sample_expand=2, k_obs=1,
-                k_act=None, k_reward=None, cdf_obs=None, cdf_act=0.6, temperature=1.0,
+                k_act=None, k_reward=1, cdf_obs=None, cdf_act=0.6, temperature=1.0,
                 discount=0.99, plan_every=1)
     out: list[Any] = [
         Message("loaded runs/local-hopper-random-v0-20260101-120000 (step 1000) for Hopper-v5"),
