@@ -443,6 +443,82 @@ def test_code_hidden_inside_the_discretizers_state_or_a_plain_pickle_is_refused(
     assert not marker.exists()
 
 
+class _Reduce:
+    """Pickles as an arbitrary (callable, args[, state]): hand-made hostile numpy content."""
+
+    def __init__(self, *reduce):
+        self.reduce = reduce
+
+    def __reduce__(self):
+        return self.reduce
+
+
+def _hostile_numpy_contents():
+    """Numpy content built only from the globals a discretizer file may use, each of
+    which numpy itself would accept and then read raw bytes as pointers or overrun."""
+    from numpy._core import multiarray
+
+    obj_fields = (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0)  # flags 0: "no objects"
+    fake = _Reduce(np.dtype, ("V8", False, True), obj_fields)
+    f8 = np.dtype("f8").__reduce__()
+    return {
+        # the crash: a dtype with an object field, an array of it over attacker bytes
+        "object-field-array": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                                      (1, (1, 3), fake, False, b"A" * 24)),
+        # BUILD rewriting the shared float64 dtype's flags to claim it holds objects
+        "rewritten-float64": _Reduce(f8[0], f8[1], (3, "<", None, None, None, -1, -1, 63)),
+        "object-dtype": _Reduce(np.dtype, ("O", False, True), (3, "|", None, None, None, -1, -1, 63)),
+        "object-scalar": _Reduce(multiarray.scalar, (np.dtype("f8"), 12345)),
+        "short-data": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                              (1, (1000,), np.dtype("f8"), False, b"A" * 8)),
+        "huge-reconstruct": _Reduce(multiarray._reconstruct, (np.ndarray, (10**12,), b"b")),
+    }
+
+
+def test_hostile_numpy_content_in_a_discretizer_is_refused_without_crashing(seed_dir, tmp_path):
+    """Loads each file in a child process: before the fix the first one crashed the
+    interpreter (SIGSEGV), which a test in this process could not even report."""
+    import subprocess
+
+    path, _, disc = seed_dir
+    files = []
+    for name, content in _hostile_numpy_contents().items():
+        disc.bin_edges = content
+        torch.save(disc, tmp_path / f"{name}.pt")
+        files.append(str(tmp_path / f"{name}.pt"))
+    script = (
+        "import sys\n"
+        "from tt_core import ftt_format as sf\n"
+        "from tt_core.errors import CheckpointError\n"
+        "for f in sys.argv[1:]:\n"
+        "    try:\n"
+        "        sf.discretizer_from_ftt(sf.read_ftt_discretizer(f))\n"
+        "        print('LOADED', f)\n"
+        "    except CheckpointError as e:\n"
+        "        print('REFUSED', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, *files], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(files) and all(line.startswith("REFUSED") for line in lines), lines
+    assert all("refused to unpickle" in line for line in lines), lines
+
+
+def test_eval_of_a_crafted_discretizer_ends_in_one_line_and_exit_3(seed_dir):
+    import subprocess
+
+    path, _, disc = seed_dir
+    disc.bin_edges = _hostile_numpy_contents()["object-field-array"]
+    torch.save(disc, path / "discretizer.pt")
+    out = subprocess.run(
+        [sys.executable, "-m", "tt_tui.cli", "eval", str(path), "--episodes", "1", "--headless"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 3, (out.returncode, out.stderr[-2000:])
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "discretizer.pt: refused to unpickle numpy dtype" in errors[0]
+
+
 def test_model_weights_are_loaded_without_unpickling_objects(seed_dir, tmp_path):
     path, _, _ = seed_dir
     marker = tmp_path / "pwned"
@@ -574,7 +650,8 @@ def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
 
     raw = f"c{module}\n{name}\n".encode() + b"N}" + text("__doc__") + text("pwned") + b"s\x86b."
     before = target().__doc__
-    sf._restricted_load(io.BytesIO(raw))
+    with pytest.raises(sf._Refused, match="setting the state"):
+        sf._restricted_load(io.BytesIO(raw))
     assert target().__doc__ == before != "pwned"
 
 

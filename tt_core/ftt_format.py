@@ -219,6 +219,60 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     return obj.encode("latin1", errors)
 
 
+# numpy dtypes a discretizer file may hold: plain numbers only. Anything else (object,
+# structured, void, subarray dtypes) could make numpy read raw bytes as pointers.
+_SAFE_DTYPE_KINDS = "biuf"
+
+
+def _safe_dtype(dtype: Any) -> np.dtype:
+    """`dtype` if it is a plain numeric numpy dtype, else refused."""
+    if not (
+        isinstance(dtype, np.dtype)
+        and dtype.kind in _SAFE_DTYPE_KINDS
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and not dtype.hasobject
+        and dtype == np.dtype(dtype.str)  # nothing but its type code describes it
+    ):
+        raise _Refused(f"numpy dtype {dtype!r} (only plain numeric dtypes are accepted)")
+    return dtype
+
+
+def _make_dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
+    """numpy.dtype(spec, ...) for a numeric type code only, e.g. 'f8' or '<f4'."""
+    if not isinstance(spec, str) or len(spec) > 4:
+        raise _Refused(f"numpy dtype {spec!r}")
+    try:
+        dtype = np.dtype(spec)
+    except TypeError:
+        raise _Refused(f"numpy dtype {spec!r}") from None
+    return _safe_dtype(dtype)
+
+
+class _NdarrayType:
+    """What the global numpy.ndarray resolves to: only `_reconstruct` accepts it."""
+
+
+def _make_reconstruct(reconstruct):
+    def make(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') + BUILD(state)
+        if subtype is not _NdarrayType or shape != (0,) or dtype not in (b"b", "b"):
+            raise _Refused("numpy _reconstruct with arguments numpy never pickles")
+        return reconstruct(np.ndarray, (0,), b"b")
+
+    return make
+
+
+def _make_scalar(scalar):
+    def make(dtype: Any, data: Any = None) -> Any:
+        dtype = _safe_dtype(dtype)
+        if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+            raise _Refused(f"numpy scalar of {dtype} from {type(data).__name__}")
+        return scalar(dtype, data)
+
+    return make
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     import collections
 
@@ -231,32 +285,40 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 
     allowed: dict[tuple[str, str], Any] = {
         ("trajectory.utils.discretization", "KBinsDiscretizer"): FttKBinsState,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "ndarray"): _NdarrayType,
+        ("numpy", "dtype"): _make_dtype,
         ("_codecs", "encode"): _latin1_encode,
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     }
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = multiarray._reconstruct
-        allowed[(mod, "scalar")] = multiarray.scalar
+        allowed[(mod, "_reconstruct")] = _make_reconstruct(multiarray._reconstruct)
+        allowed[(mod, "scalar")] = _make_scalar(multiarray.scalar)
     # numpy >= 1.25 may pickle a dtype through its class, e.g. numpy.dtypes.Float64DType.
     for name in ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType"):
         cls = getattr(getattr(np, "dtypes", None), name, None)
         if cls is not None:
-            allowed[("numpy.dtypes", name)] = cls
+            allowed[("numpy.dtypes", name)] = lambda *args, _cls=cls: _safe_dtype(_cls(*args))
     return allowed
 
 
 class _Refused(Exception):
-    """A global outside the allow-list; carries 'module.name'."""
+    """Content outside what a discretizer file holds; carries a short description."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only allow-listed globals; everything else is refused, never imported."""
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Resolves only allow-listed globals, and lets BUILD (the opcode that sets an
+    object's state) touch only what numpy and the seed's discretizer need, checked
+    first. Everything else is refused, never imported or called.
+
+    The pure-Python unpickler is used because BUILD must be intercepted: numpy's own
+    `__setstate__` would accept a dtype with object fields and an array over raw bytes,
+    which numpy then reads as pointers (a crash, or worse). Discretizer files are small.
+    """
 
     _allowed: Optional[dict] = None
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
         if _RestrictedUnpickler._allowed is None:
@@ -270,18 +332,38 @@ class _RestrictedUnpickler(pickle.Unpickler):
             target = _RestrictedUnpickler._allowed[(module, name)]
         except (KeyError, TypeError):
             raise _Refused(f"{module}.{name}") from None
-        # A pickle may BUILD (setattr) on any object it holds, globals included. Hand
-        # out fresh stand-ins so that cannot alter a shared class or function; the
-        # other allowed types (ndarray, dtype, OrderedDict) are immutable C types.
-        if target is FttKBinsState:
+        if target is FttKBinsState:  # a fresh stand-in class per file
             return type("KBinsDiscretizer", (FttKBinsState,), {})
-        if isinstance(target, type):
-            return target
+        return target
 
-        def call(*args, **kwargs):
-            return target(*args, **kwargs)
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, FttKBinsState) and isinstance(state, dict):
+            inst.__dict__.update({str(k): v for k, v in state.items()})
+        elif isinstance(inst, np.dtype):
+            # A dtype's state may only restate what its type code already says.
+            if state != inst.__reduce__()[2]:
+                raise _Refused(f"numpy dtype state {state!r}")
+        elif isinstance(inst, np.ndarray) and inst.shape == (0,) and inst.base is None:
+            _check_array_state(state)
+            inst.__setstate__(state)
+        else:
+            raise _Refused(f"setting the state of {type(inst).__name__}")
 
-        return call
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def _check_array_state(state: Any) -> None:
+    """numpy's ndarray state (version, shape, dtype, fortran, raw bytes), checked."""
+    if not (isinstance(state, tuple) and len(state) == 5):
+        raise _Refused("numpy array state")
+    _version, shape, dtype, _fortran, data = state
+    dtype = _safe_dtype(dtype)
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise _Refused(f"numpy array shape {shape!r}")
+    if not isinstance(data, bytes) or len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise _Refused("numpy array data that does not match its shape")
 
 
 def _restricted_load(file, **kwargs) -> Any:
@@ -305,8 +387,8 @@ def read_ftt_discretizer(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing") from None
     except _Refused as exc:
         raise CheckpointError(
-            f"{path}: refused to unpickle {exc} (a seed discretizer holds only its "
-            "KBinsDiscretizer, numpy arrays and tensors)"
+            f"{path}: refused to unpickle {exc} (an FTT discretizer file holds only its "
+            "KBinsDiscretizer, plain numeric numpy arrays and tensors)"
         ) from None
     except Exception as exc:  # zip, pickle and torch errors all mean a damaged file
         raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
@@ -364,8 +446,13 @@ def _rising_from_the_top(b: np.ndarray) -> np.ndarray:
 def discretizer_from_ftt(state: dict[str, Any], where: str = DISCRETIZER_FILE) -> FttDiscretizer:
     """Map the seed discretizer's state onto a Discretizer that bins like the seed."""
     edges = state.get("bin_edges")
-    if not isinstance(edges, np.ndarray) or edges.ndim != 2 or edges.shape[1] < 3:
-        raise CheckpointError(f"{where}: bin_edges missing or not a [dims, bins + 1] array")
+    if (
+        not isinstance(edges, np.ndarray)
+        or edges.dtype.kind not in _SAFE_DTYPE_KINDS
+        or edges.ndim != 2
+        or edges.shape[1] < 3
+    ):
+        raise CheckpointError(f"{where}: bin_edges missing or not a numeric [dims, bins + 1] array")
     edges = edges.astype(np.float64)
     if not np.isfinite(edges).all() or (np.diff(edges, axis=1) < 0).any():
         raise CheckpointError(f"{where}: bin_edges are not finite and ascending")
