@@ -9,7 +9,7 @@ import torch
 
 from tt_core import checkpoint as ckpt
 from tt_core.config import load_config
-from tt_core.errors import CheckpointError
+from tt_core.errors import CheckpointError, TrainingDiverged
 from tt_core.events import EventBus
 from tt_core.train import Trainer
 
@@ -112,3 +112,19 @@ def test_npz_is_read_without_pickle(run_dir):
     np.savez(run_dir / "discretizer.npz", boundaries=np.array([{"a": 1}], dtype=object))
     with pytest.raises(CheckpointError, match="discretizer.npz"):
         ckpt.load_run(run_dir)
+
+
+def test_a_state_holding_nan_or_inf_is_never_saved_and_the_newest_checkpoint_stays(run_dir):
+    run = ckpt.RunFiles(run_dir)
+    before = sorted(p.name for p in run.checkpoints.iterdir())
+    newest = ckpt.latest_step(run)
+    state = ckpt.load_run(run_dir)
+    weights = dict(state.model_state, head=state.model_state["head"].clone())
+    weights["head"][0, 0, 0] = float("inf")
+    with pytest.raises(TrainingDiverged, match=r"not saving step 999: 'head' holds NaN or inf"):
+        ckpt.save_checkpoint(run, 999, weights, state.trainer_state)
+    optimizer = {"state": {0: {"exp_avg_sq": torch.tensor([1.0, float("nan")])}}, "param_groups": []}
+    with pytest.raises(TrainingDiverged, match=r"'optimizer.state.0.exp_avg_sq'"):
+        ckpt.save_checkpoint(run, 999, state.model_state, dict(state.trainer_state, optimizer=optimizer))
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == before
+    assert ckpt.latest_step(run) == newest

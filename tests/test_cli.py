@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import torch
 
 from conftest import write_tiny_config
 from tt_core import checkpoint as ckpt
@@ -154,3 +155,44 @@ def test_bench_train_reports_median_tokens_per_second():
     result = tt("bench", "train", "--batch", "2", "--steps", "1", "--repeats", "2")
     assert result.returncode == 0, result.stderr
     assert "median" in result.stdout and "tokens/s" in result.stdout and "x249 tokens" in result.stdout
+
+
+def test_a_diverging_run_stops_at_the_first_bad_step_and_keeps_only_finite_checkpoints(tmp_path):
+    """lr 1e30 with a checkpoint every step: before, checkpoints full of NaN replaced and
+    pruned the good ones and `eval` scored them. Now the run stops (exit 4) before the
+    bad step is applied, names it, and every checkpoint on disk is finite."""
+    from safetensors.torch import load_file
+
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=40)
+    result = tt("train", str(cfg), "train.lr=1e30", "train.log_every=10", "train.checkpoint_every=1",
+                "--headless")
+    assert result.returncode == 4
+    line = _one_error_line(result)
+    assert "training diverged at step" in line and "the newest checkpoint is step" in line
+    (run,) = (tmp_path / "runs").iterdir()
+    saved = sorted((run / "checkpoints").glob("step_*"))
+    assert saved, "the steps before the divergence were checkpointed"
+    for step_dir in saved:
+        weights = load_file(str(step_dir / "model.safetensors"))
+        assert ckpt.non_finite_key(weights) is None
+        assert ckpt.non_finite_key(torch.load(step_dir / "trainer.pt", weights_only=True)) is None
+    bad_step = int(line.split("training diverged at step ")[1].split()[0])
+    assert ckpt.latest_step(ckpt.RunFiles(run)) == bad_step - 1
+
+
+def test_eval_refuses_weights_holding_nan_with_one_line_and_exit_3(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tt_core.config import load_config
+    from tt_core.events import EventBus
+    from tt_core.train import Trainer
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10))
+    run = Trainer(cfg, EventBus()).run()
+    (step_dir,) = (run / "checkpoints").glob("step_*")
+    weights = load_file(str(step_dir / "model.safetensors"))
+    weights["head"][0, 0, 0] = float("nan")
+    save_file(weights, str(step_dir / "model.safetensors"))
+    result = tt("eval", str(run), "--episodes", "1", "--headless")
+    assert result.returncode == 3
+    assert "weight 'head' holds NaN or inf" in _one_error_line(result)

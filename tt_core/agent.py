@@ -57,6 +57,9 @@ def load_agent(path: Path, device: torch.device, ftt_block: Optional[str] = None
         gpt = GPTConfig.from_config(loaded.config, int(meta["observation_dim"]), int(meta["action_dim"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: dataset.json lacks the model dimensions ({exc})") from None
+    bad = ckpt.non_finite_key(loaded.model_state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: weight '{bad}' holds NaN or inf; plan with an earlier checkpoint")
     model = adapt_model(TrajectoryGPT(gpt), meta)  # FTT weights keep their residual path
     try:
         model.load_state_dict(loaded.model_state)

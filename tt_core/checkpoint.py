@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
-from tt_core.errors import CheckpointError, ConfigError
+from tt_core.errors import CheckpointError, ConfigError, TrainingDiverged
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
 
@@ -124,10 +124,31 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return out.getvalue()
 
 
+def non_finite_key(state: Any, prefix: str = "") -> str | None:
+    """The name of the first floating tensor holding NaN or inf in a (nested) state
+    dict such as a model's or an optimizer's; None when all are finite."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            return prefix or "tensor"
+        return None
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        bad = non_finite_key(value, f"{prefix}.{key}" if prefix else str(key))
+        if bad is not None:
+            return bad
+    return None
+
+
 def save_checkpoint(
     run: RunFiles, step: int, model_state: dict[str, torch.Tensor], trainer_state: dict
 ) -> Path:
-    """Write a complete checkpoint for `step`, then point latest.json at it."""
+    """Write a complete checkpoint for `step`, then point latest.json at it.
+
+    Refuses (TrainingDiverged) a state holding NaN or inf: such a checkpoint could
+    replace, and then prune, the good ones before it."""
+    bad = non_finite_key(model_state) or non_finite_key(trainer_state.get("optimizer"), "optimizer")
+    if bad is not None:
+        raise TrainingDiverged(f"not saving step {step}: '{bad}' holds NaN or inf; {newest_kept(run)}")
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:09d}"
     final = run.checkpoints / name
@@ -207,6 +228,14 @@ def latest_step(run: RunFiles) -> int | None:
     if not isinstance(step, int):
         raise CheckpointError(f"{run.latest}: corrupt (no 'step' entry)")
     return step
+
+
+def newest_kept(run: RunFiles) -> str:
+    """One clause naming the checkpoint a failed run leaves, for error lines."""
+    step = latest_step(run)
+    if step is None:
+        return "no checkpoint was written yet"
+    return f"the newest checkpoint is step {step} ({run.root})"
 
 
 def _step_of(ckpt: Path) -> int:

@@ -27,3 +27,10 @@ class CheckpointError(TTError):
     """Missing, truncated or corrupt run directory / checkpoint."""
 
     exit_code = 3
+
+
+class TrainingDiverged(TTError):
+    """Non-finite loss, gradients or weights: the step is not applied and nothing
+    non-finite is saved; the last checkpoint stays the newest."""
+
+    exit_code = 4

@@ -25,7 +25,7 @@ from tt_core.data.minari_io import dataset_info, ensure_dataset
 from tt_core.data.tokens import TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
 from tt_core.device import describe, resolve_device
-from tt_core.errors import CheckpointError, ConfigError
+from tt_core.errors import CheckpointError, ConfigError, TrainingDiverged
 from tt_core.events import (
     Checkpointed,
     EventBus,
@@ -300,7 +300,13 @@ class Trainer:
             loss, per_kind = weighted_loss(logits, y, mask, self.kind, self.kind_weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            if not bool(torch.isfinite(norm)):  # one host sync a step; the step is not applied
+                raise TrainingDiverged(
+                    f"training diverged at step {self.step + 1} (loss {float(loss.detach()):.4g}, gradient "
+                    f"norm {float(norm):.4g}); {ckpt.newest_kept(self.run_files)}; lower train.lr "
+                    f"(now {cfg.train.lr:g})"
+                )
             self.optimizer.step()
             self.step += 1
             sums += torch.cat([loss.detach()[None], per_kind])
@@ -323,11 +329,6 @@ class Trainer:
                         tokens_per_s=n_summed * sched.tokens_per_step / max(now - t_log, 1e-9),
                     )
                 )
-                if not math.isfinite(means[0]):
-                    raise ConfigError(
-                        f"loss became {means[0]} at step {self.step}; lower train.lr "
-                        f"(now {cfg.train.lr}) or check the dataset"
-                    )
                 sums.zero_()
                 n_summed, t_log = 0, now
             if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
