@@ -91,7 +91,10 @@ def test_weights_that_do_not_fit_the_model_are_a_checkpoint_error(run_dir):
 
     save_file({"tok_emb.weight": torch.zeros(3, 3)}, str(_latest(run_dir) / "model.safetensors"))
     cfg = load_config(run_dir / "config.yaml")
-    with pytest.raises(CheckpointError, match="does not fit the model"):
+    with pytest.raises(CheckpointError, match=r"weight 'tok_emb.weight' has shape \(3, 3\), the model needs \(\d+, \d+\)"):
+        Trainer(cfg, EventBus(), resume=run_dir)
+    save_file({"pos_emb": torch.zeros(1)}, str(_latest(run_dir) / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"weight 'pos_emb' has shape \(1,\), the model needs"):
         Trainer(cfg, EventBus(), resume=run_dir)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import write_tiny_config
@@ -196,3 +197,85 @@ def test_eval_refuses_weights_holding_nan_with_one_line_and_exit_3(tmp_path):
     result = tt("eval", str(run), "--episodes", "1", "--headless")
     assert result.returncode == 3
     assert "weight 'head' holds NaN or inf" in _one_error_line(result)
+
+
+# ------------------------------------------- user and environment errors: one line, a code
+
+
+def test_a_config_that_is_not_utf8_text_is_a_config_error(tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    result = tt("train", binary, "--headless")
+    assert result.returncode == 2
+    assert "binary.yaml: not UTF-8 text" in _one_error_line(result)
+
+
+def test_a_key_given_twice_in_a_config_is_a_config_error(tmp_path, tiny_config):
+    doubled = tmp_path / "doubled.yaml"
+    doubled.write_text(tiny_config.read_text().replace("  num_bins: 20\n", "  num_bins: 20\n  num_bins: 30\n"))
+    result = tt("train", doubled, "--headless")
+    assert result.returncode == 2
+    assert "duplicate key 'num_bins'" in _one_error_line(result)
+
+
+@pytest.mark.parametrize("args", [
+    ("train", "{cfg}", "train.seed=-1"),
+    ("train", "{cfg}", "dataset.collect.seed=-1"),
+    ("train", "{cfg}", "eval.seed=-1"),
+    ("train", "{cfg}", "dataset.id=" + "x" * 300),
+    ("collect", "Hopper-v5", "--dataset-id", "local/x/y-v0", "--steps", "5", "--seed", "-1"),
+])
+def test_negative_seeds_and_over_long_dataset_ids_are_refused_like_any_bad_value(tiny_config, args):
+    extra = ["--headless"] if args[0] == "train" else []
+    result = tt(*[a.format(cfg=tiny_config) for a in args], *extra)
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert ">= 0" in line or "at most 200 bytes" in line
+
+
+def test_a_run_config_of_random_bytes_is_a_checkpoint_error(tmp_path):
+    from tt_core.config import load_config
+    from tt_core.events import EventBus
+    from tt_core.train import Trainer
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10))
+    run = Trainer(cfg, EventBus()).run()
+    (run / "config.yaml").write_bytes(bytes(range(256)) * 4)
+    result = tt("eval", run, "--episodes", "1", "--headless")
+    assert result.returncode == 3
+    assert "config.yaml: unreadable or corrupt" in _one_error_line(result)
+
+
+def test_latest_json_pointing_outside_the_run_and_a_run_without_checkpoints_are_named(tmp_path):
+    from tt_core.config import load_config
+    from tt_core.events import EventBus
+    from tt_core.train import Trainer
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10))
+    run = Trainer(cfg, EventBus()).run()
+    (run / "latest.json").write_text(json.dumps({"checkpoint": "../../elsewhere", "step": 10}))
+    result = tt("eval", run, "--episodes", "1", "--headless")
+    assert result.returncode == 3 and "points outside the run's checkpoints/" in _one_error_line(result)
+    (run / "latest.json").unlink()  # as a run killed before its first checkpoint leaves it
+    result = tt("train", "--resume", run, "--headless")
+    assert result.returncode == 3 and "no checkpoint yet" in _one_error_line(result)
+
+
+def test_unwritable_eval_json_and_record_out_fail_before_any_planning(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for args in (("eval", "no-such-run", "--json", blocker / "out.json"),
+                 ("eval", "no-such-run", "--json", tmp_path),
+                 ("record", "no-such-run", "--out", blocker / "gifs")):
+        result = tt(*args, "--headless")
+        assert result.returncode == 3, args
+        line = _one_error_line(result)
+        assert ("not writable" in line or "is a directory" in line), line
+        assert "no such run" not in line  # checked before the run is even loaded
+
+
+def test_a_model_too_large_to_allocate_says_how_much_memory_it_asked_for(tiny_config):
+    result = tt("train", tiny_config, "model.embedding_dim=1000000000000", "model.n_heads=1", "--headless")
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert "parameters need" in line and "GiB" in line and "could not be allocated" in line

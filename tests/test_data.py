@@ -344,3 +344,11 @@ def test_ensure_dataset_collects_once_when_missing(monkeypatch):
     assert ds.total_steps == 60
     monkeypatch.setattr(minari_io, "collect_dataset", lambda *a, **k: pytest.fail("collected twice"))
     assert ensure_dataset(cfg).total_steps == 60
+
+
+def test_finite_rewards_beyond_the_float32_range_name_the_episode():
+    """Finite in the float64 file, inf once training casts to float32."""
+    huge = _fake_episode(3, 2)
+    huge.rewards = np.array([1.0, 1e300])
+    with pytest.raises(DataError, match=r"^episode 3: rewards exceed the float32 range"):
+        build_trajectories(_fake_ds(huge), GAMMA, None)

@@ -221,3 +221,8 @@ def test_cache_works_with_and_without_inference_mode():
         first = model.decode(idx[:, :T], cache)
     rest = model.decode(idx[:, T:], cache)  # outside inference mode: must not raise
     assert_close(torch.cat([first, rest], dim=1), full)
+
+
+def test_num_parameters_counts_the_models_parameters_without_building_it():
+    for cfg in (CFG, GPTConfig(observation_dim=17, action_dim=6, num_bins=100, seq_len=10, embedding_dim=128)):
+        assert cfg.num_parameters == sum(p.numel() for p in TrajectoryGPT(cfg).parameters())

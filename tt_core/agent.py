@@ -61,10 +61,6 @@ def load_agent(path: Path, device: torch.device, ftt_block: Optional[str] = None
     if bad is not None:
         raise CheckpointError(f"{path}: weight '{bad}' holds NaN or inf; plan with an earlier checkpoint")
     model = adapt_model(TrajectoryGPT(gpt), meta)  # FTT weights keep their residual path
-    try:
-        model.load_state_dict(loaded.model_state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+    ckpt.load_weights(model, loaded.model_state, path)
     model.to(device).eval()
     return Agent(model, loaded.discretizer, loaded.config, meta, loaded.run.root, loaded.step)

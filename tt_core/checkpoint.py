@@ -139,6 +139,25 @@ def non_finite_key(state: Any, prefix: str = "") -> str | None:
     return None
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> None:
+    """model.load_state_dict(state), with a one-line error naming the first weight that
+    is missing, extra, or of another shape (and both shapes)."""
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key in state and tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{where}: weight '{key}' has shape {tuple(state[key].shape)}, the model needs "
+                f"{tuple(value.shape)} (does config.yaml's model section match the weights?)"
+            )
+    missing = [key for key in expected if key not in state]
+    if missing:
+        raise CheckpointError(f"{where}: no weight '{missing[0]}' for this model")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{where}: weight '{extra[0]}' is not part of this model")
+    model.load_state_dict(state)
+
+
 def save_checkpoint(
     run: RunFiles, step: int, model_state: dict[str, torch.Tensor], trainer_state: dict
 ) -> Path:
@@ -258,11 +277,18 @@ def _load_json(path: Path) -> dict:
 
 
 def _latest_checkpoint(run: RunFiles) -> Path:
+    if not run.latest.exists() and run.config.exists():
+        raise CheckpointError(
+            f"{run.root}: no checkpoint yet (the run stopped before its first save); "
+            "start it again with `tt-tui train CONFIG`"
+        )
     pointer = _load_json(run.latest)
     rel = pointer.get("checkpoint")
     if not isinstance(rel, str):
         raise CheckpointError(f"{run.latest}: corrupt (no 'checkpoint' entry)")
     ckpt = run.root / rel
+    if ckpt.resolve().parent != run.checkpoints.resolve():
+        raise CheckpointError(f"{run.latest}: points outside the run's checkpoints/ ({rel!r})")
     if not ckpt.is_dir():
         raise CheckpointError(f"{ckpt}: checkpoint named by latest.json is missing")
     return ckpt
@@ -270,10 +296,10 @@ def _latest_checkpoint(run: RunFiles) -> Path:
 
 def _load_config(path: Path) -> Config:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: corrupt (expected a mapping)")

@@ -119,6 +119,11 @@ _CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.num_bins", lambda v: v >= 2, ">= 2"),
     ("dataset.seq_len", lambda v: v >= 1, ">= 1 transition"),
     ("dataset.collect.steps", lambda v: v >= 1, ">= 1"),
+    ("dataset.collect.seed", lambda v: v >= 0, ">= 0"),
+    ("dataset.id", lambda v: 0 < len(v) and all(0 < len(part.encode()) <= 200 for part in v.split("/")),
+     "non-empty, each /-separated part at most 200 bytes (it names directories)"),
+    ("train.seed", lambda v: v >= 0, ">= 0"),
+    ("eval.seed", lambda v: v >= 0, ">= 0"),
     ("model.embedding_dim", lambda v: v >= 1, ">= 1"),
     ("model.n_layers", lambda v: v >= 1, ">= 1"),
     ("model.n_heads", lambda v: v >= 1, ">= 1"),
@@ -299,6 +304,26 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return dotted.split("."), value
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping names the same key twice (YAML keeps the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str):
+    """yaml.safe_load that refuses a key given twice in one mapping."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a YAML config (or the defaults when `path` is None) and apply overrides."""
     data: dict = {}
@@ -306,11 +331,15 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         p = Path(path)
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); a config is a YAML file") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = load_yaml(text)
+        except DuplicateKey as exc:
+            raise ConfigError(f"{p} {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

@@ -29,6 +29,12 @@ class CheckpointError(TTError):
     exit_code = 3
 
 
+class OutputError(TTError):
+    """A file or folder the command must write cannot be written."""
+
+    exit_code = 3
+
+
 class TrainingDiverged(TTError):
     """Non-finite loss, gradients or weights: the step is not applied and nothing
     non-finite is saved; the last checkpoint stays the newest."""

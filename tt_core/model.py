@@ -81,6 +81,13 @@ class GPTConfig:
         return self.observation_dim + self.action_dim + 2  # [obs, act, reward, value]
 
     @property
+    def num_parameters(self) -> int:
+        """Parameters of TrajectoryGPT(self), from the dimensions alone (nothing allocated)."""
+        T, N, E = self.transition_dim, self.num_bins, self.embedding_dim
+        per_block = 12 * E * E + 13 * E  # 2 LayerNorms, fused qkv, out proj, 4x MLP
+        return (T * N + 1) * E + self.block_size * E + self.n_layers * per_block + 2 * E + T * N * E
+
+    @property
     def block_size(self) -> int:
         # As in the original TT: a window of seq_len transitions, minus the last
         # token, which is only ever a target.

@@ -208,7 +208,15 @@ class Trainer:
             )
         self.windows: TokenWindows = windows.to(self.device)  # gather batches where the model is
         self.gpt = GPTConfig.from_config(cfg, traj.observation_dim, traj.action_dim)
-        self.model = TrajectoryGPT(self.gpt).to(self.device)
+        try:
+            self.model = TrajectoryGPT(self.gpt).to(self.device)
+        except (RuntimeError, MemoryError):  # the allocator's own message is a bug report
+            n = self.gpt.num_parameters
+            raise ConfigError(
+                f"model: {n:,} parameters need {n * 4 / 2**30:,.1f} GiB for the weights alone "
+                f"(x4 with AdamW) and could not be allocated; lower model.embedding_dim "
+                f"({cfg.model.embedding_dim}) or model.n_layers ({cfg.model.n_layers})"
+            ) from None
         self.optimizer = torch.optim.AdamW(
             self.model.param_groups(cfg.train.weight_decay),
             lr=cfg.train.lr,
@@ -240,8 +248,8 @@ class Trainer:
         bus.subscribe(self.metrics)
 
     def _restore(self, loaded: ckpt.LoadedRun) -> None:
+        ckpt.load_weights(self.model, loaded.model_state, loaded.run.root)
         try:
-            self.model.load_state_dict(loaded.model_state)
             state = loaded.trainer_state or {}
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:

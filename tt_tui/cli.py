@@ -135,6 +135,8 @@ def collect(
 
     if policy != "random":
         raise ConfigError(f"--policy: {policy!r} is not supported (available: random)")
+    if seed < 0:
+        raise ConfigError(f"--seed: {seed} must be >= 0")
     info = collect_dataset(env_id, dataset_id, steps=steps, policy=policy, seed=seed)
     typer.echo(
         f"wrote {info.id}: {info.episodes} episodes, {info.steps} steps, "
@@ -174,6 +176,20 @@ _FTT_BLOCK_OPTION = typer.Option(
 )
 
 
+def _writable_folder(folder: Path, what: str) -> None:
+    """Fail before any planning, not after it, when `folder` cannot take new files."""
+    import tempfile
+
+    from tt_core.errors import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tt-tui-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{what} {folder}: not writable ({exc.strerror or exc})") from None
+
+
 def _plan_overrides(**flags) -> list[str]:
     """CLI planning/eval flags as dotted overrides, validated like a config file."""
     sections = {"episodes": "eval", "seed": "eval", "max_steps": "eval"}
@@ -205,6 +221,12 @@ def eval_cmd(
     from tt_core.engine import newest_run
 
     block = ftt_block.value if ftt_block else None
+    if json_out is not None:
+        if json_out.is_dir():
+            from tt_core.errors import OutputError
+
+            raise OutputError(f"--json {json_out}: is a directory, not a file")
+        _writable_folder(json_out.parent, "--json")
     run = run or newest_run(Path("runs"))
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
@@ -221,7 +243,6 @@ def eval_cmd(
     if json_out is not None:
         import json
 
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(reporter.report, indent=2))
         typer.echo(f"results written to {json_out}", err=True)
 
@@ -247,6 +268,7 @@ def record(
     from tt_core.engine import eval_job, newest_run
 
     block = ftt_block.value if ftt_block else None
+    _writable_folder(out, "--out")
     run = run or newest_run(Path("runs"))
     overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps, dtype=dtype,
                                 episodes=episodes, max_steps=max_steps, seed=seed)

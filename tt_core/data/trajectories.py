@@ -76,6 +76,8 @@ def _episode_arrays(ep: Any) -> tuple[np.ndarray, ...]:
             raise DataError(f"{name}: {field} contain NaN")
         if np.isinf(arr).any():
             raise DataError(f"{name}: {field} contain inf")
+        if arr.size and np.abs(arr).max() > np.finfo(np.float32).max:  # training is float32
+            raise DataError(f"{name}: {field} exceed the float32 range (|x| up to {np.abs(arr).max():.3g})")
     term = np.asarray(ep.terminations, dtype=bool).reshape(-1)
     trunc = np.asarray(ep.truncations, dtype=bool).reshape(-1)
     return obs, act, rewards, term, trunc
