@@ -153,3 +153,26 @@ def test_training_evaluates_every_n_steps_and_at_the_end(tmp_path):
     ends = [e for e in events if isinstance(e, EpisodeEnd)]
     assert len(ends) == 4 and all(e.length <= 3 for e in ends)
     assert trainer.model.training  # back to training mode after each evaluation
+
+
+def test_resume_after_a_kill_leaves_one_record_per_step_and_no_save_residue(tmp_path):
+    """What a SIGKILL after the checkpoint at step 20 leaves: metrics logged up to step
+    25, a temp file of latest.json and a half-written checkpoint directory."""
+    import json
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20, log_every=5))
+    run = Trainer(cfg, EventBus()).run()
+    metrics = run / "metrics.jsonl"
+    with metrics.open("a") as f:
+        for step in (25,):
+            f.write(json.dumps({"event": "TrainStep", "step": step, "loss": 9.0}) + "\n")
+        f.write('{"event": "TrainSt')  # torn by the kill
+    (run / ".latest.json.k1ll3d").write_text('{"checkp')
+    (run / "checkpoints" / ".step_000000030.x").mkdir()
+
+    resumed = load_config(run / "config.yaml", ["train.max_steps=30"])
+    Trainer(resumed, EventBus(), resume=run).run()
+    steps = [r["step"] for r in read_metrics(metrics) if r["event"] == "TrainStep"]
+    assert steps == [5, 10, 15, 20, 25, 30]  # 25 once: the resumed run's record
+    assert all(r.get("loss") != 9.0 for r in read_metrics(metrics))
+    assert not list(run.glob(".latest.json.*")) and not list((run / "checkpoints").glob(".step_*"))

@@ -192,14 +192,22 @@ def save_checkpoint(
     return final
 
 
+def clean_residue(run: RunFiles) -> None:
+    """Remove what a kill in the middle of a save leaves: temp checkpoint directories and
+    the temp files of atomic writes (`.latest.json.*`). Never read; only clutter."""
+    for tmp in run.checkpoints.glob(".step_*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in run.root.glob(".latest.json.*"):
+        tmp.unlink(missing_ok=True)
+
+
 def _prune(run: RunFiles, keep: Path) -> None:
-    """Delete unfinished temp dirs and all but the newest KEEP_CHECKPOINTS checkpoints."""
+    """Delete all but the newest KEEP_CHECKPOINTS checkpoints, and any save residue."""
     done = sorted(p for p in run.checkpoints.glob("step_*") if p.is_dir())
     for old in done[:-KEEP_CHECKPOINTS]:
         if old != keep:
             shutil.rmtree(old, ignore_errors=True)
-    for tmp in run.checkpoints.glob(".step_*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    clean_residue(run)
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""metrics.jsonl: the metric events of a run (RECORDED), one JSON object per line."""
+"""metrics.jsonl: the metric events of a run (RECORDED), one JSON object per line.
+
+On resume the file is cut at the first TrainStep past the resumed step, so every step
+has one record (`truncate_after_step`)."""
 
 from __future__ import annotations
 
@@ -39,6 +42,26 @@ class MetricsWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+def truncate_after_step(path: Path, step: int) -> int:
+    """Cut metrics.jsonl where a resumed run at `step` takes over: at the first TrainStep
+    past `step` (what the killed run logged after its last checkpoint, which the resumed
+    run logs again). Rewritten atomically; returns the number of records dropped."""
+    from tt_core.checkpoint import atomic_write_text
+
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line is dropped only if it lies past the cut
+        if record.get("event") == "TrainStep" and record.get("step", 0) > step:
+            atomic_write_text(path, "".join(kept + "\n" for kept in lines[:i]))
+            return len(lines) - i
+    return 0
 
 
 def read_metrics(path: Path) -> list[dict]:

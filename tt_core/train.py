@@ -34,7 +34,7 @@ from tt_core.events import (
     TrainStarted,
     TrainStep,
 )
-from tt_core.metrics import MetricsWriter
+from tt_core.metrics import MetricsWriter, truncate_after_step
 from tt_core.model import GPTConfig, TrajectoryGPT
 from tt_core.record import GifRecorder
 from tt_core.rollout import Rollout
@@ -239,7 +239,10 @@ class Trainer:
             self.run_files = loaded.run
             self.dataset_meta = loaded.dataset_meta
             self._restore(loaded)
-            bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}"))
+            ckpt.clean_residue(self.run_files)
+            dropped = truncate_after_step(self.run_files.metrics, self.step)
+            note = f"; {dropped} metric records past it dropped" if dropped else ""
+            bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}{note}"))
         else:
             self.run_files = ckpt.RunFiles(new_run_dir(cfg))
             self.dataset_meta = _dataset_meta(cfg, traj, info)
