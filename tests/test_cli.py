@@ -39,6 +39,15 @@ def test_config_error_exits_2_with_one_line_and_no_traceback(tiny_config):
 def test_unknown_flag_is_a_usage_error():
     result = tt("train", "--beam-with", "3")
     assert result.returncode == 2
+    assert "No such option: --beam-with" in _one_error_line(result)
+
+
+def test_a_bad_flag_value_is_one_line_not_a_box():
+    result = tt("eval", "--beam-width", "abc")
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert "'--beam-width'" in line and "see `tt-tui eval --help`" in line
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
 
 
 def test_missing_dataset_offline_exits_3_and_says_how_to_fix(tmp_path):
@@ -279,3 +288,9 @@ def test_a_model_too_large_to_allocate_says_how_much_memory_it_asked_for(tiny_co
     assert result.returncode == 2
     line = _one_error_line(result)
     assert "parameters need" in line and "GiB" in line and "could not be allocated" in line
+
+
+def test_no_command_shows_the_help_once_and_exits_0():
+    result = tt()
+    assert result.returncode == 0
+    assert (result.stdout + result.stderr).count("Usage: tt-tui") == 1

@@ -382,7 +382,21 @@ def main() -> None:
     # imports mujoco, unless the user picked a backend (MUJOCO_GL=osmesa, ...).
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("MUJOCO_GL", "egl")
-    app(prog_name="tt-tui")
+    # click's ClickException (typer may vendor its own copy of click)
+    click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=sys.argv[1:], prog_name="tt-tui", standalone_mode=False)
+    except click_error as exc:  # bad flags and arguments: one line like every other error
+        ctx = getattr(exc, "ctx", None)
+        if not exc.format_message().strip():  # no command given: typer has shown the help
+            sys.exit(0)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
