@@ -294,3 +294,48 @@ def test_no_command_shows_the_help_once_and_exits_0():
     result = tt()
     assert result.returncode == 0
     assert (result.stdout + result.stderr).count("Usage: tt-tui") == 1
+
+
+# ------------------------------------------- full and read-only disks (a real tmpfs)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real tmpfs mount; its options are set by the test. Skipped where mounting is
+    not allowed (not root, or a sandbox without CAP_SYS_ADMIN)."""
+    mounts = []
+
+    def mount(name: str, options: str):
+        where = tmp_path / name
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_full_disk_while_checkpointing_says_no_space_and_keeps_earlier_files(small_disk, tmp_path):
+    disk = small_disk("full", "size=120k")
+    cfg = write_tiny_config(tmp_path / "c.yaml", disk / "runs", max_steps=20, checkpoint_every=5)
+    result = tt("train", cfg, "--headless")
+    assert result.returncode == 3
+    line = _one_error_line(result)
+    assert "no space left on" in line and str(disk) in line, line
+    (run,) = (disk / "runs").iterdir()
+    assert (run / "config.yaml").exists() and not list((run / "checkpoints").glob(".step_*"))
+
+
+def test_a_read_only_run_folder_or_dataset_folder_says_it_is_not_writable(small_disk, tmp_path):
+    disk = small_disk("ro", "ro,size=1m")
+    cfg = write_tiny_config(tmp_path / "c.yaml", disk / "runs", max_steps=5)
+    result = tt("train", cfg, "--headless")
+    assert result.returncode == 3 and "is not writable (Read-only file system)" in _one_error_line(result)
+    result = tt("collect", "Hopper-v5", "--dataset-id", "local/ro/test-v0", "--steps", "20",
+                MINARI_DATASETS_PATH=str(disk / "minari"))
+    assert result.returncode == 3 and "is not writable" in _one_error_line(result)

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
-from tt_core.errors import CheckpointError, ConfigError, TrainingDiverged
+from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
 
@@ -124,18 +124,22 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return out.getvalue()
 
 
+def _tensors(state: Any, prefix: str = ""):
+    """(name, tensor) for every tensor of a nested state (dicts, lists, tuples)."""
+    if isinstance(state, torch.Tensor):
+        yield prefix or "tensor", state
+        return
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    for key, value in items:
+        yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+
+
 def non_finite_key(state: Any, prefix: str = "") -> str | None:
     """The name of the first floating tensor holding NaN or inf in a (nested) state
     dict such as a model's or an optimizer's; None when all are finite."""
-    if isinstance(state, torch.Tensor):
-        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
-            return prefix or "tensor"
-        return None
-    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
-    for key, value in items:
-        bad = non_finite_key(value, f"{prefix}.{key}" if prefix else str(key))
-        if bad is not None:
-            return bad
+    for name, tensor in _tensors(state, prefix):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
     return None
 
 
@@ -183,13 +187,28 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(run.checkpoints)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_if_disk_full(exc, run, step, model_state, trainer_state)
         raise
     pointer = {"checkpoint": f"checkpoints/{name}", "step": step}
     atomic_write_text(run.latest, json.dumps(pointer))
     _prune(run, keep=final)
     return final
+
+
+def _raise_if_disk_full(exc: BaseException, run: RunFiles, step: int, *states: Any) -> None:
+    """torch.save reports a full disk as an opaque RuntimeError ("unexpected pos ...");
+    when the free space is smaller than the checkpoint, say that instead."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return
+    needed = sum(tensor.nbytes for state in states for _, tensor in _tensors(state))
+    free = shutil.disk_usage(run.checkpoints).free
+    if free < needed:
+        raise OutputError(
+            f"no space left on {run.checkpoints}: step {step} needs ~{needed / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB free; {newest_kept(run)}"
+        ) from None
 
 
 def clean_residue(run: RunFiles) -> None:

@@ -20,7 +20,7 @@ from tt_core.agent import Agent, load_agent
 from tt_core.config import Config, apply_overrides
 from tt_core.controls import Controls
 from tt_core.device import resolve_device
-from tt_core.errors import CheckpointError, TTError
+from tt_core.errors import CheckpointError, TTError, as_user_error
 from tt_core.events import EventBus, Failed, Message
 from tt_core.record import GifRecorder
 from tt_core.rollout import EpisodeResult, Rollout
@@ -122,7 +122,12 @@ class Engine:
         except TTError as exc:
             self.exit_code = exc.exit_code
             self.bus.emit(Failed(str(exc), exc.exit_code))
-        except BaseException as exc:  # a bug: the view shows it and stays alive
+        except BaseException as exc:  # a full or read-only disk, else a bug: the view stays alive
+            user = as_user_error(exc)
+            if user is not None:
+                self.exit_code = user.exit_code
+                self.bus.emit(Failed(str(user), user.exit_code))
+                return
             self.exit_code = 1
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             self.bus.emit(Failed(f"internal error: {last}", 1))

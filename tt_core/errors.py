@@ -4,6 +4,11 @@ Each error's message is one line that names what is wrong; the CLI prints it and
 exits with the code below. Anything else is a bug: exit code 1.
 """
 
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
 
 class TTError(Exception):
     """Base class for errors a user can cause and fix."""
@@ -33,6 +38,19 @@ class OutputError(TTError):
     """A file or folder the command must write cannot be written."""
 
     exit_code = 3
+
+
+def as_user_error(exc: BaseException) -> TTError | None:
+    """The user error an OS error stands for (a full or read-only disk, a folder the
+    user may not write), or None when it is not one."""
+    if not isinstance(exc, OSError):
+        return None
+    where = Path(exc.filename).parent if exc.filename else None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"no space left on {where or 'the disk'} ({exc.strerror})")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return OutputError(f"{exc.filename or 'a file'} is not writable ({exc.strerror})")
+    return None
 
 
 class TrainingDiverged(TTError):

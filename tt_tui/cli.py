@@ -46,7 +46,7 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tt_core.errors import TTError
+        from tt_core.errors import TTError, as_user_error
 
         try:
             return fn(*args, **kwargs)
@@ -59,9 +59,12 @@ def user_errors(fn: Callable) -> Callable:
             raise typer.Exit(130)
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # a bug: keep it to one line unless --debug
+        except Exception as exc:  # a full or read-only disk, else a bug: one line unless --debug
             if _DEBUG:
                 traceback.print_exc()
+            user = as_user_error(exc)
+            if user is not None:
+                _fail(str(user), user.exit_code)
             _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", 1)
 
     return wrapper
