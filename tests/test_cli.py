@@ -339,3 +339,57 @@ def test_a_read_only_run_folder_or_dataset_folder_says_it_is_not_writable(small_
     result = tt("collect", "Hopper-v5", "--dataset-id", "local/ro/test-v0", "--steps", "20",
                 MINARI_DATASETS_PATH=str(disk / "minari"))
     assert result.returncode == 3 and "is not writable" in _one_error_line(result)
+
+
+# ------------------------------------------------------------------ Ctrl+C
+
+
+def test_ctrl_c_while_training_collects_its_dataset_stops_at_once_and_writes_no_dataset(tmp_path):
+    minari_root = tmp_path / "minari"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(write_tiny_config(tmp_path / "t.yaml", tmp_path / "runs").read_text()
+                   .replace("test/hopper/tiny-v0", "test/hopper/big-v0").replace("steps: 400", "steps: 2000000"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tt_tui.cli", "train", str(cfg), "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "MINARI_DATASETS_PATH": str(minari_root)},
+    )
+    for line in proc.stdout:  # wait until collection has started
+        if "collecting" in line:
+            break
+    time.sleep(1.0)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert time.monotonic() - start < 20  # not after the 2M steps
+    assert proc.returncode == 130, rest
+    assert "stopped while collecting" in rest
+    assert not (minari_root / "test" / "hopper" / "big-v0").exists()
+
+
+def test_once_a_job_has_ended_a_further_ctrl_c_changes_nothing():
+    from tt_tui import cli
+
+    stops = []
+
+    def job(bus, controls):
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl+C: a clean stop is requested
+        stops.append(controls.stop_requested)
+
+    class Reporter:
+        def __call__(self, event):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    try:
+        cli._run_job(job, Reporter())
+        os.kill(os.getpid(), signal.SIGINT)  # a second press after the stop completed
+        time.sleep(0.1)
+        assert stops == [True]
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -40,6 +40,12 @@ class OutputError(TTError):
     exit_code = 3
 
 
+class Interrupted(TTError):
+    """Stopped by the user where nothing can be saved (e.g. while collecting a dataset)."""
+
+    exit_code = 130
+
+
 def as_user_error(exc: BaseException) -> TTError | None:
     """The user error an OS error stands for (a full or read-only disk, a folder the
     user may not write), or None when it is not one."""

@@ -194,7 +194,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
 
-        ds = ensure_dataset(cfg.dataset, notify=lambda text: bus.emit(Message(text)))
+        ds = ensure_dataset(cfg.dataset, notify=lambda text: bus.emit(Message(text)),
+                            should_stop=lambda: self.controls.stop_requested)
         info = dataset_info(ds)
         t0 = time.perf_counter()
         traj, disc, windows, cached = load_or_build_tokens(cfg.dataset.id, ds, cfg.dataset, default_cache_dir())

@@ -292,7 +292,10 @@ def _run_job(job, reporter) -> None:
     bus.subscribe(reporter)
     _stop_on_sigint(controls)
     with reporter:
-        job(bus, controls)
+        try:
+            job(bus, controls)
+        finally:  # the job is over (a clean stop included): a further Ctrl+C changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_eval(job):

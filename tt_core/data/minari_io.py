@@ -21,7 +21,7 @@ from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage.datasets_root_dir import get_dataset_path
 
 from tt_core.config import DatasetConfig
-from tt_core.errors import ConfigError, DataError
+from tt_core.errors import ConfigError, DataError, Interrupted
 
 # The hub client retries for ~20 s offline; never let a start hang much longer.
 DOWNLOAD_TIMEOUT_S = 45.0
@@ -132,7 +132,9 @@ def _make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
     return env
 
 
-def _record_random(env: gym.Env, steps: int, seed: int) -> list[EpisodeBuffer]:
+def _record_random(
+    env: gym.Env, steps: int, seed: int, should_stop: Callable[[], bool]
+) -> list[EpisodeBuffer]:
     """`steps` random-policy steps as episode buffers; a cut-off last episode is truncated."""
     env.action_space.seed(seed)
     buffers: list[EpisodeBuffer] = []
@@ -150,7 +152,9 @@ def _record_random(env: gym.Env, steps: int, seed: int) -> list[EpisodeBuffer]:
             truncations=np.asarray(ep_trunc, dtype=bool),
         ))
 
-    for _ in range(steps):
+    for i in range(steps):
+        if i % 256 == 0 and should_stop():
+            raise Interrupted(f"stopped while collecting (step {i} of {steps}); no dataset was written")
         action = env.action_space.sample()
         obs, reward, terminated, truncated, _ = env.step(action)
         ep_obs.append(obs)
@@ -175,8 +179,12 @@ def collect_dataset(
     policy: str = "random",
     seed: int = 0,
     max_episode_steps: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> DatasetInfo:
-    """Record `steps` steps of `policy` in `env_id` as a new local Minari dataset."""
+    """Record `steps` steps of `policy` in `env_id` as a new local Minari dataset.
+
+    `should_stop` is polled while stepping (a stop request): collection then ends with
+    Interrupted and nothing is written."""
     if policy != "random":
         raise ConfigError(f"unknown collection policy {policy!r}; only 'random' is supported")
     if steps < 1:
@@ -190,7 +198,7 @@ def collect_dataset(
         )
     env = _make_env(env_id, max_episode_steps)
     try:
-        buffers = _record_random(env, steps, seed)
+        buffers = _record_random(env, steps, seed, should_stop)
         with warnings.catch_warnings():
             # Minari warns about every optional metadata field (author, permalink, ...).
             warnings.simplefilter("ignore")
@@ -252,7 +260,9 @@ def list_datasets() -> list[DatasetInfo]:
 
 
 def ensure_dataset(
-    cfg: DatasetConfig, notify: Callable[[str], None] | None = None
+    cfg: DatasetConfig,
+    notify: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> minari.MinariDataset:
     """Load `cfg.id`, collecting it first when missing and `cfg.collect` says how."""
     _check_id(cfg.id)
@@ -261,6 +271,6 @@ def ensure_dataset(
         if notify:
             notify(f"dataset '{cfg.id}' is not local; collecting {c.steps} steps of a "
                    f"{c.policy} policy in {c.env_id}")
-        collect_dataset(c.env_id, cfg.id, c.steps, policy=c.policy, seed=c.seed)
+        collect_dataset(c.env_id, cfg.id, c.steps, policy=c.policy, seed=c.seed, should_stop=should_stop)
         return load_dataset(cfg.id, download=False)
     return load_dataset(cfg.id, notify=notify)
