@@ -56,6 +56,9 @@ def as_user_error(exc: BaseException) -> TTError | None:
         return OutputError(f"no space left on {where or 'the disk'} ({exc.strerror})")
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return OutputError(f"{exc.filename or 'a file'} is not writable ({exc.strerror})")
+    if exc.errno == errno.ENAMETOOLONG:  # e.g. a dataset id: ids name directories
+        name = max(Path(exc.filename).parts, key=len) if exc.filename else "a name"
+        return ConfigError(f"{name[:40]}...: too long for a file name ({len(name.encode())} bytes)")
     return None
 
 
