@@ -394,3 +394,16 @@ def test_once_a_job_has_ended_a_further_ctrl_c_changes_nothing():
         assert stops == [True]
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_an_immutable_output_folder_is_found_before_planning(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = tt("record", "no-such-run", "--out", folder, "--headless")
+        assert result.returncode == 3
+        assert "locked: not writable (Operation not permitted)" in _one_error_line(result)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
