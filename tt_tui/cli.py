@@ -185,6 +185,8 @@ def _writable_folder(folder: Path, what: str) -> None:
 
     from tt_core.errors import OutputError
 
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder}: is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tt-tui-probe-"):
