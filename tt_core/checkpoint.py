@@ -321,15 +321,22 @@ def _latest_checkpoint(run: RunFiles) -> Path:
     return ckpt
 
 
-def _load_config(path: Path) -> Config:
+def read_yaml_mapping(path: Path, missing: str = "missing") -> dict:
+    """A saved YAML file holding a mapping (a run's or an FTT checkpoint's config), with
+    one-line checkpoint errors."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
+        raise CheckpointError(f"{path}: {missing}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: corrupt (expected a mapping)")
+    return data
+
+
+def _load_config(path: Path) -> Config:
+    data = read_yaml_mapping(path, "missing (not a tt-tui run directory?)")
     try:
         return config_from_dict(data, str(path))
     except ConfigError as exc:

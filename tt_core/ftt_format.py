@@ -52,9 +52,8 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import yaml
 
-from tt_core.checkpoint import LoadedRun, RunFiles
+from tt_core.checkpoint import LoadedRun, RunFiles, read_yaml_mapping
 from tt_core.config import (
     Config,
     DatasetConfig,
@@ -472,18 +471,6 @@ def discretizer_from_ftt(state: dict[str, Any], where: str = DISCRETIZER_FILE) -
 # ------------------------------------------------------------------ config
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: corrupt (expected a mapping)")
-    return data
-
-
 class _Section:
     """Typed access to one section of the seed config with one-line errors."""
 
@@ -764,7 +751,7 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such FTT checkpoint directory")
     cfg_path = path / CONFIG_FILE
-    data = _read_yaml(cfg_path)
+    data = read_yaml_mapping(cfg_path)
     spec = _model_spec(data, cfg_path)
     env_name = _Section(data, "dataset", cfg_path).get("env_name", str)
     try:
