@@ -106,3 +106,16 @@ def test_shipped_configs_state_every_sampling_knob_with_the_originals_values(nam
     plan = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["plan"]
     knobs = {k: plan[k] for k in ("k_obs", "k_act", "k_reward", "cdf_obs", "cdf_act")}
     assert knobs == {"k_obs": 1, "k_act": None, "k_reward": 1, "cdf_obs": None, "cdf_act": 0.6}
+
+
+def test_yaml_merge_keys_still_work_while_repeated_keys_are_refused(tmp_path):
+    from tt_core.errors import ConfigError
+
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {embedding_dim: 32, n_layers: 2}\nmodel:\n  <<: *b\n  n_heads: 4\n")
+    with pytest.raises(ConfigError, match="unknown key 'base'|base"):
+        load_config(merged)  # the anchor's own section is not a config section ...
+    merged.write_text("model: &b {embedding_dim: 32, n_layers: 2, n_heads: 4}\n")
+    assert load_config(merged).model.embedding_dim == 32
+    merged.write_text("model:\n  <<: {embedding_dim: 32, n_layers: 2}\n  n_heads: 4\n")
+    assert load_config(merged).model.n_layers == 2  # ... but merging into a section works

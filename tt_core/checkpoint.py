@@ -198,12 +198,15 @@ def save_checkpoint(
 
 
 def _raise_if_disk_full(exc: BaseException, run: RunFiles, step: int, *states: Any) -> None:
-    """torch.save reports a full disk as an opaque RuntimeError ("unexpected pos ...");
-    when the free space is smaller than the checkpoint, say that instead."""
-    if not isinstance(exc, (OSError, RuntimeError)):
+    """torch.save and safetensors report a full disk as opaque errors ("unexpected pos
+    ...", SafetensorError); when the free space is smaller than the checkpoint, say so."""
+    if not isinstance(exc, Exception):  # KeyboardInterrupt and friends pass through
         return
     needed = sum(tensor.nbytes for state in states for _, tensor in _tensors(state))
-    free = shutil.disk_usage(run.checkpoints).free
+    try:
+        free = shutil.disk_usage(run.checkpoints).free
+    except OSError:
+        return
     if free < needed:
         raise OutputError(
             f"no space left on {run.checkpoints}: step {step} needs ~{needed / 2**20:.1f} MiB, "
@@ -216,8 +219,9 @@ def clean_residue(run: RunFiles) -> None:
     the temp files of atomic writes (`.latest.json.*`). Never read; only clutter."""
     for tmp in run.checkpoints.glob(".step_*"):
         shutil.rmtree(tmp, ignore_errors=True)
-    for tmp in run.root.glob(".latest.json.*"):
-        tmp.unlink(missing_ok=True)
+    for pattern in (".latest.json.*", ".metrics.jsonl.*"):
+        for tmp in run.root.glob(pattern):
+            tmp.unlink(missing_ok=True)
 
 
 def _prune(run: RunFiles, keep: Path) -> None:

@@ -310,10 +310,15 @@ class DuplicateKey(yaml.YAMLError):
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)  # merge keys (<<: *anchor) first, as SafeLoader does
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if repeated:
                 raise DuplicateKey(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
             seen.add(key)
         return super().construct_mapping(node, deep)

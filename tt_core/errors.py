@@ -54,11 +54,13 @@ def as_user_error(exc: BaseException) -> TTError | None:
     where = Path(exc.filename).parent if exc.filename else None
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(f"no space left on {where or 'the disk'} ({exc.strerror})")
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if exc.errno == errno.EROFS:
         return OutputError(f"{exc.filename or 'a file'} is not writable ({exc.strerror})")
+    if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing
+        return OutputError(f"{exc.filename or 'a file'}: permission denied ({exc.strerror})")
     if exc.errno == errno.ENAMETOOLONG:  # e.g. a dataset id: ids name directories
         name = max(Path(exc.filename).parts, key=len) if exc.filename else "a name"
-        return ConfigError(f"{name[:40]}...: too long for a file name ({len(name.encode())} bytes)")
+        return ConfigError(f"{name[:40]}...: name or path too long for the file system ({len(name.encode())} bytes)")
     return None
 
 

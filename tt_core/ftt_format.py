@@ -42,8 +42,12 @@ eval and planning need not know where the weights came from. What it maps, and w
 from __future__ import annotations
 
 import _compat_pickle
+import collections
 import hashlib
+import math
 import pickle
+import reprlib
+import zipfile
 import re
 import types
 from dataclasses import dataclass
@@ -223,6 +227,15 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
 _SAFE_DTYPE_KINDS = "biuf"
 
 
+def _describe(obj: Any) -> str:
+    """A short one-line description of an object from a file (messages stay one line)."""
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return f"{type(obj).__name__} {tuple(obj.shape)} {obj.dtype}"
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 40
+    return " ".join(short.repr(obj).split())
+
+
 def _safe_dtype(dtype: Any) -> np.dtype:
     """`dtype` if it is a plain numeric numpy dtype, else refused."""
     if not (
@@ -233,18 +246,18 @@ def _safe_dtype(dtype: Any) -> np.dtype:
         and not dtype.hasobject
         and dtype == np.dtype(dtype.str)  # nothing but its type code describes it
     ):
-        raise _Refused(f"numpy dtype {dtype!r} (only plain numeric dtypes are accepted)")
+        raise _Refused(f"numpy dtype {_describe(dtype)} (only plain numeric dtypes are accepted)")
     return dtype
 
 
 def _make_dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
     """numpy.dtype(spec, ...) for a numeric type code only, e.g. 'f8' or '<f4'."""
     if not isinstance(spec, str) or len(spec) > 4:
-        raise _Refused(f"numpy dtype {spec!r}")
+        raise _Refused(f"numpy dtype {_describe(spec)}")
     try:
         dtype = np.dtype(spec)
     except TypeError:
-        raise _Refused(f"numpy dtype {spec!r}") from None
+        raise _Refused(f"numpy dtype {_describe(spec)}") from None
     return _safe_dtype(dtype)
 
 
@@ -273,14 +286,10 @@ def _make_scalar(scalar):
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    import collections
-
     try:
         from numpy._core import multiarray  # numpy >= 2; files of numpy 1 name numpy.core
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray
-
-    import torch._utils
 
     allowed: dict[tuple[str, str], Any] = {
         ("trajectory.utils.discretization", "KBinsDiscretizer"): FttKBinsState,
@@ -288,8 +297,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy", "dtype"): _make_dtype,
         ("_codecs", "encode"): _latin1_encode,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_plain_tensor,
     }
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "_reconstruct")] = _make_reconstruct(multiarray._reconstruct)
@@ -300,6 +308,13 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         if cls is not None:
             allowed[("numpy.dtypes", name)] = lambda *args, _cls=cls: _safe_dtype(_cls(*args))
     return allowed
+
+
+def _rebuild_plain_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    """torch's _rebuild_tensor_v2 for a plain tensor only: no grad, hooks or metadata."""
+    if requires_grad or hooks or metadata is not None:
+        raise _Refused("a tensor with autograd state, hooks or metadata")
+    return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
 
 
 class _Refused(Exception):
@@ -343,7 +358,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         elif isinstance(inst, np.dtype):
             # A dtype's state may only restate what its type code already says.
             if state != inst.__reduce__()[2]:
-                raise _Refused(f"numpy dtype state {state!r}")
+                raise _Refused(f"numpy dtype state {_describe(state)}")
         elif isinstance(inst, np.ndarray) and inst.shape == (0,) and inst.base is None:
             _check_array_state(state)
             inst.__setstate__(state)
@@ -351,6 +366,39 @@ class _RestrictedUnpickler(pickle._Unpickler):
             raise _Refused(f"setting the state of {type(inst).__name__}")
 
     dispatch[pickle.BUILD[0]] = load_build
+
+    def _container(self, depth: int, kinds: tuple) -> None:
+        """SETITEM(S)/APPEND(S)/ADDITEMS may only fill plain containers (not, say, the
+        bytes an array was built over)."""
+        target = self.stack[depth] if depth < 0 else self.metastack[-1][-1]
+        if type(target) not in kinds:
+            raise _Refused(f"adding items to {type(target).__name__}")
+
+    def load_setitem(self) -> None:
+        self._container(-3, (dict, collections.OrderedDict))
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        self._container(0, (dict, collections.OrderedDict))
+        super().load_setitems()
+
+    def load_append(self) -> None:
+        self._container(-2, (list,))
+        super().load_append()
+
+    def load_appends(self) -> None:
+        self._container(0, (list,))
+        super().load_appends()
+
+    def load_additems(self) -> None:
+        self._container(0, (set,))
+        super().load_additems()
+
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.APPEND[0]] = load_append
+    dispatch[pickle.APPENDS[0]] = load_appends
+    dispatch[pickle.ADDITEMS[0]] = load_additems
 
 
 def _check_array_state(state: Any) -> None:
@@ -360,8 +408,8 @@ def _check_array_state(state: Any) -> None:
     _version, shape, dtype, _fortran, data = state
     dtype = _safe_dtype(dtype)
     if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
-        raise _Refused(f"numpy array shape {shape!r}")
-    if not isinstance(data, bytes) or len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise _Refused(f"numpy array shape {_describe(shape)}")
+    if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
         raise _Refused("numpy array data that does not match its shape")
 
 
@@ -378,6 +426,10 @@ _restricted_pickle.load = _restricted_load  # type: ignore[attr-defined]
 def read_ftt_discretizer(path: Path) -> dict[str, Any]:
     """The pickled KBinsDiscretizer's attributes (bin_edges, bin_centers, n_bins, ...)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    if not zipfile.is_zipfile(path):  # torch's legacy tar/pickle reader trusts its sizes
+        raise CheckpointError(f"{path}: unreadable or corrupt (not a torch.save zip archive)")
     try:
         obj = torch.load(
             path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False
@@ -456,11 +508,13 @@ def discretizer_from_ftt(state: dict[str, Any], where: str = DISCRETIZER_FILE) -
     if not np.isfinite(edges).all() or (np.diff(edges, axis=1) < 0).any():
         raise CheckpointError(f"{where}: bin_edges are not finite and ascending")
     n_bins = state.get("n_bins", edges.shape[1] - 1)
-    if n_bins != edges.shape[1] - 1:
-        raise CheckpointError(f"{where}: n_bins {n_bins} does not match bin_edges {edges.shape}")
+    if type(n_bins) is not int or n_bins != edges.shape[1] - 1:
+        raise CheckpointError(f"{where}: n_bins {_describe(n_bins)} does not match bin_edges {edges.shape}")
     centers = state.get("bin_centers")
     if centers is None:
         centers = (edges[:, 1:] + edges[:, :-1]) * 0.5
+    elif not isinstance(centers, np.ndarray) or centers.dtype.kind not in _SAFE_DTYPE_KINDS:
+        raise CheckpointError(f"{where}: bin_centers is not a numeric array ({_describe(centers)})")
     centers = np.asarray(centers, dtype=np.float64)
     try:
         return FttDiscretizer(_rising_from_the_top(ftt_encode_threshold(edges)), centers)

@@ -52,16 +52,22 @@ def truncate_after_step(path: Path, step: int) -> int:
 
     if not path.exists():
         return 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    torn = 1 if text and not text.endswith("\n") else 0  # a kill mid-write: never complete
+    cut = len(lines) - torn
+    for i, line in enumerate(lines[:cut]):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a torn line is dropped only if it lies past the cut
-        if record.get("event") == "TrainStep" and record.get("step", 0) > step:
-            atomic_write_text(path, "".join(kept + "\n" for kept in lines[:i]))
-            return len(lines) - i
-    return 0
+            continue
+        if isinstance(record, dict) and record.get("event") == "TrainStep" and record.get("step", 0) > step:
+            cut = i
+            break
+    if cut == len(lines):
+        return 0
+    atomic_write_text(path, "".join(kept + "\n" for kept in lines[:cut]))
+    return len(lines) - cut
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -397,7 +397,9 @@ def main() -> None:
         code = command.main(args=sys.argv[1:], prog_name="tt-tui", standalone_mode=False)
     except click_error as exc:  # bad flags and arguments: one line like every other error
         ctx = getattr(exc, "ctx", None)
-        if not exc.format_message().strip():  # no command given: typer has shown the help
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, exit 0
+            if exc.format_message().strip():  # plain (non-rich) mode carries the help text
+                typer.echo(exc.format_message())
             sys.exit(0)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
