@@ -131,3 +131,47 @@ def test_a_state_holding_nan_or_inf_is_never_saved_and_the_newest_checkpoint_sta
         ckpt.save_checkpoint(run, 999, state.model_state, dict(state.trainer_state, optimizer=optimizer))
     assert sorted(p.name for p in run.checkpoints.iterdir()) == before
     assert ckpt.latest_step(run) == newest
+
+
+KILL_POINTS = {
+    # name: (function of tt_core.checkpoint to replace, which call of it kills)
+    "after the weights, before trainer.pt": ("torch.save", 1),
+    "checkpoint complete, before its rename": ("os.replace", 1),
+    "renamed, before latest.json": ("atomic_write_text", 1),
+    "latest.json temp written, before its rename": ("os.replace", 2),
+}
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from tt_core import checkpoint as ckpt
+run, target, nth = ckpt.RunFiles(Path(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+owner, name = (ckpt.torch, "save") if target == "torch.save" else (ckpt.os, "replace") if target == "os.replace" else (ckpt, target)
+real, calls = getattr(owner, name), []
+def kill(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(owner, name, kill)
+loaded = ckpt.load_run(run.root)
+ckpt.save_checkpoint(run, loaded.step + 1, loaded.model_state, loaded.trainer_state)
+"""
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkill_at_each_named_point_of_a_save_leaves_a_run_that_resumes_cleanly(run_dir, point):
+    import subprocess
+    import sys
+
+    target, nth = KILL_POINTS[point]
+    run = ckpt.RunFiles(run_dir)
+    before = ckpt.latest_step(run)
+    child = subprocess.run([sys.executable, "-c", _KILLER, str(run_dir), target, str(nth)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr  # really killed at that point
+    assert ckpt.load_run(run_dir).step in (before, before + 1)  # never a broken checkpoint
+    resumed = load_config(run_dir / "config.yaml", [f"train.max_steps={before + 3}"])
+    Trainer(resumed, EventBus(), resume=run_dir).run()
+    assert ckpt.latest_step(run) == before + 3
+    assert not list(run.checkpoints.glob(".step_*")) and not list(run_dir.glob(".latest.json.*"))
