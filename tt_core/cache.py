@@ -56,10 +56,6 @@ class FlatCache:
         self.length = 0
 
     @property
-    def block_size(self) -> int:
-        return self.kv.shape[4]
-
-    @property
     def nbytes(self) -> int:
         """Bytes of the key/value buffers (the token ids beside them add < 1 %)."""
         return self.kv.nbytes
@@ -67,10 +63,6 @@ class FlatCache:
     def token_ids(self) -> torch.Tensor:
         """The token ids held, [batch, length] (a view; clone before keeping it)."""
         return self.tokens[: self.batch, : self.length]
-
-    def reset(self) -> None:
-        """Forget every token; the buffers are kept for reuse."""
-        self.length = 0
 
     # ---- the decode interface
 
