@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from ftt_seed import seed_dir, seed_module  # noqa: F401  (fixtures for FTT-format tests)
+
 TINY_ID = "test/hopper/tiny-v0"
 
 

@@ -41,7 +41,8 @@ from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDi
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable (the directory entry itself)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -62,7 +63,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -182,11 +183,11 @@ def save_checkpoint(
         torch.save(trainer_state, tmp / "trainer.pt")
         for f in tmp.iterdir():
             _fsync_file(f)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # a re-save of the same step (e.g. 's' right after a save)
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(run.checkpoints)
+        fsync_dir(run.checkpoints)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _raise_if_disk_full(exc, run, step, model_state, trainer_state)

@@ -34,6 +34,12 @@ class CheckpointError(TTError):
     exit_code = 3
 
 
+class DownloadError(TTError):
+    """A pinned file could not be fetched, or its content is not the pinned one."""
+
+    exit_code = 3
+
+
 class OutputError(TTError):
     """A file or folder the command must write cannot be written."""
 

@@ -135,9 +135,28 @@ class EvalFinished:
     summary: dict
 
 
+@dataclass(frozen=True)
+class DownloadProgress:
+    """Bytes of one pinned file received so far (`done` counts a resumed part too)."""
+
+    name: str  # the file's path as it will be on disk
+    url: str
+    done: int
+    total: int | None  # None when neither the server nor the manifest gives the size
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A pinned file arrived, matched its git blob id and was moved into place."""
+
+    name: str
+    blob: str
+
+
 Event = Union[
     TrainStarted, TrainStep, Checkpointed, TrainFinished, Message, Failed,
     EvalStarted, EnvStep, EpisodeEnd, PlanSnapshot, Throughput, EvalFinished,
+    DownloadProgress, Downloaded,
 ]
 
 

@@ -25,7 +25,7 @@ eval and planning need not know where the weights came from. What it maps, and w
   *normalized* stream (upstream issue #3); after it, the ordinary pre-norm block
   `x + attn(norm1(x))`, and the pretrained models were retrained. The weights of the
   two eras have the same names and shapes, so the era is told from the git blob id of
-  model_last.pt (`PUBLISHED_MODELS`, facts of upstream's history); a file that is not
+  model_last.pt (`PUBLISHED_MODELS`, pinned in pretrained/*/manifest.json); a file that is not
   one of the published ones gets pre-norm, upstream's current code, unless
   `load_ftt_checkpoint(block=...)` says otherwise. The choice is recorded as
   `dataset_meta["ftt_block"]` (and why, as `dataset_meta["ftt_block_note"]`), and
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
-import hashlib
 import math
 import pickle
 import reprlib
@@ -70,6 +69,7 @@ from tt_core.config import (
 from tt_core.data.discretizer import Discretizer
 from tt_core.errors import CheckpointError, ConfigError
 from tt_core.model import Block, GPTConfig, TrajectoryGPT, attention_mask
+from tt_core.pretrained import git_blob_id, published_models
 
 CONFIG_FILE = "config.yaml"
 DISCRETIZER_FILE = "discretizer.pt"
@@ -83,16 +83,9 @@ NORM_RESIDUAL = "norm-residual"  # the seed's block before its fix (upstream iss
 PRE_NORM = "pre-norm"  # upstream after its fix (commit 213e58d), and tt-tui's own block
 BLOCK_KINDS = (NORM_RESIDUAL, PRE_NORM)
 
-# Git blob ids of upstream's published pretrained/<env>/model_last.pt files, from its
-# history: the pre-fix files (commit 664900f) and the ones retrained after the fix.
-PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
-    "59aef561641e90f1bdac70084ca845958e639c66": ("halfcheetah", NORM_RESIDUAL),
-    "c2984891ed1238fe58ea11d92c7a8f39217cc650": ("hopper", NORM_RESIDUAL),
-    "f0705b82cd81b6f038e21cbc49cd16665ce17880": ("walker2d", NORM_RESIDUAL),
-    "f3549ec50e06a1472ba3699e82722d74af64353d": ("halfcheetah", PRE_NORM),
-    "7ff9bd6d6ff286162cbff93f1b872a414121c984": ("hopper", PRE_NORM),
-    "05186222bfec9d32f0520b726ed62eb9f349d02b": ("walker2d", PRE_NORM),
-}
+# Git blob id -> (model, block kind) of upstream's published pretrained/<env>/model_last.pt
+# files, both eras: read from the manifests in this repository's pretrained/ folder.
+PUBLISHED_MODELS: dict[str, tuple[str, str]] = published_models()
 
 # The seed's KBinsDiscretizer.encode: x + atol + rtol * |x| is binned.
 FTT_ENCODE_ATOL = 1.0e-8
@@ -104,6 +97,11 @@ FTT_PLAN_DEFAULTS = dict(
     beam_width=128, beam_steps=15, beam_context=5, sample_expand=2, k_obs=1, k_act=None,
     k_reward=1, cdf_obs=None, cdf_act=None, temperature=1.0, plan_every=1,
 )
+
+
+# The seed's evaluation (configs/eval_base.yaml num_episodes; --seed 42 in its README).
+FTT_EVAL_EPISODES = 25
+FTT_EVAL_SEED = 42
 
 
 # ----------------------------------------------------------------- D4RL names
@@ -178,16 +176,6 @@ def is_ftt_checkpoint(path: Path) -> bool:
         )
     except OSError:
         return False
-
-
-def git_blob_id(path: Path) -> str:
-    """The id git gives the file's content: sha1 of b"blob <size>\\0" + content."""
-    path = Path(path)
-    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def detect_block(model_path: Path) -> tuple[str, str]:
@@ -661,7 +649,9 @@ def _build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) ->
         ),
         train=train,
         plan=PlanConfig(**plan),
-        eval=EvalConfig(),
+        # the seed's scripts/eval.py with configs/eval_base.yaml: 25 episodes, seed 42
+        eval=EvalConfig(episodes=FTT_EVAL_EPISODES,
+                        seed=t.get("eval_seed", int, FTT_EVAL_SEED)),
     )
     try:
         validate(cfg, {})

@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(no_args_is_help=True, help="Speed benchmarks (medians of repeated runs).")
 app.add_typer(bench_app, name="bench")
+pretrained_app = typer.Typer(help="The seed project's published models: list and fetch (verified).")
+app.add_typer(pretrained_app, name="pretrained")
 
 _DEBUG = False
 
@@ -223,8 +225,6 @@ def eval_cmd(
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
     """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
-    from tt_core.engine import newest_run
-
     block = ftt_block.value if ftt_block else None
     if json_out is not None:
         if json_out.is_dir():
@@ -232,7 +232,7 @@ def eval_cmd(
 
             raise OutputError(f"--json {json_out}: is a directory, not a file")
         _writable_folder(json_out.parent, "--json")
-    run = run or newest_run(Path("runs"))
+    run = _planning_source(run)
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
         sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
@@ -270,11 +270,11 @@ def record(
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
     """Plan episodes and write one GIF per episode (MuJoCo offscreen rendering)."""
-    from tt_core.engine import eval_job, newest_run
+    from tt_core.engine import eval_job
 
     block = ftt_block.value if ftt_block else None
     _writable_folder(out, "--out")
-    run = run or newest_run(Path("runs"))
+    run = _planning_source(run)
     overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps, dtype=dtype,
                                 episodes=episodes, max_steps=max_steps, seed=seed)
     if _use_app(headless):
@@ -283,6 +283,24 @@ def record(
         return
     _run_eval(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps, size=size,
                        ftt_block=block))
+
+
+def _planning_source(run: Optional[Path]) -> Path:
+    """The directory eval/record plan with: the newest run by default; for a pinned
+    pretrained model, its era folder once every file is there and verified (fetched on
+    first use with a progress bar)."""
+    from tt_core.engine import newest_run
+    from tt_core.pretrained import fetch, locate
+
+    if run is None:
+        return newest_run(Path("runs"))
+    located = locate(run)
+    if located is None:
+        return run
+    from tt_tui.headless import DownloadReporter
+
+    with DownloadReporter() as reporter:
+        return fetch(*located, on_progress=reporter)
 
 
 def _run_job(job, reporter) -> None:
@@ -338,6 +356,79 @@ def _run_app(job, mode: str):
     if code:
         raise typer.Exit(code)
     return reporter
+
+
+@pretrained_app.callback(invoke_without_command=True)
+@user_errors
+def pretrained_list(
+    ctx: typer.Context,
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Catalog folder (default: this clone's pretrained/)."),
+) -> None:
+    """List the pinned models: downloaded or not, size, source and published scores."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from tt_core.pretrained import REPO_CATALOG, catalog, file_state
+
+    root = folder or REPO_CATALOG
+    table = Table(title=f"pretrained models in {root}", box=None, pad_edge=False)
+    for col in ("model", "dataset", "env", "era", "files", "score"):
+        table.add_column(col)
+    notes: dict[str, None] = {}
+    for m in catalog(root):
+        for era in sorted(m.eras.values(), key=lambda e: e.name != m.default_era):
+            states = [file_state(m, era, f) for f in era.files]
+            have = states.count("verified")
+            if have == len(states):
+                size = sum((m.era_dir(era) / f.name).stat().st_size for f in era.files)
+                files = f"downloaded, {size / 1e6:.1f} MB"
+            else:
+                files = f"{have}/{len(states)} files" + (", one changed" if "changed" in states else "")
+            scores = ", ".join(
+                f"{s.mean:.1f}" + (f" ± {s.error:.1f}" if s.error is not None else "") for s in m.scores
+            )
+            default = m.default_era == era.name
+            table.add_row(*(m.name, m.dataset, m.env_id) if default else ("", "", ""),
+                          era.name + ("*" if default else ""), files, scores or "-")
+            notes[f"source: {m.repository} at {era.commit[:7]} ({era.name}), licence {m.license}"] = None
+        notes.update({f"score: {s.what}": None for s in m.scores})
+    console = Console(highlight=False)
+    console.width = max(console.width, 100)  # pipes get 80 columns: too few for dataset ids
+    console.print(table)
+    typer.echo("* default era (pretrained/NAME); another era: pretrained/NAME/NAME-ERA")
+    for line in notes:
+        typer.echo(line)
+    typer.echo("fetch ahead of use: tt-tui pretrained fetch NAME (or --all); "
+               "eval/record fetch on first use")
+
+
+@pretrained_app.command("fetch")
+@user_errors
+def pretrained_fetch(
+    names: Optional[list[str]] = typer.Argument(None, help="Model names (see `tt-tui pretrained`)."),
+    all_models: bool = typer.Option(False, "--all", help="Every model in the catalog."),
+    era: Optional[str] = typer.Option(None, "--era", help="An era name, or all (default: each model's default era)."),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Catalog folder (default: this clone's pretrained/)."),
+) -> None:
+    """Download pinned models ahead of time; every file is verified by its git blob id."""
+    from tt_core.errors import ConfigError
+    from tt_core.pretrained import REPO_CATALOG, catalog, fetch
+    from tt_tui.headless import DownloadReporter
+
+    models = {m.name: m for m in catalog(folder or REPO_CATALOG)}
+    if all_models == bool(names):
+        raise ConfigError("give model NAMEs or --all (not both); `tt-tui pretrained` lists them")
+    if unknown := [n for n in names or [] if n not in models]:
+        raise ConfigError(f"no pretrained model {unknown[0]!r} (available: {', '.join(models)})")
+    for m in [models[n] for n in names] if names else models.values():
+        if era is not None and era != "all" and era not in m.eras:
+            raise ConfigError(f"--era: {m.name} has no era {era!r} (available: {', '.join(m.eras)}, all)")
+        for e in m.eras.values() if era == "all" else [m.era(era)]:
+            with DownloadReporter() as reporter:
+                path = fetch(m, e, on_progress=reporter)
+            typer.echo(f"{m.name} {e.name}: ready in {path}")
 
 
 @bench_app.command("train")

@@ -9,16 +9,20 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
 from tt_core.events import (
     Checkpointed,
+    Downloaded,
+    DownloadProgress,
     EpisodeEnd,
     EvalFinished,
     EvalStarted,
@@ -180,3 +184,33 @@ class EvalReporter(_Reporter):
             f"planning {s['planning_tokens_per_s']:,.0f} tokens/s, {s['ms_per_plan']:.1f} ms per plan "
             f"({s['plans']} plans), {s['failed']} failed episodes"
         )
+
+
+class DownloadReporter(_Reporter):
+    """Pinned-file downloads: a bar per file (bytes, rate, ETA) on a terminal, a line
+    every PLAIN_LINE_EVERY_S in a pipe or log; rich keeps the rate and ETA for both."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(
+            stream, TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, DownloadProgress):
+            task = self._tasks.get(event.name)
+            if task is None:
+                self.console.print(f"downloading {event.url}")
+                task = self._tasks[event.name] = self.progress.add_task(
+                    event.name.rsplit("/", 1)[-1], total=event.total, completed=event.done
+                )
+            self.progress.update(task, completed=event.done, total=event.total)
+            if self._plain_line_due():
+                t = self.progress.tasks[task]
+                size = f"/{t.total / 1e6:.1f}" if t.total else ""
+                eta = f", ETA {t.time_remaining:.0f} s" if t.time_remaining is not None else ""
+                rate = f"{t.speed / 1e6:.2f} MB/s" if t.speed else "-"
+                self.console.print(f"  {t.description}: {event.done / 1e6:.1f}{size} MB, {rate}{eta}")
+        elif isinstance(event, Downloaded):
+            self.console.print(f"verified {event.name} (git blob {event.blob[:12]})")

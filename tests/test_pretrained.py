@@ -1,0 +1,396 @@
+"""Pinned pretrained models: manifests, verified downloads over real HTTP, the CLI.
+
+A loopback HTTP server (127.0.0.1, started by each test) serves an FTT-format directory
+made in the test, laid out like upstream (`/<commit>/pretrained/hopper/<file>`), with a
+test manifest naming its git blob ids. No test needs the internet.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ftt_seed import write_seed_dir
+from tt_core import pretrained as pt
+from tt_core.errors import CheckpointError, DownloadError
+from tt_core.events import Downloaded, DownloadProgress
+from tt_core.ftt_format import BLOCK_KINDS, PUBLISHED_MODELS, is_ftt_checkpoint
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+FILES = ("config.yaml", "discretizer.pt", "model_last.pt")
+
+
+def git_blob(data: bytes) -> str:
+    """This test's own git blob id: sha1 of b"blob <size>\\0" + content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 serving `files` (URL path -> bytes), with Range
+    support (206) and knobs for the failures a download meets."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.cut_after: dict[str, int] = {}  # send a full Content-Length, then close after N bytes
+        self.corrupt: set[str] = set()  # flip one byte in the middle
+        self.ignore_range = False  # answer every request with 200 and the whole file
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = urllib.parse.urlsplit(self.path).path
+                server.requests.append((path, self.headers.get("Range")))
+                data = server.files.get(path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                if path in server.corrupt:
+                    middle = len(data) // 2
+                    data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+                start = 0
+                ranged = self.headers.get("Range")
+                if ranged and not server.ignore_range:
+                    start = int(ranged.removeprefix("bytes=").rstrip("-"))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                cut = server.cut_after.get(path)
+                self.wfile.write(body if cut is None else body[: max(0, cut - start)])
+                if cut is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_manifest(folder: Path, base_url: str, blobs: dict[str, str], sizes: dict[str, int | None]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "name": "hopper", "title": "test hopper", "dataset": "hopper-medium-v2", "env_id": "Hopper-v5",
+        "repository": "https://example.org/seed", "base_url": base_url, "path": "pretrained/hopper",
+        "license": "MIT", "scores": [{"mean": 61.1, "error": 3.6, "what": "the TT paper"}],
+        "default_era": "post-fix",
+        "eras": {"post-fix": {"commit": COMMIT, "block": "pre-norm", "note": "test",
+                              "files": {n: {"blob": blobs[n], "size": sizes.get(n)} for n in FILES}}},
+    }
+    (folder / pt.MANIFEST_FILE).write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture
+def upstream(tmp_path, seed_module):
+    """(server, catalog folder, served bytes): a seed checkpoint served over HTTP and a
+    test catalog pinning it (model_last.pt without a size, as upstream's history has)."""
+    source = tmp_path / "upstream"
+    write_seed_dir(source)
+    data = {n: (source / n).read_bytes() for n in FILES}
+    server = FileServer({f"/{COMMIT}/pretrained/hopper/{n}": b for n, b in data.items()})
+    catalog = tmp_path / "catalog"
+    sizes = {n: len(b) for n, b in data.items() if n != "model_last.pt"}
+    write_manifest(catalog / "hopper", server.url, {n: git_blob(b) for n, b in data.items()}, sizes)
+    yield server, catalog, data
+    server.close()
+
+
+def era_of(catalog: Path):
+    manifest = pt.read_manifest(catalog / "hopper")
+    return manifest, manifest.era()
+
+
+def cli(*args, env=None, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tt_tui.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+# ------------------------------------------------------------------ downloads
+
+
+def test_git_blob_id_is_the_id_git_itself_gives_the_file(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(3000) + b"\0tail")
+    assert pt.git_blob_id(path) == git_blob(path.read_bytes())
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True)
+    if git.returncode == 0:  # git is on every machine that runs the suite, but do not depend on it
+        assert git.stdout.strip() == git_blob(path.read_bytes())
+
+
+def test_fetch_downloads_verifies_and_moves_every_file_into_place(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    events = []
+    folder = pt.fetch(manifest, era, on_progress=events.append)
+    assert folder == catalog / "hopper" / "hopper-post-fix" and is_ftt_checkpoint(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == data  # no .part left behind
+    assert [e.name for e in events if isinstance(e, Downloaded)] == [str(folder / n) for n in FILES]
+    last = [e for e in events if isinstance(e, DownloadProgress)][-1]
+    assert last.done == last.total == len(data["model_last.pt"])  # the size came from the server
+    # present and verified: a second fetch asks the server for nothing
+    server.requests.clear()
+    assert pt.fetch(manifest, era) == folder and server.requests == []
+
+
+def test_an_interrupted_transfer_leaves_only_a_part_file_and_the_next_run_resumes_it(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    model_url = f"/{COMMIT}/pretrained/hopper/model_last.pt"
+    half = len(data["model_last.pt"]) // 2
+    server.cut_after[model_url] = half
+    with pytest.raises(DownloadError, match="transfer stopped after .* run the command again to resume"):
+        pt.fetch(manifest, era)
+    folder = manifest.era_dir(era)
+    assert not (folder / "model_last.pt").exists() and not is_ftt_checkpoint(folder)
+    assert (folder / ".model_last.pt.part").stat().st_size == half
+    del server.cut_after[model_url]
+    server.requests.clear()
+    pt.fetch(manifest, era)
+    assert server.requests == [(model_url, f"bytes={half}-")]  # only the rest was asked for
+    assert (folder / "model_last.pt").read_bytes() == data["model_last.pt"]
+    assert not (folder / ".model_last.pt.part").exists()
+
+
+def test_a_server_that_ignores_the_range_gives_a_clean_restart(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    folder = manifest.era_dir(era)
+    folder.mkdir(parents=True)
+    (folder / ".model_last.pt.part").write_bytes(b"junk from another try")
+    server.ignore_range = True
+    pt.fetch(manifest, era)
+    assert (folder / "model_last.pt").read_bytes() == data["model_last.pt"]
+
+
+def test_a_part_longer_than_the_file_is_dropped_and_fetched_again(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    folder = manifest.era_dir(era)
+    folder.mkdir(parents=True)
+    (folder / ".model_last.pt.part").write_bytes(b"x" * (len(data["model_last.pt"]) + 10))
+    pt.fetch(manifest, era)  # the server answers 416 to the range; the part is dropped
+    assert (folder / "model_last.pt").read_bytes() == data["model_last.pt"]
+
+
+def test_a_corrupted_byte_is_refused_naming_the_file_and_both_ids_and_nothing_is_kept(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    server.corrupt.add(f"/{COMMIT}/pretrained/hopper/discretizer.pt")
+    with pytest.raises(DownloadError) as caught:
+        pt.fetch(manifest, era)
+    message = str(caught.value)
+    folder = manifest.era_dir(era)
+    pinned = git_blob(data["discretizer.pt"])
+    assert str(folder / "discretizer.pt") in message and pinned in message and "nothing was kept" in message
+    bad = data["discretizer.pt"]
+    middle = len(bad) // 2
+    assert git_blob(bad[:middle] + bytes([bad[middle] ^ 0xFF]) + bad[middle + 1:]) in message
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml"]  # verified before it
+
+
+def test_a_changed_file_on_disk_is_refused_and_left_as_it_is(upstream):
+    _, catalog, _ = upstream
+    manifest, era = era_of(catalog)
+    folder = manifest.era_dir(era)
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("edited: by hand\n")
+    with pytest.raises(DownloadError, match="config.yaml: git blob id .* is not the pinned"):
+        pt.fetch(manifest, era)
+    assert (folder / "config.yaml").read_text() == "edited: by hand\n"
+
+
+def test_a_file_growing_past_its_pinned_size_is_refused(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    path = f"/{COMMIT}/pretrained/hopper/config.yaml"
+    server.files[path] = data["config.yaml"] + b"# more\n" * 100
+    with pytest.raises(DownloadError, match="more than the pinned"):
+        pt.fetch(manifest, era)
+    assert not any(manifest.era_dir(era).iterdir())
+
+
+def test_the_mirror_variable_replaces_the_base_url_with_the_same_verification(upstream, monkeypatch, tmp_path):
+    server, catalog, data = upstream
+    with socket.socket() as s:  # a port nobody listens on: the manifest's own base is dead
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    blobs = {n: git_blob(b) for n, b in data.items()}
+    write_manifest(catalog / "hopper", dead, blobs, {})
+    manifest, era = era_of(catalog)
+    with pytest.raises(DownloadError, match=f"cannot fetch {dead}/{COMMIT}/pretrained/hopper/config.yaml"):
+        pt.fetch(manifest, era)
+    monkeypatch.setenv(pt.BASE_URL_ENV, server.url)
+    assert is_ftt_checkpoint(pt.fetch(manifest, era))
+    assert {p for p, _ in server.requests} == {f"/{COMMIT}/pretrained/hopper/{n}" for n in FILES}
+
+
+def test_unreachable_hosts_end_in_one_line_saying_what_failed_and_how_to_place_files_by_hand(upstream, tmp_path):
+    _, catalog, _ = upstream
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = cli("eval", str(catalog / "hopper"), "--headless", env={pt.BASE_URL_ENV: url})
+        elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.stderr
+    assert elapsed < 30
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"error: cannot fetch {url}/{COMMIT}/pretrained/hopper/config.yaml")
+    assert "by hand" in line and "https://example.org/seed/tree/" in line and pt.BASE_URL_ENV in line
+    assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ the commands
+
+
+def test_pretrained_lists_models_with_state_size_source_and_scores(upstream):
+    _, catalog, data = upstream
+    before = cli("pretrained", "--dir", str(catalog))
+    assert before.returncode == 0, before.stderr
+    row = next(line for line in before.stdout.splitlines() if line.startswith("hopper"))
+    assert row.split() == ["hopper", "hopper-medium-v2", "Hopper-v5", "post-fix*", "0/3", "files", "61.1", "±", "3.6"]
+    assert "source: https://example.org/seed at 0123456 (post-fix), licence MIT" in before.stdout
+    assert "score: the TT paper" in before.stdout
+    fetched = cli("pretrained", "fetch", "hopper", "--dir", str(catalog))
+    assert fetched.returncode == 0, fetched.stderr
+    assert "hopper post-fix: ready in" in fetched.stdout
+    assert "downloading " in fetched.stderr and "verified " in fetched.stderr  # plain lines in a pipe
+    after = cli("pretrained", "--dir", str(catalog))
+    size = sum(len(b) for b in data.values()) / 1e6
+    assert f"downloaded, {size:.1f} MB" in after.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "give model NAMEs or --all (not both); `tt-tui pretrained` lists them"),
+    (("hopper", "--all"), "give model NAMEs or --all (not both); `tt-tui pretrained` lists them"),
+    (("walker",), "no pretrained model 'walker' (available: hopper)"),
+    (("hopper", "--era", "old"), "--era: hopper has no era 'old' (available: post-fix, all)"),
+])
+def test_pretrained_fetch_refuses_bad_arguments_in_one_line(upstream, args, message):
+    _, catalog, _ = upstream
+    result = cli("pretrained", "fetch", *args, "--dir", str(catalog))
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {message}"
+
+
+def test_a_malformed_manifest_is_one_line_naming_what_is_wrong(upstream):
+    _, catalog, _ = upstream
+    manifest = catalog / "hopper" / pt.MANIFEST_FILE
+    data = json.loads(manifest.read_text())
+    data["eras"]["post-fix"]["files"]["model_last.pt"]["blob"] = "not-a-sha"
+    manifest.write_text(json.dumps(data))
+    result = cli("pretrained", "--dir", str(catalog))
+    assert result.returncode == 3
+    assert result.stderr.strip() == f"error: {manifest}: era post-fix: git blob id 'not-a-sha' is malformed"
+
+
+def test_eval_fetches_on_first_use_then_plans_with_the_seeds_settings_and_d4rl_scores(upstream, tmp_path):
+    server, catalog, _ = upstream
+    out = tmp_path / "eval.json"
+    result = cli("eval", str(catalog / "hopper"), "--episodes", "1", "--max-steps", "3",
+                 "--headless", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "verified " in result.stderr and len(server.requests) == 3
+    report = json.loads(out.read_text())
+    assert report["env_id"] == "Hopper-v5" and report["source"].endswith("hopper-post-fix")
+    plan = report["plan"]  # the seed config's trainer.eval_* (the test config: 32 x 5, context 4)
+    assert (plan["beam_width"], plan["beam_steps"], plan["beam_context"], plan["sample_expand"]) == (32, 5, 4, 2)
+    (episode,) = report["episodes"]
+    assert episode["score"] == pytest.approx(100 * (episode["episode_return"] + 20.272305) / (3234.3 + 20.272305))
+    # flags override the seed's settings; the files are not fetched again
+    server.requests.clear()
+    again = cli("eval", str(catalog / "hopper"), "--episodes", "1", "--max-steps", "2",
+                "--beam-width", "3", "--beam-steps", "2", "--headless", "--json", str(out))
+    assert again.returncode == 0, again.stderr
+    assert server.requests == [] and json.loads(out.read_text())["plan"]["beam_width"] == 3
+
+
+# ------------------------------------------------------------------ the real manifests
+
+UPSTREAM = "https://github.com/Howuhh/faster-trajectory-transformer"
+PRE_FIX, POST_FIX = "664900ff7676f483513bf9cc9216c567ebc3a487", "213e58deb4fdcbdced4af833572c3e80c1714be1"
+
+
+def test_the_repository_pins_halfcheetah_hopper_and_walker2d_in_both_eras(monkeypatch):
+    monkeypatch.delenv(pt.BASE_URL_ENV, raising=False)
+    models = {m.name: m for m in pt.catalog()}
+    assert sorted(models) == ["halfcheetah", "hopper", "walker2d"]
+    for name, m in models.items():
+        assert (m.dataset, m.env_id) == (f"{name}-medium-v2", {"halfcheetah": "HalfCheetah-v5",
+                                         "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}[name])
+        assert m.default_era == "post-fix" and sorted(m.eras) == ["post-fix", "pre-fix"]
+        assert (m.eras["pre-fix"].commit, m.eras["post-fix"].commit) == (PRE_FIX, POST_FIX)
+        assert (m.eras["pre-fix"].block, m.eras["post-fix"].block) == ("norm-residual", "pre-norm")
+        assert m.license.startswith("MIT") and m.scores and (m.folder / "MODEL.md").is_file()
+        for era in m.eras.values():
+            assert era.block in BLOCK_KINDS and [f.name for f in era.files] == list(FILES)
+            for f in era.files:
+                url = urllib.parse.urlsplit(m.url(era, f))
+                assert (url.scheme, url.netloc) == ("https", "github.com")
+                assert url.path == f"/Howuhh/faster-trajectory-transformer/raw/{era.commit}/pretrained/{name}/{f.name}"
+                assert len(f.blob) == 40 and int(f.blob, 16) >= 0
+                assert (f.size is None) == (f.name == "model_last.pt")  # upstream's history gives no model size
+            assert m.source_url(era) == f"{UPSTREAM}/tree/{era.commit}/pretrained/{name}"
+
+
+def test_the_manifests_hold_upstreams_blob_ids_and_sizes():
+    m = {m.name: m for m in pt.catalog()}
+    files = lambda name, era: {f.name: (f.blob, f.size) for f in m[name].eras[era].files}
+    assert files("walker2d", "post-fix") == {
+        "config.yaml": ("1da844741ebd03102613fb6fb5a4870861929eeb", 921),
+        "discretizer.pt": ("bd1b82ae830b52f36e0e32d52d99c2cb019f7b10", 41143),
+        "model_last.pt": ("05186222bfec9d32f0520b726ed62eb9f349d02b", None),
+    }
+    assert files("hopper", "pre-fix")["discretizer.pt"] == ("ef5a51240320a346863a7a0ae74df09650a90fa4", 26603)
+    assert files("halfcheetah", "post-fix")["config.yaml"] == ("2cfdf743a7236cb670b515a0fd04b7a6dd4f2437", 928)
+    # the block of a published model file is told from these pins
+    assert PUBLISHED_MODELS == {f.blob: (name, era.block) for name in m for era in m[name].eras.values()
+                                for f in era.files if f.name == "model_last.pt"}
+
+
+def test_pretrained_slash_name_means_this_clones_catalog_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest, era = pt.locate(Path("pretrained/walker2d"))
+    assert manifest.folder == pt.REPO_CATALOG / "walker2d" and era.name == "post-fix"
+    manifest, era = pt.locate(Path("pretrained/walker2d/walker2d-pre-fix"))
+    assert era.name == "pre-fix" and manifest.era_dir(era) == pt.REPO_CATALOG / "walker2d" / "walker2d-pre-fix"
+    assert pt.locate(tmp_path) is None
+
+
+def test_the_real_pretrained_listing_shows_the_three_models_offline():
+    result = cli("pretrained")
+    assert result.returncode == 0, result.stderr
+    for name in ("halfcheetah", "hopper", "walker2d"):
+        assert any(line.startswith(name) for line in result.stdout.splitlines())
+    assert f"source: {UPSTREAM} at 213e58d (post-fix)" in result.stdout
+
+
+def test_catalog_of_a_missing_folder_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such pretrained folder"):
+        pt.catalog(tmp_path / "nowhere")

@@ -1,0 +1,359 @@
+"""Published pretrained models: pinned manifests and verified downloads.
+
+A model folder `pretrained/<name>/` in the repository holds `manifest.json` (which
+upstream files, at which commit, with which git blob ids) and `MODEL.md`. The files of
+one era of weights are fetched into `pretrained/<name>/<name>-<era>/`, which is then an
+FTT-format directory (ftt_format.py); `pretrained/<name>` itself stands for the
+manifest's default era.
+
+A download goes to a hidden `.<file>.part` beside its place, resumes from there with an
+HTTP Range request, is fsynced, and is renamed into place only once its git blob id
+(sha1 of `blob <size>\\0` + content) is the pinned one. A file that does not match is
+deleted: nothing that looks complete is ever left unverified.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from tt_core.checkpoint import fsync_dir
+from tt_core.errors import CheckpointError, DownloadError
+from tt_core.events import Downloaded, DownloadProgress
+
+MANIFEST_FILE = "manifest.json"
+BASE_URL_ENV = "TT_PRETRAINED_URL"  # replaces the manifest's base URL: a mirror
+TIMEOUT_S = 10.0  # per connection attempt and per read: offline ends well within 30 s
+CHUNK_BYTES = 1 << 16
+MAX_UNSIZED_BYTES = 1 << 30  # a file pinned without a size may not grow past this
+REPO_CATALOG = Path(__file__).resolve().parents[1] / "pretrained"  # this clone's manifests
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_REL_PATH = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+Progress = Callable[[Any], None]  # receives DownloadProgress and Downloaded events
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives the file's content: sha1 of b"blob <size>\\0" + content."""
+    path = Path(path)
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ manifests
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    name: str
+    blob: str  # git blob id
+    size: Optional[int]  # bytes, where upstream's history gives it
+
+
+@dataclass(frozen=True)
+class Era:
+    """One published set of files: upstream's commit and the block it was trained with."""
+
+    name: str
+    commit: str
+    block: str  # ftt_format.NORM_RESIDUAL or PRE_NORM
+    note: str
+    files: tuple[PinnedFile, ...]
+
+
+@dataclass(frozen=True)
+class Score:
+    mean: float
+    error: Optional[float]
+    what: str  # who published it, and where
+
+
+@dataclass(frozen=True)
+class Manifest:
+    folder: Path
+    name: str
+    title: str
+    dataset: str  # the D4RL dataset it was trained on
+    env_id: str  # the gymnasium env it is evaluated in
+    base_url: str  # + /<commit>/<path>/<file>
+    repository: str
+    path: str  # the files' folder in the repository
+    license: str
+    scores: tuple[Score, ...]
+    default_era: str
+    eras: dict[str, Era]
+
+    def era(self, name: Optional[str] = None) -> Era:
+        return self.eras[name or self.default_era]
+
+    def era_dir(self, era: Era) -> Path:
+        return self.folder / f"{self.name}-{era.name}"
+
+    def url(self, era: Era, file: PinnedFile, base: Optional[str] = None) -> str:
+        """Where `file` is fetched from: TT_PRETRAINED_URL (or `base`) replaces the base."""
+        base = base or os.environ.get(BASE_URL_ENV) or self.base_url
+        return f"{base.rstrip('/')}/{era.commit}/{self.path}/{file.name}"
+
+    def source_url(self, era: Era) -> str:
+        """The folder on the web where a user can fetch the files by hand."""
+        return f"{self.repository}/tree/{era.commit}/{self.path}"
+
+
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        what = " or ".join(k.__name__ for k in kinds)
+        raise CheckpointError(f"{where}: '{key}' should be a {what}, got {value!r}")
+    return value
+
+
+def _checked(pattern: re.Pattern, value: str, what: str, where: str) -> str:
+    if not pattern.fullmatch(value):
+        raise CheckpointError(f"{where}: {what} {value!r} is malformed")
+    return value
+
+
+def _pinned_file(name: str, data: Any, where: str) -> PinnedFile:
+    _checked(_FILE_NAME, name, "file name", where)
+    blob = _checked(_HEX40, _get(data, "blob", str, f"{where}: {name}"), "git blob id", where)
+    size = data.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise CheckpointError(f"{where}: {name}: 'size' should be a byte count or null, got {size!r}")
+    return PinnedFile(name, blob, size)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of model folder `folder`; a malformed one is one line, exit 3."""
+    folder = Path(folder)
+    where = str(folder / MANIFEST_FILE)
+    try:
+        data = json.loads((folder / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{where}: missing (not a pretrained model folder)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{where}: not valid JSON ({exc})") from None
+    name = _checked(_NAME, _get(data, "name", str, where), "name", where)
+    eras = {}
+    for era_name, era in _get(data, "eras", dict, where).items():
+        here = f"{where}: era {era_name}"
+        _checked(_NAME, era_name, "era name", where)
+        files = _get(era, "files", dict, here)
+        if not files:
+            raise CheckpointError(f"{here}: pins no files")
+        eras[era_name] = Era(
+            name=era_name,
+            commit=_checked(_HEX40, _get(era, "commit", str, here), "commit", here),
+            block=_get(era, "block", str, here),
+            note=str(era.get("note", "")),
+            files=tuple(_pinned_file(n, f, here) for n, f in files.items()),
+        )
+    default = _get(data, "default_era", str, where)
+    if default not in eras:
+        raise CheckpointError(f"{where}: default_era {default!r} is not one of its eras {sorted(eras)}")
+    base = _get(data, "base_url", str, where)
+    if not base.startswith(("https://", "http://")):
+        raise CheckpointError(f"{where}: base_url {base!r} should be an http(s) URL")
+    scores = tuple(
+        Score(float(_get(s, "mean", (int, float), where)),
+              None if s.get("error") is None else float(s["error"]), _get(s, "what", str, where))
+        for s in data.get("scores", [])
+    )
+    return Manifest(
+        folder=folder, name=name, title=_get(data, "title", str, where),
+        dataset=_get(data, "dataset", str, where), env_id=_get(data, "env_id", str, where),
+        base_url=base, repository=_get(data, "repository", str, where),
+        path=_checked(_REL_PATH, _get(data, "path", str, where), "path", where),
+        license=_get(data, "license", str, where), scores=scores,
+        default_era=default, eras=eras,
+    )
+
+
+def catalog(root: Path = REPO_CATALOG) -> list[Manifest]:
+    """Every model folder under `root`, by name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: no such pretrained folder")
+    return [read_manifest(p.parent) for p in sorted(root.glob(f"*/{MANIFEST_FILE}"))]
+
+
+@functools.lru_cache(maxsize=None)
+def published_models(root: Path = REPO_CATALOG) -> dict[str, tuple[str, str]]:
+    """git blob id -> (model name, block kind) of every model file the manifests pin."""
+    if not Path(root).is_dir():
+        return {}
+    return {
+        f.blob: (m.name, era.block)
+        for m in catalog(root) for era in m.eras.values() for f in era.files
+        if f.name.startswith("model")
+    }
+
+
+def locate(path: Path) -> Optional[tuple[Manifest, Era]]:
+    """(manifest, era) when `path` is a model folder (its default era) or one of its era
+    folders, fetched or not; None for any other path (a run or an FTT directory).
+
+    A relative `pretrained/...` that does not exist here names this clone's catalog, so
+    `tt-tui eval pretrained/walker2d` works from any directory."""
+    path = Path(path)
+    if not path.exists() and not path.is_absolute() and path.parts[:1] == ("pretrained",):
+        path = REPO_CATALOG.parent / path
+    if (path / MANIFEST_FILE).is_file():
+        manifest = read_manifest(path)
+        return manifest, manifest.era()
+    if (path.parent / MANIFEST_FILE).is_file():
+        manifest = read_manifest(path.parent)
+        for era in manifest.eras.values():
+            if manifest.era_dir(era).name == path.name:
+                return manifest, era
+    return None
+
+
+# ------------------------------------------------------------------ downloads
+
+
+def file_state(manifest: Manifest, era: Era, file: PinnedFile) -> str:
+    """'verified', 'missing' or 'changed' (on disk with another blob id)."""
+    path = manifest.era_dir(era) / file.name
+    if not path.is_file():
+        return "missing"
+    return "verified" if git_blob_id(path) == file.blob else "changed"
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.part")
+
+
+def _by_hand(manifest: Manifest, era: Era) -> str:
+    names = ", ".join(f.name for f in era.files)
+    return (
+        f"place {names} from {manifest.source_url(era)} in {manifest.era_dir(era)}/ by hand "
+        f"(they are verified the same way), or set {BASE_URL_ENV} to a mirror"
+    )
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    headers = {"User-Agent": "tt-tui"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _resumes_at(response: Any, offset: int) -> bool:
+    """True when the server sent the rest of the file from `offset` (206 + matching range)."""
+    if not offset or getattr(response, "status", None) != 206:
+        return False
+    m = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return bool(m) and int(m.group(1)) == offset
+
+
+def _receive(response: Any, part: Path, offset: int, file: PinnedFile, url: str,
+             label: str, on_progress: Progress) -> tuple[int, Optional[int]]:
+    """Append (or write from the start) the response body to `part`; returns its size
+    and the file's size as the server or the manifest gives it."""
+    length = response.headers.get("Content-Length")
+    total = offset + int(length) if length and length.isdigit() else file.size
+    limit = file.size if file.size is not None else MAX_UNSIZED_BYTES
+    done = offset
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with open(part, "ab" if offset else "wb") as f:
+        on_progress(DownloadProgress(label, url, done, total))
+        while chunk := response.read(CHUNK_BYTES):
+            done += len(chunk)
+            if done > limit:
+                raise DownloadError(f"{url}: more than the pinned {limit} bytes; refused")
+            f.write(chunk)
+            on_progress(DownloadProgress(label, url, done, total))
+        f.flush()
+        os.fsync(f.fileno())
+    return done, total
+
+
+def download(manifest: Manifest, era: Era, file: PinnedFile, on_progress: Progress,
+             timeout: float = TIMEOUT_S) -> Path:
+    """Fetch one pinned file into the era folder, verified; resumes a `.part` left behind."""
+    folder = manifest.era_dir(era)
+    dest, url = folder / file.name, manifest.url(era, file)
+    part = _part_path(dest)
+    offset = part.stat().st_size if part.exists() else 0
+    if file.size is not None and offset > file.size:  # not a prefix of this file
+        part.unlink()
+        offset = 0
+    try:
+        try:
+            response = _open(url, offset, timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 416 or not offset:
+                raise
+            part.unlink()  # the part is no prefix the server knows: start again
+            offset = 0
+            response = _open(url, 0, timeout)
+        with response:
+            offset = offset if _resumes_at(response, offset) else 0  # 200: a clean restart
+            size, total = _receive(response, part, offset, file, url, str(dest), on_progress)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; {_by_hand(manifest, era)}") from None
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        kept = part.stat().st_size if part.exists() else 0
+        again = f"; run it again to resume from byte {kept}" if kept else ""
+        raise DownloadError(
+            f"cannot fetch {url} ({reason or type(exc).__name__}){again}; {_by_hand(manifest, era)}"
+        ) from None
+    except http.client.HTTPException as exc:  # IncompleteRead: the server closed early
+        kept = part.stat().st_size if part.exists() else 0
+        raise DownloadError(
+            f"{url}: the transfer stopped after {kept} bytes ({type(exc).__name__}); "
+            "run the command again to resume"
+        ) from None
+    except DownloadError:
+        part.unlink(missing_ok=True)
+        raise
+    if total is not None and size < total:  # the server closed early: keep the part
+        raise DownloadError(
+            f"{url}: the transfer stopped after {size} of {total} bytes; run the command again to resume"
+        )
+    got = git_blob_id(part)
+    if got != file.blob:
+        part.unlink()
+        raise DownloadError(
+            f"{dest}: downloaded content has git blob id {got}, the manifest pins {file.blob}; "
+            "nothing was kept"
+        )
+    os.replace(part, dest)
+    fsync_dir(folder)
+    on_progress(Downloaded(str(dest), got))
+    return dest
+
+
+def fetch(manifest: Manifest, era: Era, on_progress: Progress = lambda event: None,
+          timeout: float = TIMEOUT_S) -> Path:
+    """The era folder with every pinned file present and verified (downloading what is
+    missing); a file on disk with another id is refused, not overwritten."""
+    for file in era.files:
+        state = file_state(manifest, era, file)
+        if state == "changed":
+            path = manifest.era_dir(era) / file.name
+            raise DownloadError(
+                f"{path}: git blob id {git_blob_id(path)} is not the pinned {file.blob}; "
+                "move it away to download the published file"
+            )
+        if state == "missing":
+            download(manifest, era, file, on_progress, timeout)
+    return manifest.era_dir(era)
