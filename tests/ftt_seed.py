@@ -4,6 +4,7 @@ discretizer and a FTT-format checkpoint directory written the way the seed write
 Independent of tt-tui's code, so imports are checked against it, not against ourselves.
 """
 
+import hashlib
 import sys
 import types
 
@@ -153,3 +154,8 @@ def seed_dir(tmp_path, seed_module):
     return (path, *write_seed_dir(path))
 
 
+
+
+def git_blob(data: bytes) -> str:
+    """The tests' own git blob id: sha1 of b"blob <size>\\0" + content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

@@ -6,7 +6,6 @@ model_last.pt holding the state dict of a small re-statement of the seed's GPT. 
 imported model is checked against that independent forward, not against tt-tui code.
 """
 
-import hashlib
 import os
 import pickle
 import sys
@@ -16,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from ftt_seed import A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, seed_config, transitions
+from ftt_seed import A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, git_blob, seed_config, transitions
 from tt_core import ftt_format as sf
 from tt_core.errors import CheckpointError
 from tt_core.model import GPTConfig, TrajectoryGPT
@@ -78,9 +77,7 @@ def test_cached_decoding_of_an_imported_model_equals_its_full_forward(seed_dir, 
 
 
 def blob_id(path) -> str:
-    """This test's own git blob id: sha1 of b"blob <size>\\0" + content."""
-    data = path.read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return git_blob(path.read_bytes())
 
 
 def test_the_published_model_ids_are_upstreams_three_files_of_each_era():
@@ -117,6 +114,14 @@ def test_an_unknown_file_gets_the_current_pre_norm_block_and_a_line_saying_how_t
     note = meta["ftt_block_note"]
     assert "not one of upstream's published files" in note and "--ftt-block norm-residual" in note
     assert "\n" not in note
+
+
+def test_without_the_manifests_the_era_is_unknown_and_the_line_says_so(seed_dir, monkeypatch):
+    path, _, _ = seed_dir
+    monkeypatch.setattr(sf, "PUBLISHED_MODELS", {})
+    meta = sf.load_ftt_checkpoint(path).dataset_meta
+    assert meta["ftt_block"] == sf.PRE_NORM
+    assert "manifests are not installed" in meta["ftt_block_note"] and "--ftt-block" in meta["ftt_block_note"]
 
 
 def test_an_explicit_block_overrides_the_detection(seed_dir, monkeypatch):

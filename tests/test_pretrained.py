@@ -5,7 +5,7 @@ made in the test, laid out like upstream (`/<commit>/pretrained/hopper/<file>`),
 test manifest naming its git blob ids. No test needs the internet.
 """
 
-import hashlib
+import fcntl
 import json
 import os
 import socket
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ftt_seed import write_seed_dir
+from ftt_seed import git_blob, write_seed_dir
 from tt_core import pretrained as pt
 from tt_core.errors import CheckpointError, DownloadError
 from tt_core.events import Downloaded, DownloadProgress
@@ -27,11 +27,6 @@ from tt_core.ftt_format import BLOCK_KINDS, PUBLISHED_MODELS, is_ftt_checkpoint
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FILES = ("config.yaml", "discretizer.pt", "model_last.pt")
-
-
-def git_blob(data: bytes) -> str:
-    """This test's own git blob id: sha1 of b"blob <size>\\0" + content."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 class FileServer:
@@ -43,6 +38,7 @@ class FileServer:
         self.cut_after: dict[str, int] = {}  # send a full Content-Length, then close after N bytes
         self.corrupt: set[str] = set()  # flip one byte in the middle
         self.ignore_range = False  # answer every request with 200 and the whole file
+        self.no_length = False  # no Content-Length: the end of the body is the closed connection
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
@@ -75,7 +71,8 @@ class FileServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                if not server.no_length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 cut = server.cut_after.get(path)
                 self.wfile.write(body if cut is None else body[: max(0, cut - start)])
@@ -214,15 +211,77 @@ def test_a_corrupted_byte_is_refused_naming_the_file_and_both_ids_and_nothing_is
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml"]  # verified before it
 
 
-def test_a_changed_file_on_disk_is_refused_and_left_as_it_is(upstream):
+def test_a_changed_file_on_disk_is_refused_before_anything_is_fetched(upstream):
+    server, catalog, _ = upstream
+    manifest, era = era_of(catalog)
+    folder = manifest.era_dir(era)
+    folder.mkdir(parents=True)
+    (folder / "model_last.pt").write_text("edited: by hand\n")
+    with pytest.raises(DownloadError, match="model_last.pt: git blob id .* is not the pinned"):
+        pt.fetch(manifest, era)
+    assert (folder / "model_last.pt").read_text() == "edited: by hand\n"
+    assert server.requests == [] and sorted(p.name for p in folder.iterdir()) == ["model_last.pt"]
+
+
+def test_a_missing_file_on_the_server_is_one_line_with_the_status(upstream):
+    server, catalog, _ = upstream
+    del server.files[f"/{COMMIT}/pretrained/hopper/discretizer.pt"]
+    manifest, era = era_of(catalog)
+    with pytest.raises(DownloadError, match=r"discretizer.pt: HTTP 404 .*by hand"):
+        pt.fetch(manifest, era)
+
+
+def test_a_transfer_cut_without_any_size_is_refused_as_truncated_or_corrupt(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    server.no_length = True  # and the manifest pins no size for model_last.pt
+    server.cut_after[f"/{COMMIT}/pretrained/hopper/model_last.pt"] = len(data["model_last.pt"]) // 3
+    with pytest.raises(DownloadError, match="truncated or corrupt.*nothing was kept"):
+        pt.fetch(manifest, era)
+    assert not (manifest.era_dir(era) / ".model_last.pt.part").exists()
+
+
+def test_a_complete_part_left_by_a_crash_is_verified_and_moved_without_a_request(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    folder = manifest.era_dir(era)
+    folder.mkdir(parents=True)
+    (folder / ".model_last.pt.part").write_bytes(data["model_last.pt"])
+    pt.fetch(manifest, era)
+    assert (folder / "model_last.pt").read_bytes() == data["model_last.pt"]
+    assert [p for p, _ in server.requests if p.endswith("model_last.pt")] == []
+
+
+def test_a_part_longer_than_a_sized_file_is_dropped_without_asking_for_a_range(upstream):
+    server, catalog, data = upstream
+    manifest, era = era_of(catalog)
+    folder = manifest.era_dir(era)
+    folder.mkdir(parents=True)
+    (folder / ".config.yaml.part").write_bytes(b"x" * (len(data["config.yaml"]) + 1))
+    pt.fetch(manifest, era)
+    assert (folder / "config.yaml").read_bytes() == data["config.yaml"]
+    assert (f"/{COMMIT}/pretrained/hopper/config.yaml", None) in server.requests
+
+
+def test_two_fetches_of_one_file_at_once_do_not_share_its_part(upstream):
     _, catalog, _ = upstream
     manifest, era = era_of(catalog)
     folder = manifest.era_dir(era)
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text("edited: by hand\n")
-    with pytest.raises(DownloadError, match="config.yaml: git blob id .* is not the pinned"):
-        pt.fetch(manifest, era)
-    assert (folder / "config.yaml").read_text() == "edited: by hand\n"
+    with open(folder / ".config.yaml.lock", "w") as held:  # another process is downloading it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DownloadError, match="another tt-tui is downloading it"):
+            pt.fetch(manifest, era)
+    assert not (folder / "config.yaml").exists()
+    assert is_ftt_checkpoint(pt.fetch(manifest, era))
+
+
+def test_a_mirror_url_without_a_scheme_is_a_usage_error(upstream):
+    _, catalog, _ = upstream
+    result = cli("pretrained", "fetch", "hopper", "--dir", str(catalog), env={pt.BASE_URL_ENV: "mirror.lan/ftt"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {pt.BASE_URL_ENV}='mirror.lan/ftt': should start with "
+                                     "https://, http:// or file://")
 
 
 def test_a_file_growing_past_its_pinned_size_is_refused(upstream):
@@ -263,7 +322,8 @@ def test_unreachable_hosts_end_in_one_line_saying_what_failed_and_how_to_place_f
     assert elapsed < 30
     (line,) = result.stderr.strip().splitlines()[-1:]
     assert line.startswith(f"error: cannot fetch {url}/{COMMIT}/pretrained/hopper/config.yaml")
-    assert "by hand" in line and "https://example.org/seed/tree/" in line and pt.BASE_URL_ENV in line
+    assert "by hand" in line and "https://example.org/seed/tree/" in line
+    assert f"or check the mirror {pt.BASE_URL_ENV}={url}" in line
     assert "Traceback" not in result.stderr
 
 
@@ -369,9 +429,15 @@ def test_the_manifests_hold_upstreams_blob_ids_and_sizes():
     }
     assert files("hopper", "pre-fix")["discretizer.pt"] == ("ef5a51240320a346863a7a0ae74df09650a90fa4", 26603)
     assert files("halfcheetah", "post-fix")["config.yaml"] == ("2cfdf743a7236cb670b515a0fd04b7a6dd4f2437", 928)
-    # the block of a published model file is told from these pins
-    assert PUBLISHED_MODELS == {f.blob: (name, era.block) for name in m for era in m[name].eras.values()
-                                for f in era.files if f.name == "model_last.pt"}
+    # the block of a published model file is told from these pins: upstream's six files
+    assert PUBLISHED_MODELS == {
+        "59aef561641e90f1bdac70084ca845958e639c66": ("halfcheetah", "norm-residual"),
+        "c2984891ed1238fe58ea11d92c7a8f39217cc650": ("hopper", "norm-residual"),
+        "f0705b82cd81b6f038e21cbc49cd16665ce17880": ("walker2d", "norm-residual"),
+        "f3549ec50e06a1472ba3699e82722d74af64353d": ("halfcheetah", "pre-norm"),
+        "7ff9bd6d6ff286162cbff93f1b872a414121c984": ("hopper", "pre-norm"),
+        "05186222bfec9d32f0520b726ed62eb9f349d02b": ("walker2d", "pre-norm"),
+    }
 
 
 def test_pretrained_slash_name_means_this_clones_catalog_from_any_directory(tmp_path, monkeypatch):

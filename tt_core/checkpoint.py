@@ -36,43 +36,10 @@ from safetensors.torch import load_file, save_file
 
 from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
+from tt_core.durable import atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
 from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in `path` durable (the directory entry itself)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old or the new file, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
 
 
 @dataclass
@@ -182,7 +149,7 @@ def save_checkpoint(
         save_file(weights, str(tmp / "model.safetensors"))
         torch.save(trainer_state, tmp / "trainer.pt")
         for f in tmp.iterdir():
-            _fsync_file(f)
+            fsync_file(f)
         fsync_dir(tmp)
         if final.exists():  # a re-save of the same step (e.g. 's' right after a save)
             shutil.rmtree(final)

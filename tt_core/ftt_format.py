@@ -189,6 +189,12 @@ def detect_block(model_path: Path) -> tuple[str, str]:
             f"{model_path.name} is upstream's published {env} model from {era} its block fix "
             f"(blob {blob[:7]}): planning with the {kind} block"
         )
+    if not PUBLISHED_MODELS:  # an install without this clone's pretrained/ manifests
+        return PRE_NORM, (
+            f"cannot tell the era of {model_path.name} (blob {blob[:7]}): the pretrained/ "
+            f"manifests are not installed; planning with the {PRE_NORM} block; pass --ftt-block "
+            f"{NORM_RESIDUAL} for a model trained before upstream's fix"
+        )
     return PRE_NORM, (
         f"{model_path.name} is not one of upstream's published files (blob {blob[:7]}): planning "
         f"with the {PRE_NORM} block of its current code; pass --ftt-block {NORM_RESIDUAL} for "

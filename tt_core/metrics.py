@@ -48,7 +48,7 @@ def truncate_after_step(path: Path, step: int) -> int:
     """Cut metrics.jsonl where a resumed run at `step` takes over: at the first TrainStep
     past `step` (what the killed run logged after its last checkpoint, which the resumed
     run logs again). Rewritten atomically; returns the number of records dropped."""
-    from tt_core.checkpoint import atomic_write_text
+    from tt_core.durable import atomic_write_text
 
     if not path.exists():
         return 0

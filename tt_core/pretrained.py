@@ -14,21 +14,23 @@ deleted: nothing that looks complete is ever left unverified.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import http.client
 import json
 import os
 import re
-import socket
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
-from tt_core.checkpoint import fsync_dir
-from tt_core.errors import CheckpointError, DownloadError
+from tt_core.durable import fsync_dir
+from tt_core.errors import CheckpointError, ConfigError, DownloadError
 from tt_core.events import Downloaded, DownloadProgress
 
 MANIFEST_FILE = "manifest.json"
@@ -106,9 +108,8 @@ class Manifest:
         return self.folder / f"{self.name}-{era.name}"
 
     def url(self, era: Era, file: PinnedFile, base: Optional[str] = None) -> str:
-        """Where `file` is fetched from: TT_PRETRAINED_URL (or `base`) replaces the base."""
-        base = base or os.environ.get(BASE_URL_ENV) or self.base_url
-        return f"{base.rstrip('/')}/{era.commit}/{self.path}/{file.name}"
+        """Where `file` is fetched from: `base` (a mirror) replaces the manifest's base."""
+        return f"{(base or self.base_url).rstrip('/')}/{era.commit}/{self.path}/{file.name}"
 
     def source_url(self, era: Era) -> str:
         """The folder on the web where a user can fetch the files by hand."""
@@ -236,45 +237,82 @@ def file_state(manifest: Manifest, era: Era, file: PinnedFile) -> str:
     return "verified" if git_blob_id(path) == file.blob else "changed"
 
 
-def _part_path(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.part")
+def base_url_override() -> Optional[str]:
+    """TT_PRETRAINED_URL, checked: a mirror must be an http(s) or file URL."""
+    base = os.environ.get(BASE_URL_ENV)
+    if base and not base.startswith(("https://", "http://", "file://")):
+        raise ConfigError(f"{BASE_URL_ENV}={base!r}: should start with https://, http:// or file://")
+    return base or None
 
 
 def _by_hand(manifest: Manifest, era: Era) -> str:
     names = ", ".join(f.name for f in era.files)
+    mirror = base_url_override()
+    other = f"or check the mirror {BASE_URL_ENV}={mirror}" if mirror else f"or set {BASE_URL_ENV} to a mirror"
     return (
         f"place {names} from {manifest.source_url(era)} in {manifest.era_dir(era)}/ by hand "
-        f"(they are verified the same way), or set {BASE_URL_ENV} to a mirror"
+        f"(they are verified the same way), {other}"
     )
 
 
-def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+def _open(url: str, offset: int, timeout: float) -> Any:
+    """urlopen with a Range from `offset`, within `timeout` seconds in all: the socket
+    timeout does not cover name lookup or trying each address of a host in turn."""
     headers = {"User-Agent": "tt-tui"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    request = urllib.request.Request(url, headers=headers)
+    box: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            box["response"] = urllib.request.urlopen(request, timeout=timeout)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="tt-fetch", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["response"]
 
 
-def _resumes_at(response: Any, offset: int) -> bool:
-    """True when the server sent the rest of the file from `offset` (206 + matching range)."""
-    if not offset or getattr(response, "status", None) != 206:
-        return False
-    m = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-    return bool(m) and int(m.group(1)) == offset
+def _content_range(response: Any) -> tuple[Optional[int], Optional[int]]:
+    """(first byte, full size) of a 206 answer's Content-Range, None where absent."""
+    m = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+    if not m:
+        return None, None
+    return int(m.group(1)), None if m.group(2) == "*" else int(m.group(2))
 
 
 def _receive(response: Any, part: Path, offset: int, file: PinnedFile, url: str,
              label: str, on_progress: Progress) -> tuple[int, Optional[int]]:
-    """Append (or write from the start) the response body to `part`; returns its size
-    and the file's size as the server or the manifest gives it."""
+    """Append the response body to `part` (from the start unless the server resumed at
+    `offset`); returns the part's size and the file's full size where known. Network
+    errors come out as _NetworkError; file errors (a full disk) as they are."""
+    first, total = _content_range(response) if getattr(response, "status", None) == 206 else (None, None)
+    if first != offset:
+        offset = 0  # a 200 (or a range we did not ask for): a clean restart
     length = response.headers.get("Content-Length")
-    total = offset + int(length) if length and length.isdigit() else file.size
+    if total is None and length and length.isdigit():
+        total = offset + int(length)
+    total = total if total is not None else file.size
     limit = file.size if file.size is not None else MAX_UNSIZED_BYTES
+    read = getattr(response, "read1", response.read)  # what has arrived, not a full chunk
     done = offset
     part.parent.mkdir(parents=True, exist_ok=True)
     with open(part, "ab" if offset else "wb") as f:
         on_progress(DownloadProgress(label, url, done, total))
-        while chunk := response.read(CHUNK_BYTES):
+        while True:
+            try:
+                chunk = read(CHUNK_BYTES)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _NetworkError(exc) from None
+            if not chunk:
+                break
             done += len(chunk)
             if done > limit:
                 raise DownloadError(f"{url}: more than the pinned {limit} bytes; refused")
@@ -285,75 +323,122 @@ def _receive(response: Any, part: Path, offset: int, file: PinnedFile, url: str,
     return done, total
 
 
+class _NetworkError(Exception):
+    """A failure of the connection, not of this machine's disk."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _describe(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return f"{reason}" if str(reason) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _lock(folder: Path, file: PinnedFile) -> Iterator[None]:
+    """An exclusive lock on one file's download: two fetches must not share its .part."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{file.name}.lock"
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(
+                f"{folder / file.name}: another tt-tui is downloading it; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def _connect(url: str, offset: int, timeout: float) -> Any:
+    """`_open`, its failures (but an HTTP status) as _NetworkError."""
+    try:
+        return _open(url, offset, timeout)
+    except urllib.error.HTTPError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise _NetworkError(exc) from None
+
+
+def _verified_into_place(part: Path, dest: Path, file: PinnedFile, on_progress: Progress) -> bool:
+    """Rename `part` to `dest` when its blob id is the pinned one."""
+    got = git_blob_id(part)
+    if got != file.blob:
+        return False
+    os.replace(part, dest)
+    fsync_dir(dest.parent)
+    on_progress(Downloaded(str(dest), got))
+    return True
+
+
 def download(manifest: Manifest, era: Era, file: PinnedFile, on_progress: Progress,
              timeout: float = TIMEOUT_S) -> Path:
     """Fetch one pinned file into the era folder, verified; resumes a `.part` left behind."""
     folder = manifest.era_dir(era)
-    dest, url = folder / file.name, manifest.url(era, file)
-    part = _part_path(dest)
-    offset = part.stat().st_size if part.exists() else 0
-    if file.size is not None and offset > file.size:  # not a prefix of this file
-        part.unlink()
-        offset = 0
-    try:
-        try:
-            response = _open(url, offset, timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code != 416 or not offset:
-                raise
-            part.unlink()  # the part is no prefix the server knows: start again
+    dest, url = folder / file.name, manifest.url(era, file, base_url_override())
+    part = dest.with_name(f".{dest.name}.part")
+    with _lock(folder, file):
+        if dest.is_file():  # another fetch finished it while this one waited
+            return dest
+        offset = part.stat().st_size if part.exists() else 0
+        if offset and _verified_into_place(part, dest, file, on_progress):  # complete already
+            return dest
+        if file.size is not None and offset >= file.size:  # no prefix of this file
+            part.unlink()
             offset = 0
-            response = _open(url, 0, timeout)
-        with response:
-            offset = offset if _resumes_at(response, offset) else 0  # 200: a clean restart
-            size, total = _receive(response, part, offset, file, url, str(dest), on_progress)
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; {_by_hand(manifest, era)}") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        kept = part.stat().st_size if part.exists() else 0
-        again = f"; run it again to resume from byte {kept}" if kept else ""
-        raise DownloadError(
-            f"cannot fetch {url} ({reason or type(exc).__name__}){again}; {_by_hand(manifest, era)}"
-        ) from None
-    except http.client.HTTPException as exc:  # IncompleteRead: the server closed early
-        kept = part.stat().st_size if part.exists() else 0
-        raise DownloadError(
-            f"{url}: the transfer stopped after {kept} bytes ({type(exc).__name__}); "
-            "run the command again to resume"
-        ) from None
-    except DownloadError:
-        part.unlink(missing_ok=True)
-        raise
-    if total is not None and size < total:  # the server closed early: keep the part
-        raise DownloadError(
-            f"{url}: the transfer stopped after {size} of {total} bytes; run the command again to resume"
-        )
-    got = git_blob_id(part)
-    if got != file.blob:
-        part.unlink()
-        raise DownloadError(
-            f"{dest}: downloaded content has git blob id {got}, the manifest pins {file.blob}; "
-            "nothing was kept"
-        )
-    os.replace(part, dest)
-    fsync_dir(folder)
-    on_progress(Downloaded(str(dest), got))
+        try:
+            try:
+                response = _connect(url, offset, timeout)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 416 or not offset:
+                    raise
+                part.unlink()  # the part is no prefix the server knows: start again
+                offset = 0
+                response = _connect(url, 0, timeout)
+            with response:
+                size, total = _receive(response, part, offset, file, url, str(dest), on_progress)
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; {_by_hand(manifest, era)}") from None
+        except _NetworkError as exc:  # file errors (a full disk) pass on as themselves
+            cause = exc.cause
+            kept = part.stat().st_size if part.exists() else 0
+            again = f"; run it again to resume from byte {kept}" if kept else ""
+            raise DownloadError(f"cannot fetch {url} ({_describe(cause)}){again}; {_by_hand(manifest, era)}") from None
+        except DownloadError:
+            part.unlink(missing_ok=True)
+            raise
+        if total is not None and size < total:  # the server closed early: keep the part
+            raise DownloadError(
+                f"{url}: the transfer stopped after {size} of {total} bytes; run the command again to resume"
+            )
+        if not _verified_into_place(part, dest, file, on_progress):
+            got = git_blob_id(part)
+            part.unlink()
+            how = "" if total is not None else " (the server gave no size: truncated or corrupt)"
+            raise DownloadError(
+                f"{dest}: downloaded content has git blob id {got}, the manifest pins {file.blob}"
+                f"{how}; nothing was kept"
+            )
     return dest
 
 
 def fetch(manifest: Manifest, era: Era, on_progress: Progress = lambda event: None,
           timeout: float = TIMEOUT_S) -> Path:
     """The era folder with every pinned file present and verified (downloading what is
-    missing); a file on disk with another id is refused, not overwritten."""
-    for file in era.files:
-        state = file_state(manifest, era, file)
+    missing); a file on disk with another id is refused before anything is fetched."""
+    states = {file: file_state(manifest, era, file) for file in era.files}
+    for file, state in states.items():
         if state == "changed":
             path = manifest.era_dir(era) / file.name
             raise DownloadError(
                 f"{path}: git blob id {git_blob_id(path)} is not the pinned {file.blob}; "
                 "move it away to download the published file"
             )
+    for file, state in states.items():
         if state == "missing":
             download(manifest, era, file, on_progress, timeout)
     return manifest.era_dir(era)
