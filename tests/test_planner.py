@@ -371,3 +371,24 @@ def test_bf16_planner_follows_the_models_weights_when_they_change_in_place():
     rep = Replayer(rec, exact_scores=False)
     NaivePlanner(model, disc, params(**GREEDY)).plan(hist, obs, hooks=rep)
     assert rep.max_err <= 5e-2
+
+
+# ------------------------------------------------------------------ per-env random streams
+
+
+def test_with_env_streams_an_envs_sampled_plan_does_not_depend_on_its_batch_mates():
+    """What env e draws comes from its own stream: planned alone or among others, and by
+    either planner, its sampled plan is the same (the ground of distributed evaluation)."""
+    from tt_core.sampling import EnvStreams
+
+    model, disc = make_model(3), make_disc()
+    p = params(cdf_act=0.6)  # sampled actions and observations
+    hist, obs = context(4, 2, seed=5)
+    together = BeamPlanner(model, disc, p).plan(hist, obs, generator=EnvStreams.seeded([10, 11, 12, 13], "cpu"))
+    alone = BeamPlanner(model, disc, p).plan(hist[2:3], obs[2:3], generator=EnvStreams.seeded([12], "cpu"))
+    assert torch.equal(together.sequence[2], alone.sequence[0])
+    naive = NaivePlanner(model, disc, p).plan(hist, obs, generator=EnvStreams.seeded([10, 11, 12, 13], "cpu"))
+    assert_same_plan(together, naive)
+    # and the streams matter: another seed for env 2 gives another plan
+    other = BeamPlanner(model, disc, p).plan(hist[2:3], obs[2:3], generator=EnvStreams.seeded([99], "cpu"))
+    assert not torch.equal(other.sequence[0], alone.sequence[0])

@@ -54,7 +54,7 @@ def bench_train(
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
         with ctx:
             logits = model(x)
-        loss, _ = weighted_loss(logits, y, mask, kind, weights)
+        loss, _, _ = weighted_loss(logits, y, mask, kind, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

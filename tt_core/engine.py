@@ -19,7 +19,7 @@ import torch
 from tt_core.agent import Agent, load_agent
 from tt_core.config import Config, apply_overrides
 from tt_core.controls import Controls
-from tt_core.device import resolve_device
+from tt_core.distributed import World
 from tt_core.errors import CheckpointError, TTError, as_user_error
 from tt_core.events import EventBus, Failed, Message
 from tt_core.record import GifRecorder
@@ -31,19 +31,20 @@ Job = Callable[[EventBus, Controls], Any]
 
 
 def train_job(
-    cfg: Config, resume: Path | None = None, device: str | None = None, watch: bool = False
+    cfg: Config, resume: Path | None = None, device: str | None = None, watch: bool = False,
+    world: World | None = None,
 ) -> Job:
     def job(bus: EventBus, controls: Controls) -> Path:
-        return Trainer(cfg, bus, controls, resume=resume, device=device, watch=watch).run()
+        return Trainer(cfg, bus, controls, resume=resume, device=device, watch=watch, world=world).run()
 
     return job
 
 
 def load_for_planning(
-    path: Path, overrides: list[str], device: str | None, ftt_block: str | None = None
+    path: Path, overrides: list[str], device: torch.device, ftt_block: str | None = None
 ) -> tuple[Agent, Config]:
     """The agent at `path` and its config with plan/eval overrides applied."""
-    agent = load_agent(path, resolve_device(device or "auto"), ftt_block=ftt_block)
+    agent = load_agent(path, device, ftt_block=ftt_block)
     return agent, apply_overrides(agent.config, overrides)
 
 
@@ -57,15 +58,19 @@ def eval_job(
     size: int = 256,
     snapshots: bool = False,
     ftt_block: str | None = None,
+    world: World | None = None,
 ) -> Job:
     """Evaluate (and optionally record) the agent at `path`.
 
     With `record_dir`, envs render offscreen and GIFs go there: every episode when
-    `record_all`, else only envs toggled through the controls.
+    `record_all`, else only envs toggled through the controls. Under torchrun (`world`)
+    each rank plays its share of the episodes on its own device; rank 0 reports.
     """
+    world = world or World()
 
     def job(bus: EventBus, controls: Controls) -> list[EpisodeResult]:
-        agent, cfg = load_for_planning(path, overrides, device, ftt_block)
+        bus = bus if world.main else EventBus()  # the other ranks report nothing
+        agent, cfg = load_for_planning(path, overrides, world.device(device or "auto"), ftt_block)
         bus.emit(Message(f"loaded {agent.source} (step {agent.step}) for {agent.env_id}"))
         if FTT_BLOCK_NOTE_KEY in agent.dataset_meta:  # which block an FTT model plans with, and why
             bus.emit(Message(agent.dataset_meta[FTT_BLOCK_NOTE_KEY]))
@@ -75,7 +80,7 @@ def eval_job(
         rollout = Rollout(
             agent, cfg.plan, cfg.eval, bus, controls,
             recorder=recorder, record_all=record_all,
-            render_size=size if recorder is not None else None, snapshots=snapshots,
+            render_size=size if recorder is not None else None, snapshots=snapshots, world=world,
         )
         return rollout.run()
 

@@ -52,9 +52,30 @@ class Interrupted(TTError):
     exit_code = 130
 
 
+class PeerLost(TTError):
+    """Another process of this torchrun job died; this one stops with it. The launcher
+    names the rank that died, so this error prints nothing of its own."""
+
+    exit_code = 5
+
+
+def _is_peer_lost(exc: BaseException) -> bool:
+    """A collective failed because a peer process went away (gloo/nccl report it so)."""
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistBackendError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+    )
+
+
 def as_user_error(exc: BaseException) -> TTError | None:
     """The user error an OS error stands for (a full or read-only disk, a folder the
-    user may not write), or None when it is not one."""
+    user may not write, a lost peer of a distributed job), or None when it is not one."""
+    if not isinstance(exc, OSError) and _is_peer_lost(exc):
+        return PeerLost(f"another process of this distributed job stopped ({exc.__class__.__name__})")
     if not isinstance(exc, OSError):
         return None
     where = Path(exc.filename).parent if exc.filename else None

@@ -58,7 +58,7 @@ from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
 from tt_core.events import BeamSnapshot, BeamStep
 from tt_core.model import TrajectoryGPT, crop_drop
-from tt_core.sampling import sample_tokens
+from tt_core.sampling import EnvStreams, sample_tokens
 
 
 @dataclass
@@ -151,7 +151,8 @@ class NaivePlanner(_Base):
         E = prefix.shape[0]
         seqs, values, snaps, tokens = [], [], [], 0
         for e in range(E):
-            seq, val, snap, n = self._plan_one(prefix[e : e + 1], p, generator, snapshot, hooks, slice(e, e + 1))
+            gen = generator.subset([e]) if isinstance(generator, EnvStreams) else generator
+            seq, val, snap, n = self._plan_one(prefix[e : e + 1], p, gen, snapshot, hooks, slice(e, e + 1))
             seqs.append(seq)
             values.append(val)
             tokens += n

@@ -21,6 +21,7 @@ import torch
 from tt_core.agent import Agent
 from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
+from tt_core.distributed import World
 from tt_core.errors import ConfigError
 from tt_core.events import (
     EnvStep,
@@ -34,6 +35,7 @@ from tt_core.events import (
 )
 from tt_core.planner import BeamPlanner
 from tt_core.record import GifRecorder
+from tt_core.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
 
@@ -114,8 +116,12 @@ class Rollout:
         record_all: bool = False,
         render_size: int | None = None,
         snapshots: bool = False,
+        world: World | None = None,
     ) -> None:
+        """`world`: under torchrun each rank plays its share of the episodes and every rank
+        returns all results (rank 0 reports them)."""
         self.agent = agent
+        self.world = world or World()
         self.plan_cfg = plan
         self.eval_cfg = eval_cfg
         self.bus = bus
@@ -149,23 +155,41 @@ class Rollout:
         self.bus.emit(Message(f"planning: {edits} (from the next plan)"))
 
     def run(self) -> list[EpisodeResult]:
+        """Every episode's result (all ranks' under torchrun), reported as EvalFinished."""
+        ids = self.world.share(self.eval_cfg.episodes)  # this rank's episodes
+        self._ids = list(ids)
+        results, stats = self._play() if len(ids) else ([], (0.0, 0.0, 0.0))
+        shares = self.world.gather((results, stats))
+        results = sorted((r for share, _ in shares for r in share), key=lambda r: r.env_index)
+        tokens, seconds, plans = (sum(s[k] for _, s in shares) for k in range(3))
+        self.bus.emit(
+            EvalFinished(
+                tuple(asdict(r) for r in results),
+                summarize(results, self.agent.dataset_meta, tokens, seconds, plans),
+            )
+        )
+        return results
+
+    def _play(self) -> tuple[list[EpisodeResult], tuple[float, float, float]]:
+        """This rank's episodes, one per sub-env; (results, (planning tokens, planning
+        seconds, plans))."""
         agent, cfg = self.agent, self.eval_cfg
-        n = cfg.episodes
+        n = len(self._ids)
         O, A = agent.observation_dim, agent.action_dim
         T = O + A + 2
         disc = agent.discretizer
         window = agent.config.dataset.seq_len  # history kept: the model's whole window
-        seeds = [cfg.seed + i for i in range(n)]
+        seeds = [cfg.seed + i for i in self._ids]
         envs = make_vector_env(agent.env_id, n, cfg.vector, cfg.max_steps, self.render_size)
         gpt = agent.model.cfg
         model = {"n_layers": gpt.n_layers, "embedding_dim": gpt.embedding_dim,
                  "transition_dim": gpt.transition_dim, "seq_len": gpt.seq_len, "action_dim": A}
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         self.bus.emit(
-            EvalStarted(agent.env_id, n, str(agent.source), str(self.device),
+            EvalStarted(agent.env_id, cfg.episodes, str(agent.source), str(self.device),
                         asdict(self.plan_cfg), model, free)
         )
-        generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        streams = EnvStreams.seeded(seeds, self.device)  # an env's draws are its own
         try:
             obs, _ = envs.reset(seed=seeds)
             if self.record_all and self.recorder is not None:
@@ -199,7 +223,7 @@ class Rollout:
                 if plan_pos % self.plan_cfg.plan_every == 0 or plan_pos >= planned.shape[1]:
                     self._apply_live_edits()
                     result = self.planner.plan(
-                        history[ids], obs_tok, generator=generator, snapshot=self.snapshots
+                        history[ids], obs_tok, generator=streams.subset(idx), snapshot=self.snapshots
                     )
                     if planned.shape[1] != result.actions.shape[1]:
                         planned = np.zeros((n, result.actions.shape[1], A), dtype=np.float32)
@@ -210,7 +234,7 @@ class Rollout:
                     plans += 1
                     if result.snapshot is not None:
                         for j, i in enumerate(idx):
-                            self.bus.emit(PlanSnapshot(step, int(i), result.snapshot[j]))
+                            self.bus.emit(PlanSnapshot(step, self._ids[i], result.snapshot[j]))
                 actions = np.zeros((n, A), dtype=np.float32)
                 actions[idx] = planned[idx, plan_pos]
                 plan_pos += 1
@@ -264,20 +288,14 @@ class Rollout:
                 status[i] = TRUNCATED
                 self._finish_episode(i, returns[i], lengths[i], status[i], None)
         results = [
-            EpisodeResult(i, seeds[i], float(returns[i]), int(lengths[i]), status[i],
+            EpisodeResult(self._ids[i], seeds[i], float(returns[i]), int(lengths[i]), status[i],
                           normalized_score(float(returns[i]), agent.dataset_meta), errors[i])
             for i in range(n)
         ]
-        self.bus.emit(
-            EvalFinished(
-                tuple(asdict(r) for r in results),
-                summarize(results, agent.dataset_meta, plan_tokens, plan_time, plans),
-            )
-        )
-        return results
+        return results, (plan_tokens, plan_time, plans)
 
     def _finish_episode(self, i: int, ret: float, length: int, status: str, error: str | None) -> None:
-        self.bus.emit(EpisodeEnd(i, float(ret), int(length), status,
+        self.bus.emit(EpisodeEnd(self._ids[i], float(ret), int(length), status,
                                  normalized_score(float(ret), self.agent.dataset_meta), error))
         if self.recorder is not None and i in self.recorder.recording:
             path = self.recorder.stop(i)

@@ -8,9 +8,42 @@ multinomial. Both planners call `sample_tokens`, so what they draw is defined he
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
+
+
+class EnvStreams:
+    """One random stream per env. What env e draws depends only on its own seed and its
+    own draws, never on which envs share its batch: an episode plans the same whether
+    others finish before it or run in another process of a distributed evaluation.
+    Rows of a batch are env-major (each env's rows contiguous, equal counts)."""
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        self.generators = list(generators)
+
+    @classmethod
+    def seeded(cls, seeds: Sequence[int], device: torch.device) -> "EnvStreams":
+        return cls([torch.Generator(device=device).manual_seed(int(s)) for s in seeds])
+
+    def subset(self, envs: Sequence[int]) -> "EnvStreams":
+        """The streams of `envs` (the same generator objects: draws advance them)."""
+        return EnvStreams([self.generators[int(e)] for e in envs])
+
+    def uniform(self, rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """[rows, 1] uniforms in [0, 1): rows / len(self) from each env's stream, in order."""
+        per, left = divmod(rows, len(self.generators))
+        assert left == 0, f"{rows} rows do not split over {len(self.generators)} env streams"
+        return torch.cat([torch.rand(per, 1, generator=g, device=device, dtype=dtype) for g in self.generators])
+
+
+Randomness = Union[torch.Generator, EnvStreams, None]
+
+
+def _uniform(rows: int, source: Randomness, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(source, EnvStreams):
+        return source.uniform(rows, device, dtype)
+    return torch.rand(rows, 1, generator=source, device=device, dtype=dtype)
 
 
 def _cdf_cut(probs_sorted: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -43,13 +76,14 @@ def top_k_logits(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def sample_tokens(
-    logits: torch.Tensor, topk: Optional[int], cdf: Optional[float], generator: Optional[torch.Generator]
+    logits: torch.Tensor, topk: Optional[int], cdf: Optional[float], generator: Randomness
 ) -> torch.Tensor:
     """logits [R, N] (already / temperature) -> token ids [R].
 
     The original's distribution (filter_cdf, top-k, softmax), drawn by inverse CDF with
-    one uniform per row from `generator` (cheaper than multinomial; both planners use
-    it, so they draw the same tokens from the same logits). Top-k 1 without a cdf filter
+    one uniform per row from `generator`, one torch.Generator or EnvStreams (cheaper than
+    multinomial; both planners use it, so they draw the same tokens from the same
+    logits). Top-k 1 without a cdf filter
     is argmax: the original keeps exactly tied maxima and draws among them, which float
     logits do not produce in practice.
     """
@@ -65,7 +99,7 @@ def sample_tokens(
         # A flat row masks every token; the original's softmax over all -1000 is uniform.
         ps = torch.where(ps[:, -1:] > 0, ps, torch.ones_like(ps))
         cum = torch.cumsum(ps, dim=-1)
-        u = torch.rand(R, 1, generator=generator, device=logits.device, dtype=cum.dtype) * cum[:, -1:]
+        u = _uniform(R, generator, logits.device, cum.dtype) * cum[:, -1:]
         j = torch.searchsorted(cum, u, right=True).clamp_(max=N - 1)
         return si.gather(-1, j).squeeze(1)
     if cdf is not None:
@@ -73,5 +107,5 @@ def sample_tokens(
     if topk is not None:
         logits = top_k_logits(logits, topk)
     cum = logits.softmax(dim=-1).cumsum_(-1)
-    u = torch.rand(R, 1, generator=generator, device=logits.device, dtype=cum.dtype) * cum[:, -1:]
+    u = _uniform(R, generator, logits.device, cum.dtype) * cum[:, -1:]
     return torch.searchsorted(cum, u, right=True).clamp_(max=N - 1).squeeze(1)

@@ -24,7 +24,8 @@ from tt_core.controls import Controls
 from tt_core.data.minari_io import dataset_info, ensure_dataset
 from tt_core.data.tokens import TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
-from tt_core.device import describe, resolve_device
+from tt_core.device import describe
+from tt_core.distributed import World
 from tt_core.errors import CheckpointError, ConfigError, TrainingDiverged
 from tt_core.events import (
     Checkpointed,
@@ -76,8 +77,9 @@ def weighted_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Original TT loss: mean over all positions of CE x kind weight x padding mask.
 
-    Returns the loss to optimize and, for display, the unweighted mean CE of each
-    kind over unmasked targets (shape [4]).
+    Returns the loss to optimize and, for display, the unweighted CE summed over the
+    unmasked targets of each kind and their count (shape [4] each; the mean of a kind is
+    sum / count, kept apart so that ranks can add theirs before dividing).
     """
     ce = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
@@ -86,8 +88,8 @@ def weighted_loss(
     with torch.no_grad():
         onehot = F.one_hot(kind, 4).to(ce.dtype)  # [L, 4]
         per_kind_sum = torch.einsum("bl,bl,lk->k", ce, mask, onehot)
-        per_kind_count = torch.einsum("bl,lk->k", mask, onehot).clamp_min(1)
-    return loss, per_kind_sum / per_kind_count
+        per_kind_count = torch.einsum("bl,lk->k", mask, onehot)
+    return loss, per_kind_sum, per_kind_count
 
 
 @dataclass
@@ -180,25 +182,33 @@ class Trainer:
         resume: Path | None = None,
         device: str | None = None,
         watch: bool = False,
+        world: World | None = None,
     ) -> None:
         """`watch`: someone is looking (the TUI): evaluations send beam snapshots and
-        can record GIFs of toggled envs to recordings/."""
-        self.bus = bus
+        can record GIFs of toggled envs to recordings/. `world`: this process's rank
+        under torchrun; rank 0 alone writes and reports (the other ranks' events go
+        nowhere)."""
+        self.world = world or World()
+        self.bus = bus if self.world.main else EventBus()
+        bus = self.bus
         self.watch = watch
         self.controls = controls or Controls()
         loaded = ckpt.load_run(resume) if resume is not None else None
         if loaded is not None:
             _check_resume_compatible(loaded.config, cfg)
         self.cfg = cfg
-        self.device = resolve_device(device or cfg.train.device)
+        self.device = self.world.device(device or cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
 
-        ds = ensure_dataset(cfg.dataset, notify=lambda text: bus.emit(Message(text)),
-                            should_stop=lambda: self.controls.stop_requested)
-        info = dataset_info(ds)
-        t0 = time.perf_counter()
-        traj, disc, windows, cached = load_or_build_tokens(cfg.dataset.id, ds, cfg.dataset, default_cache_dir())
+        with self.world.main_first():  # rank 0 collects and caches; the others read its files
+            ds = ensure_dataset(cfg.dataset, notify=lambda text: bus.emit(Message(text)),
+                                should_stop=lambda: self.controls.stop_requested)
+            info = dataset_info(ds)
+            t0 = time.perf_counter()
+            traj, disc, windows, cached = load_or_build_tokens(
+                cfg.dataset.id, ds, cfg.dataset, default_cache_dir()
+            )
         how = "loaded from cache" if cached else "tokenized"
         bus.emit(Message(f"{traj.num_transitions} transitions {how} in {time.perf_counter() - t0:.1f}s"))
         if loaded is not None and not np.array_equal(
@@ -228,6 +238,15 @@ class Trainer:
         seq_tokens = self.gpt.block_size
         self.schedule = make_schedule(cfg, len(windows), traj.num_transitions, seq_tokens)
         self.sampler = WindowSampler(len(windows), cfg.train.batch_size, cfg.train.seed)
+        if self.sampler.batch % self.world.size:
+            raise ConfigError(
+                f"train.batch_size: {self.sampler.batch} does not split evenly over "
+                f"{self.world.size} processes (it is the global batch)"
+            )
+        self.net = self.model  # what the step calls: the model, or DDP around it
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.kind = target_kinds(seq_tokens, traj.observation_dim, traj.action_dim).to(self.device)
         t = cfg.train
         self.kind_weights = torch.tensor(
@@ -240,16 +259,20 @@ class Trainer:
             self.run_files = loaded.run
             self.dataset_meta = loaded.dataset_meta
             self._restore(loaded)
-            ckpt.clean_residue(self.run_files)
-            dropped = truncate_after_step(self.run_files.metrics, self.step)
-            note = f"; {dropped} metric records past it dropped" if dropped else ""
-            bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}{note}"))
+            if self.world.main:
+                ckpt.clean_residue(self.run_files)
+                dropped = truncate_after_step(self.run_files.metrics, self.step)
+                note = f"; {dropped} metric records past it dropped" if dropped else ""
+                bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}{note}"))
         else:
-            self.run_files = ckpt.RunFiles(new_run_dir(cfg))
             self.dataset_meta = _dataset_meta(cfg, traj, info)
-            ckpt.write_run_header(self.run_files, cfg, disc, self.dataset_meta)
-        self.metrics = MetricsWriter(self.run_files.metrics)
-        bus.subscribe(self.metrics)
+            root = self.world.broadcast(new_run_dir(cfg) if self.world.main else None)
+            self.run_files = ckpt.RunFiles(root)
+            if self.world.main:
+                ckpt.write_run_header(self.run_files, cfg, disc, self.dataset_meta)
+        if self.world.main:
+            self.metrics = MetricsWriter(self.run_files.metrics)
+            bus.subscribe(self.metrics)
 
     def _restore(self, loaded: ckpt.LoadedRun) -> None:
         ckpt.load_weights(self.model, loaded.model_state, loaded.run.root)
@@ -269,7 +292,10 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Checkpoint (rank 0: every rank holds the same weights and optimizer state)."""
+        if not self.world.main:
+            return None
         path = ckpt.save_checkpoint(
             self.run_files, self.step, self.model.state_dict(), self._trainer_state()
         )
@@ -296,20 +322,24 @@ class Trainer:
             )
         )
         self.model.train()
+        world = self.world
         sums = torch.zeros(5, device=self.device)  # total + 4 kinds, summed between logs
         n_summed, t_log = 0, time.perf_counter()
-        while self.step < sched.total_steps and not self.controls.stop_requested:
+        while self.step < sched.total_steps and not world.any(self.controls.stop_requested, self.device):
             self.controls.wait_while_paused()
             tokens = self.step * sched.tokens_per_step
             lr = cfg.train.lr * lr_multiplier(tokens, sched.warmup_tokens, sched.final_tokens)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-            x, y, mask = self.windows.batch(self.sampler.indices(self.step))
+            # the global batch a single process would draw; each rank takes its share
+            batch = self.sampler.indices(self.step)
+            share = len(batch) // world.size
+            x, y, mask = self.windows.batch(batch[world.rank * share : (world.rank + 1) * share])
             x, y, mask = (t.to(self.device, non_blocking=True) for t in (x, y, mask))
             with self._autocast():
-                logits = self.model(x)
-            loss, per_kind = weighted_loss(logits, y, mask, self.kind, self.kind_weights)
+                logits = self.net(x)
+            loss, kind_sum, kind_count = weighted_loss(logits, y, mask, self.kind, self.kind_weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
@@ -321,7 +351,10 @@ class Trainer:
                 )
             self.optimizer.step()
             self.step += 1
-            sums += torch.cat([loss.detach()[None], per_kind])
+            # logged values are the global batch's: each rank's equal share of the mean
+            # loss, and each kind's CE sum and count over all ranks
+            stats = world.sum_(torch.cat([loss.detach()[None] / world.size, kind_sum, kind_count]))
+            sums += torch.cat([stats[:1], stats[1:5] / stats[5:].clamp_min(1)])
             n_summed += 1
 
             if self.step % cfg.train.log_every == 0 or self.step == sched.total_steps:
@@ -357,9 +390,9 @@ class Trainer:
         self.bus.emit(TrainFinished(self.step, str(self.run_files.root), stopped_early=stopped))
         return self.run_files.root
 
-
     def evaluate(self) -> list:
-        """Plan eval.episodes episodes with the current weights (events only), then resume."""
+        """Plan eval.episodes episodes with the current weights (events only), then resume.
+        Under torchrun each rank plays its share of the episodes; rank 0 reports them all."""
         agent = Agent(self.model, self.discretizer, self.cfg, self.dataset_meta,
                       self.run_files.root, self.step)
         recorder = None
@@ -368,7 +401,7 @@ class Trainer:
                                    agent.env_id, fps=30)
         rollout = Rollout(agent, self.plan_cfg, self.cfg.eval, self.bus, self.controls,
                           recorder=recorder, render_size=256 if self.watch else None,
-                          snapshots=self.watch)
+                          snapshots=self.watch, world=self.world)
         try:
             return rollout.run()
         finally:

@@ -48,13 +48,15 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tt_core.errors import TTError, as_user_error
+        from tt_core.errors import PeerLost, TTError, as_user_error
 
         try:
             return fn(*args, **kwargs)
         except TTError as exc:
             if _DEBUG:
                 traceback.print_exc()
+            if isinstance(exc, PeerLost):
+                _exit_peer_lost(exc.exit_code)
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -65,6 +67,8 @@ def user_errors(fn: Callable) -> Callable:
             if _DEBUG:
                 traceback.print_exc()
             user = as_user_error(exc)
+            if isinstance(user, PeerLost):
+                _exit_peer_lost(user.exit_code)
             if user is not None:
                 _fail(str(user), user.exit_code)
             _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", 1)
@@ -72,13 +76,23 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _stop_on_sigint(controls) -> None:
-    """First Ctrl+C asks the job to stop cleanly (and save); a second one aborts."""
+def _exit_peer_lost(code: int) -> None:
+    """Leave at once and quietly: the launcher names the rank that died. A normal exit
+    would tear down the collective backend's threads mid-operation and abort noisily."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _stop_on_sigint(controls, announce: bool = True) -> None:
+    """First Ctrl+C asks the job to stop cleanly (and save); a second one aborts.
+    `announce`: say so (rank 0 of a distributed job only)."""
 
     def handler(signum, frame):
         if controls.stop_requested:
             raise KeyboardInterrupt
-        typer.echo("\nstopping after this step (Ctrl+C again to abort)...", err=True)
+        if announce:
+            typer.echo("\nstopping after this step (Ctrl+C again to abort)...", err=True)
         controls.request_stop()
 
     signal.signal(signal.SIGINT, handler)
@@ -92,10 +106,12 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
     headless: bool = typer.Option(False, "--headless", help="Progress bar instead of the app."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torch.distributed.run: nccl on CUDA, gloo on CPU)."),
 ) -> None:
     """Train a Trajectory Transformer (or resume a run)."""
     from tt_core.checkpoint import RunFiles, find_run_root
     from tt_core.config import load_config
+    from tt_core.distributed import join, launched_by_torchrun, leave
     from tt_core.engine import train_job
     from tt_core.errors import CheckpointError, ConfigError
 
@@ -116,13 +132,73 @@ def train(
         cfg = load_config(config, overrides)
     if device is not None:
         cfg.train.device = device
-
-    if _use_app(headless):
-        _run_app(train_job(cfg, resume=resume, watch=True), "train")
+    if nproc > 1:
+        if launched_by_torchrun():
+            raise ConfigError("--nproc: this process was started by torchrun already; drop --nproc")
+        if cfg.train.batch_size % nproc:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} does not split evenly over "
+                              f"--nproc {nproc} processes (it is the global batch)")
+        _launch_local(nproc)
         return
-    from tt_tui.headless import HeadlessReporter
 
-    _run_job(train_job(cfg, resume=resume), HeadlessReporter())
+    world = join(cfg.train.device)
+    try:
+        if world.main and _use_app(headless):
+            _run_app(train_job(cfg, resume=resume, watch=True, world=world), "train")
+            return
+        from tt_tui.headless import HeadlessReporter, SilentReporter
+
+        reporter = HeadlessReporter() if world.main else SilentReporter()
+        _run_job(train_job(cfg, resume=resume, world=world), reporter, announce=world.main)
+    finally:
+        leave()
+
+
+def _launch_local(nproc: int) -> None:
+    """This command again in `nproc` processes, through torch.distributed.run (what
+    `torchrun --standalone --nproc-per-node N` does). Each rank prints its own errors;
+    a rank that dies stops the others, and this says which one, in one line."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from tt_core.distributed import PEER_LOST_EXIT
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:  # the same command line without --nproc
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        argv.append(arg)
+    for name in list(logging.root.manager.loggerDict):  # the launcher's notices: our own lines instead
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    # one share of the cores per rank (torchrun would set 1 and warn)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    args = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "--module", "tt_tui.cli", *argv]
+    )
+    try:
+        run(args)
+    except SignalException:  # Ctrl+C: forwarded to every rank, which stop after a checkpoint
+        return
+    except ChildFailedError as exc:
+        failures = sorted(exc.failures.items(), key=lambda kv: kv[1].timestamp)
+        cause = next(((r, f) for r, f in failures if f.exitcode != PEER_LOST_EXIT), failures[0])
+        rank, failure = cause
+        if failure.exitcode > 0:  # the rank said what went wrong itself, in one line
+            raise typer.Exit(failure.exitcode)
+        try:
+            how = f"killed by {signal.Signals(-failure.exitcode).name}"
+        except ValueError:
+            how = f"ended with code {failure.exitcode}"
+        _fail(f"rank {rank} (pid {failure.pid}) {how}; the other ranks were stopped "
+              "(the newest checkpoint in the run directory is complete)", PEER_LOST_EXIT)
 
 
 @app.command()
@@ -223,16 +299,26 @@ def eval_cmd(
     headless: bool = typer.Option(False, "--headless"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine, each playing a share of the episodes."),
 ) -> None:
     """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
+    from tt_core.distributed import join, launched_by_torchrun, leave
+
     block = ftt_block.value if ftt_block else None
+    if nproc > 1 and launched_by_torchrun():
+        from tt_core.errors import ConfigError
+
+        raise ConfigError("--nproc: this process was started by torchrun already; drop --nproc")
     if json_out is not None:
         if json_out.is_dir():
             from tt_core.errors import OutputError
 
             raise OutputError(f"--json {json_out}: is a directory, not a file")
         _writable_folder(json_out.parent, "--json")
-    run = _planning_source(run)
+    if nproc > 1:
+        run = _planning_source(run)  # fetched once, before the ranks start
+        _launch_local(nproc)
+        return
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
         sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
@@ -240,11 +326,23 @@ def eval_cmd(
     ) + ([f"eval.vector={vector}"] if vector else [])
     from tt_core.engine import eval_job
 
-    if _use_app(headless):  # the app can record (r) and draws the beam tree
-        reporter = _run_app(eval_job(run, overrides, device, ftt_block=block,
-                                     record_dir=Path("recordings"), snapshots=True), "eval")
-    else:
-        reporter = _run_eval(eval_job(run, overrides, device, ftt_block=block))
+    world = join(device or "auto")
+    try:
+        with world.main_first():  # rank 0 fetches a pretrained model; the others read it
+            run = _planning_source(run)
+        if world.main and _use_app(headless):  # the app can record (r) and draws the beam tree
+            reporter = _run_app(eval_job(run, overrides, device, ftt_block=block, world=world,
+                                         record_dir=Path("recordings"), snapshots=True), "eval")
+        elif world.main:
+            reporter = _run_eval(eval_job(run, overrides, device, ftt_block=block, world=world))
+        else:
+            from tt_tui.headless import SilentReporter
+
+            _run_job(eval_job(run, overrides, device, ftt_block=block, world=world), SilentReporter(),
+                     announce=False)
+            return
+    finally:
+        leave()
     if json_out is not None:
         import json
 
@@ -303,14 +401,14 @@ def _planning_source(run: Optional[Path]) -> Path:
         return fetch(*located, on_progress=reporter)
 
 
-def _run_job(job, reporter) -> None:
+def _run_job(job, reporter, announce: bool = True) -> None:
     """Run an engine job in the foreground with a headless reporter; Ctrl+C stops it."""
     from tt_core.controls import Controls
     from tt_core.events import EventBus
 
     bus, controls = EventBus(), Controls()
     bus.subscribe(reporter)
-    _stop_on_sigint(controls)
+    _stop_on_sigint(controls, announce)
     with reporter:
         try:
             job(bus, controls)

@@ -66,6 +66,19 @@ class _Reporter:
         self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
 
 
+class SilentReporter:
+    """The reporter of a rank other than 0: rank 0 reports for the job, errors aside."""
+
+    def __enter__(self) -> "SilentReporter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def __call__(self, event: Any) -> None:
+        pass
+
+
 class HeadlessReporter(_Reporter):
     """Event listener that prints training progress; use as a context manager."""
 
