@@ -161,10 +161,15 @@ def test_sigint_stops_cleanly_and_saves(tmp_path):
     assert ckpt.load_run(run_dir).step > 0
 
 
-def test_bench_train_reports_median_tokens_per_second():
-    result = tt("bench", "train", "--batch", "2", "--steps", "1", "--repeats", "2")
+def test_bench_train_reports_median_tokens_per_second_of_each_variant_side_by_side():
+    result = tt("bench", "train", "--batch", "2", "--steps", "1", "--repeats", "2",
+                "--variant", "fp32", "--variant", "bf16")
     assert result.returncode == 0, result.stderr
-    assert "median" in result.stdout and "tokens/s" in result.stdout and "x249 tokens" in result.stdout
+    assert "batch 2 x 249 tokens" in result.stdout and "tokens/s (median)" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| fp32") or line.startswith("| bf16")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00x |")
+    bad = tt("bench", "train", "--variant", "fp16")
+    assert bad.returncode == 2 and "--variant must be one of fp32, bf16, compile+fp32, compile+bf16" in bad.stderr
 
 
 def test_a_diverging_run_stops_at_the_first_bad_step_and_keeps_only_finite_checkpoints(tmp_path):

@@ -392,3 +392,33 @@ def test_with_env_streams_an_envs_sampled_plan_does_not_depend_on_its_batch_mate
     # and the streams matter: another seed for env 2 gives another plan
     other = BeamPlanner(model, disc, p).plan(hist[2:3], obs[2:3], generator=EnvStreams.seeded([99], "cpu"))
     assert not torch.equal(other.sequence[0], alone.sequence[0])
+
+
+def test_the_per_token_loop_never_waits_for_the_device(monkeypatch):
+    """No .item()/bool()/.cpu()/.tolist()/.numpy() on tensors while a plan samples: on a
+    GPU each would stall the queue once per token. Counted on CPU by patching the tensor
+    methods: a plan makes the same few calls (its results) whatever its length."""
+    import torch as _torch
+
+    model, disc = make_model(3), make_disc()
+    hist, obs = context(2, 2)
+    calls: list[str] = []
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__"):
+        real = getattr(_torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(_torch.Tensor, name, counted)
+
+    def syncs(steps: int) -> list[str]:
+        planner = BeamPlanner(model, disc, params(beam_steps=steps, cdf_act=0.6))
+        planner.plan(hist, obs, generator=torch.Generator().manual_seed(0))  # warm-up: mask tables
+        calls.clear()
+        planner.plan(hist, obs, generator=torch.Generator().manual_seed(0))
+        return sorted(calls)
+
+    short, long = syncs(2), syncs(6)  # 3x the tokens, 3x the crops of the window
+    assert short == long  # none of them is per token or per step
+    assert len(long) <= 5, long  # the plan's results: actions, sequence, values

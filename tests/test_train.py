@@ -177,3 +177,27 @@ def test_resume_after_a_kill_leaves_one_record_per_step_and_no_save_residue(tmp_
     assert steps == [5, 10, 15, 20, 25, 30]  # 25 once: the resumed run's record
     assert all(r.get("loss") != 9.0 for r in read_metrics(metrics))
     assert not list(run.glob(".latest.json.*")) and not list((run / "checkpoints").glob(".step_*"))
+
+
+def _losses(tmp_path, name: str, *overrides: str) -> list[float]:
+    cfg = write_tiny_config(tmp_path / f"{name}.yaml", tmp_path / name, max_steps=10, log_every=5,
+                            checkpoint_every=10)
+    bus = EventBus()
+    events = _collect_events(bus)
+    Trainer(load_config(cfg, ["model.dropout=0.0", *overrides]), bus).run()
+    return [e.loss for e in events if isinstance(e, TrainStep)]
+
+
+def test_compiled_training_logs_the_losses_of_eager_training(tmp_path):
+    """train.compile: torch.compile changes how the network runs, not what it computes."""
+    eager = _losses(tmp_path, "eager")
+    compiled = _losses(tmp_path, "compiled", "train.compile=true")
+    assert len(eager) == len(compiled) == 2
+    assert compiled == pytest.approx(eager, abs=1e-4)
+
+
+def test_bf16_autocast_trains_within_bf16_rounding_of_fp32(tmp_path):
+    """train.precision bf16: autocast on any device (here the CPU); fp32 weights and loss."""
+    fp32 = _losses(tmp_path, "fp32", "train.precision=fp32")
+    bf16 = _losses(tmp_path, "bf16", "train.precision=bf16")
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=2e-2)

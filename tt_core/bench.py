@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -11,7 +10,8 @@ import torch
 
 from tt_core.device import describe, resolve_device
 from tt_core.model import GPTConfig, TrajectoryGPT
-from tt_core.train import target_kinds, weighted_loss
+from tt_core.config import TrainConfig
+from tt_core.train import compute_gradients, make_optimizer, target_kinds
 
 # The walker2d-size model of the seed project: 17 obs + 6 action dims, 10 transitions.
 WALKER2D = GPTConfig(
@@ -20,9 +20,13 @@ WALKER2D = GPTConfig(
 )
 
 
+TRAIN_VARIANTS = ("fp32", "bf16", "compile+fp32", "compile+bf16")
+
+
 @dataclass(frozen=True)
 class TrainBench:
     device: str
+    variant: str  # precision, with "compile+" when torch.compile'd
     batch: int
     seq_tokens: int
     steps_per_run: int
@@ -34,47 +38,68 @@ class TrainBench:
 
 
 def bench_train(
-    device: str = "auto", batch: int = 64, steps: int = 10, repeats: int = 5, seed: int = 0
-) -> TrainBench:
-    """Training tokens/s of full optimizer steps (forward, loss, backward, AdamW)."""
+    device: str = "auto", batch: int = 64, steps: int = 10, repeats: int = 5, seed: int = 0,
+    variants: tuple[str, ...] = ("fp32",),
+) -> list[TrainBench]:
+    """Training tokens/s of full optimizer steps (the trainer's own forward, loss,
+    backward, clipping and AdamW) for each variant, timed runs interleaved so that a
+    noisy machine hits them alike. A variant is a train.precision (fp32, bf16), with
+    "compile+" for train.compile."""
     dev = resolve_device(device)
-    torch.manual_seed(seed)
     cfg = WALKER2D
-    model = TrajectoryGPT(cfg).to(dev).train()
-    opt = torch.optim.AdamW(model.param_groups(0.1), lr=6e-4, betas=(0.9, 0.95),
-                            fused=dev.type == "cuda")
     L = cfg.block_size
-    x = torch.randint(0, cfg.num_bins, (batch, L), device=dev)
-    y = torch.randint(0, cfg.num_bins, (batch, L), device=dev)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, cfg.num_bins, (batch, L), generator=g).to(dev)
+    y = torch.randint(0, cfg.num_bins, (batch, L), generator=g).to(dev)
     mask = torch.ones(batch, L, device=dev)
     kind = target_kinds(L, cfg.observation_dim, cfg.action_dim).to(dev)
     weights = torch.tensor([1.0, 5.0, 1.0, 1.0], device=dev)
-
-    def one_step() -> None:
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
-        with ctx:
-            logits = model(x)
-        loss, _, _ = weighted_loss(logits, y, mask, kind, weights)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
 
     def sync() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    for _ in range(3):  # warm-up: allocator, kernels, autotuning
-        one_step()
-    sync()
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
+    steppers = []
+    for variant in variants:
+        compiled, _, precision = variant.rpartition("+")
+        torch.manual_seed(seed)
+        model = TrajectoryGPT(cfg).to(dev).train()
+        net = torch.compile(model) if compiled else model
+        opt = make_optimizer(model, TrainConfig(), dev)
+
+        def one_step(net=net, model=model, opt=opt, precision=precision) -> None:
+            opt.zero_grad(set_to_none=True)
+            compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
+            opt.step()
+
+        for _ in range(3):  # warm-up: allocator, kernels, autotuning, compilation
             one_step()
         sync()
-        runs.append(steps * batch * L / (time.perf_counter() - t0))
-    return TrainBench(describe(dev), batch, L, steps, runs)
+        steppers.append((variant, one_step, []))
+    for _ in range(repeats):
+        for _, one_step, runs in steppers:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                one_step()
+            sync()
+            runs.append(steps * batch * L / (time.perf_counter() - t0))
+    return [TrainBench(describe(dev), v, batch, L, steps, runs) for v, _, runs in steppers]
+
+
+def train_table(rows: list[TrainBench]) -> str:
+    """Markdown table; x first = median tokens/s over the first variant's."""
+    first = rows[0].median
+    lines = [
+        f"training, device {rows[0].device}, walker2d-size model, batch {rows[0].batch} x "
+        f"{rows[0].seq_tokens} tokens, {rows[0].steps_per_run} steps per timed run",
+        "",
+        "| variant | tokens/s (median) | min | max | x first |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.variant} | {r.median:,.0f} | {min(r.runs):,.0f} | {max(r.runs):,.0f} | "
+                     f"{r.median / first:.2f}x |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- planning
@@ -215,3 +240,101 @@ def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
         speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base else ""
         lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- the GPU run
+
+
+@dataclass(frozen=True)
+class HeadlineRun:
+    """The seed's headline workload: every env plans at every one of its env steps."""
+
+    device: str
+    envs: int
+    env_steps: int
+    width: int
+    steps: int
+    expand: int
+    dtype: str
+    seconds: float
+    plan_seconds: float
+
+    @property
+    def ms_per_plan(self) -> float:
+        return 1e3 * self.plan_seconds / self.env_steps
+
+
+def bench_headline(
+    device: str = "auto", envs: int = 25, env_steps: int = 1000, width: int = 128, steps: int = 15,
+    expand: int = 2, context: int = 5, dtype: str = "fp32", seed: int = 0,
+) -> HeadlineRun:
+    """`envs` Walker2d-v5 envs x `env_steps` env steps planned at width x steps (random
+    walker2d-size weights). An env that ends is reset by the vector env in the same step,
+    so every env plans at every step, as in the seed's 25 x 1000 figure; it keeps its
+    token history (random weights: only the amount of compute matters here)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from tt_core.config import PlanConfig
+    from tt_core.planner import BeamPlanner
+    from tt_core.rollout import transition_tokens
+    from tt_core.sampling import EnvStreams
+
+    dev = resolve_device(device)
+    model, disc = _bench_planning_setup(dev, seed)
+    cfg = model.cfg
+    planner = BeamPlanner(
+        model, disc, PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand),
+        device=dev, dtype=torch.bfloat16 if dtype == "bf16" else None,
+    )
+    vec = gym.vector.SyncVectorEnv(
+        [lambda: gym.make("Walker2d-v5")] * envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+    streams = EnvStreams.seeded(range(seed, seed + envs), dev)
+    O = cfg.observation_dim
+    try:
+        obs, _ = vec.reset(seed=seed)
+        history = torch.zeros(envs, 0, cfg.transition_dim, dtype=torch.long, device=dev)
+        plan_seconds = 0.0
+        t0 = time.perf_counter()
+        for _ in range(env_steps):
+            obs_tok = disc.encode(torch.as_tensor(obs, dtype=torch.float32, device=dev), dims=slice(0, O))
+            result = planner.plan(history, obs_tok, generator=streams)
+            plan_seconds += result.seconds
+            actions = np.asarray(result.actions[:, 0], dtype=np.float32)
+            obs, rewards, _, _, _ = vec.step(actions)
+            row = transition_tokens(disc, obs_tok, actions, np.asarray(rewards, dtype=np.float64))
+            history = torch.cat([history, row[:, None]], dim=1)[:, -cfg.seq_len :]
+        seconds = time.perf_counter() - t0
+    finally:
+        vec.close()
+    return HeadlineRun(describe(dev), envs, env_steps, width, steps, expand, dtype, seconds, plan_seconds)
+
+
+def bench_gpu(device: str = "cuda", quick: bool = False) -> str:
+    """The GPU benchmark as one markdown report: training (batch 64 and 256, variants),
+    planning (1 and 25 envs at 32x5 and 128x15, fp32 and bf16) and the seed's headline
+    run (25 Walker2d-v5 envs x 1000 steps at 128x15, expand 2). `quick`: tiny sizes, to
+    check on any device that the whole script runs."""
+    if quick:
+        batches, train_kw = (2,), dict(steps=1, repeats=1, variants=("fp32", "bf16"))
+        plan_kw = dict(envs=(1, 2), shapes=((2, 2),), repeats=1)
+        head_kw = dict(envs=2, env_steps=3, width=2, steps=2)
+    else:
+        batches, train_kw = (64, 256), dict(steps=10, repeats=5, variants=("fp32", "bf16", "compile+bf16"))
+        plan_kw = dict(envs=(1, 25), shapes=((32, 5), (128, 15)), repeats=3)
+        head_kw = dict(envs=25, env_steps=1000, width=128, steps=15)
+    parts = [train_table(bench_train(device=device, batch=b, **train_kw)) for b in batches]
+    dev, rows = bench_plan(device=device, naive=False, dtypes=("fp32", "bf16"), **plan_kw)
+    parts.append(plan_table(dev, rows))
+    head = bench_headline(device=device, **head_kw)
+    parts.append("\n".join([
+        f"headline, device {head.device}: {head.envs} Walker2d-v5 envs x {head.env_steps} env steps, "
+        f"{head.width} x {head.steps} beams, expand {head.expand}, {head.dtype} (the seed quotes ~12 min on a GPU)",
+        "",
+        "| wall time | planning time | ms / plan (all envs) | env steps / s |",
+        "|---:|---:|---:|---:|",
+        f"| {head.seconds:,.1f} s | {head.plan_seconds:,.1f} s | {head.ms_per_plan:,.1f} | "
+        f"{head.envs * head.env_steps / head.seconds:,.0f} |",
+    ]))
+    return "\n\n".join(parts)

@@ -75,6 +75,11 @@ class TrainConfig:
     log_every: int = 10
     # Evaluate (plan eval.episodes episodes) every N steps and at the end; None = never.
     eval_every: Optional[int] = None
+    # Mixed precision: auto = bf16 autocast on CUDA, fp32 elsewhere; bf16 = autocast on
+    # any device (worth it on CPUs with bf16 matrix units, AMX-BF16); fp32 = none.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # torch.compile the network for training (the first steps compile: a slower start).
+    compile: bool = False
 
 
 @dataclass

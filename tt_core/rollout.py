@@ -21,6 +21,7 @@ import torch
 from tt_core.agent import Agent
 from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
+from tt_core.data.discretizer import Discretizer
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
 from tt_core.events import (
@@ -67,6 +68,21 @@ def score_basis(meta: dict) -> str:
     if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
         return "normalized (reference min/max)"
     return "% of the dataset's behaviour mean return"
+
+
+def transition_tokens(disc: Discretizer, obs_tok: torch.Tensor, actions: np.ndarray,
+                      rewards: np.ndarray) -> torch.Tensor:
+    """Tokens [k, T] of k executed transitions for the history: the observation tokens
+    the plan started from, the executed actions and rewards (NaN as 0), and a value
+    placeholder 0 (the model never attends to value tokens)."""
+    O, A = obs_tok.shape[1], actions.shape[1]
+    act_rew = np.concatenate([actions, np.nan_to_num(rewards)[:, None]], axis=1)
+    row = torch.zeros(len(obs_tok), O + A + 2, dtype=torch.long, device=obs_tok.device)
+    row[:, :O] = obs_tok
+    row[:, O : O + A + 1] = disc.encode(
+        torch.as_tensor(act_rew, dtype=torch.float32, device=obs_tok.device), dims=slice(O, O + A + 1)
+    )
+    return row
 
 
 class _CatchStepErrors(gym.Wrapper):
@@ -258,13 +274,8 @@ class Rollout:
                         status[i] = DONE
                     elif truncated[i] or lengths[i] >= cfg.max_steps:
                         status[i] = TRUNCATED
-                # executed transitions join the history (value: placeholder, masked by the model)
-                act_rew = np.concatenate([actions[idx], np.nan_to_num(rewards[idx])[:, None]], axis=1)
                 grown = torch.zeros(n, 1, T, dtype=torch.long, device=self.device)
-                grown[ids, 0, :O] = obs_tok
-                grown[ids, 0, O : O + A + 1] = disc.encode(
-                    torch.as_tensor(act_rew, dtype=torch.float32, device=self.device), dims=slice(O, O + A + 1)
-                )
+                grown[ids, 0] = transition_tokens(disc, obs_tok, actions[idx], rewards[idx])
                 history = torch.cat([history, grown], dim=1)[:, -window:]
                 obs = next_obs
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from tt_core import checkpoint as ckpt
 from tt_core.agent import Agent
-from tt_core.config import Config
+from tt_core.config import Config, TrainConfig
 from tt_core.controls import Controls
 from tt_core.data.minari_io import dataset_info, ensure_dataset
 from tt_core.data.tokens import TokenWindows, default_cache_dir, load_or_build_tokens
@@ -90,6 +90,44 @@ def weighted_loss(
         per_kind_sum = torch.einsum("bl,bl,lk->k", ce, mask, onehot)
         per_kind_count = torch.einsum("bl,lk->k", mask, onehot)
     return loss, per_kind_sum, per_kind_count
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The forward pass's precision: bf16 autocast (train.precision bf16, or auto on
+    CUDA) or none. Weights, optimizer state, loss and gradients stay fp32."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: TrajectoryGPT, train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the model's decay / no-decay groups; fused on CUDA, where it exists."""
+    return torch.optim.AdamW(
+        model.param_groups(train.weight_decay), lr=train.lr, betas=train.betas,
+        fused=device.type == "cuda",
+    )
+
+
+def compute_gradients(
+    net: torch.nn.Module,
+    parameters,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    kind: torch.Tensor,
+    kind_weights: torch.Tensor,
+    grad_clip: float,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward, the TT loss, backward and clipping of one batch (the optimizer steps
+    after the caller has checked the norm). Returns (loss, per-kind CE sums, per-kind
+    counts, gradient norm before clipping), all on the device: no host sync here."""
+    with autocast(x.device, precision):
+        logits = net(x)
+    loss, kind_sum, kind_count = weighted_loss(logits, y, mask, kind, kind_weights)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    return loss, kind_sum, kind_count, norm
 
 
 @dataclass
@@ -228,13 +266,7 @@ class Trainer:
                 f"(x4 with AdamW) and could not be allocated; lower model.embedding_dim "
                 f"({cfg.model.embedding_dim}) or model.n_layers ({cfg.model.n_layers})"
             ) from None
-        self.optimizer = torch.optim.AdamW(
-            self.model.param_groups(cfg.train.weight_decay),
-            lr=cfg.train.lr,
-            betas=cfg.train.betas,
-            # fused AdamW is a large win on CUDA and unavailable elsewhere
-            fused=self.device.type == "cuda",
-        )
+        self.optimizer = make_optimizer(self.model, cfg.train, self.device)
         seq_tokens = self.gpt.block_size
         self.schedule = make_schedule(cfg, len(windows), traj.num_transitions, seq_tokens)
         self.sampler = WindowSampler(len(windows), cfg.train.batch_size, cfg.train.seed)
@@ -247,6 +279,8 @@ class Trainer:
         if self.world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
         self.kind = target_kinds(seq_tokens, traj.observation_dim, traj.action_dim).to(self.device)
         t = cfg.train
         self.kind_weights = torch.tensor(
@@ -302,11 +336,6 @@ class Trainer:
         self.bus.emit(Checkpointed(self.step, str(path)))
         return path
 
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def run(self) -> Path:
         """Train to the end of the schedule or until a stop request; returns the run dir."""
         sched, cfg = self.schedule, self.cfg
@@ -337,12 +366,11 @@ class Trainer:
             share = len(batch) // world.size
             x, y, mask = self.windows.batch(batch[world.rank * share : (world.rank + 1) * share])
             x, y, mask = (t.to(self.device, non_blocking=True) for t in (x, y, mask))
-            with self._autocast():
-                logits = self.net(x)
-            loss, kind_sum, kind_count = weighted_loss(logits, y, mask, self.kind, self.kind_weights)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            loss, kind_sum, kind_count, norm = compute_gradients(
+                self.net, self.model.parameters(), x, y, mask, self.kind, self.kind_weights,
+                cfg.train.grad_clip, cfg.train.precision,
+            )
             if not bool(torch.isfinite(norm)):  # one host sync a step; the step is not applied
                 raise TrainingDiverged(
                     f"training diverged at step {self.step + 1} (loss {float(loss.detach()):.4g}, gradient "

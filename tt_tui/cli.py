@@ -536,16 +536,18 @@ def bench_train_cmd(
     batch: int = typer.Option(64, "--batch", min=1),
     steps: int = typer.Option(10, "--steps", min=1, help="Optimizer steps per timed run."),
     repeats: int = typer.Option(5, "--repeats", min=1),
+    variant: Optional[list[str]] = typer.Option(
+        None, "--variant", help="fp32, bf16, compile+fp32, compile+bf16 (repeatable; default: all)."
+    ),
 ) -> None:
-    """Training tokens/s of the walker2d-size model (batch x 249 tokens)."""
-    from tt_core.bench import bench_train
+    """Training tokens/s of the walker2d-size model (batch x 249 tokens), variants side by side."""
+    from tt_core.bench import TRAIN_VARIANTS, bench_train, train_table
 
-    r = bench_train(device=device, batch=batch, steps=steps, repeats=repeats)
-    typer.echo(
-        f"train  device={r.device}  batch={r.batch}x{r.seq_tokens} tokens  "
-        f"median {r.median:,.0f} tokens/s over {len(r.runs)} runs of {r.steps_per_run} steps "
-        f"(min {min(r.runs):,.0f}, max {max(r.runs):,.0f})"
-    )
+    variants = tuple(dict.fromkeys(variant or TRAIN_VARIANTS))
+    if bad := [v for v in variants if v not in TRAIN_VARIANTS]:
+        _fail(f"--variant must be one of {', '.join(TRAIN_VARIANTS)}, got {bad[0]}", 2)
+    rows = bench_train(device=device, batch=batch, steps=steps, repeats=repeats, variants=variants)
+    typer.echo(train_table(rows))
 
 
 @bench_app.command("plan")
@@ -572,6 +574,27 @@ def bench_plan_cmd(
                            expand=expand, context=context, naive=naive, repeats=repeats,
                            dtypes=tuple(dict.fromkeys(dtype)))
     typer.echo(plan_table(dev, rows))
+
+
+@bench_app.command("gpu")
+@user_errors
+def bench_gpu_cmd(
+    device: str = typer.Option("cuda", "--device", help="The CUDA device (cuda, cuda:N)."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes: check on any device that the script runs."),
+) -> None:
+    """The GPU benchmark in one table: training, planning and the seed's 25 x 1000 headline."""
+    from tt_core.bench import bench_gpu
+    from tt_core.device import resolve_device
+    from tt_core.errors import ConfigError
+
+    try:
+        kind = resolve_device(device).type
+    except ConfigError:  # e.g. no CUDA here
+        kind = None
+    if kind != "cuda" and not quick:
+        _fail(f"--device {device}: bench gpu measures a CUDA device; `tt-tui bench gpu --device cpu "
+              "--quick` checks that the script runs here", 2)
+    typer.echo(bench_gpu(device=device, quick=quick))
 
 
 def main() -> None:
