@@ -321,3 +321,40 @@ def test_resizing_the_terminal_relayouts_for_small_and_big_screens():
             await wait_exit(app)
 
     asyncio.run(drive())
+
+
+def _in_a_terminal(*args: str, timeout: float = 60) -> tuple[int, bytes]:
+    """Run `tt-tui ARGS` on a real pseudo-terminal; (exit code, everything it wrote)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(sys.executable, [sys.executable, "-m", "tt_tui.cli", *args],
+                   {**os.environ, "TERM": "xterm-256color"})
+    out, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                pass
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            os.close(fd)
+            return os.waitstatus_to_exitcode(st), out
+    os.kill(pid, 9)
+    raise AssertionError(f"did not exit: {out[-2000:]!r}")
+
+
+@pytest.mark.parametrize("args, code, line", [
+    (("eval", "eval.max_steps=300"), 2,
+     "error: eval.max_steps=300: eval takes flags, not dotted overrides (here: --max-steps 300)"),
+    (("record", "plan.beam_width=8"), 2,
+     "error: plan.beam_width=8: record takes flags, not dotted overrides (here: --beam-width 8)"),
+    (("eval", "no-such-run"), 3, "error: no-such-run: no such run directory"),
+    (("eval", "--beam-width", "0"), 2, "error: plan.beam_width: 0 must be in [1, 4096]"),
+])
+def test_argument_errors_end_on_the_command_line_before_the_app_opens(args, code, line):
+    status, out = _in_a_terminal(*args)
+    assert status == code
+    assert b"\x1b[?1049h" not in out  # the app's screen never opened
+    assert line in out.decode(errors="replace")

@@ -172,6 +172,18 @@ def test_bench_train_reports_median_tokens_per_second_of_each_variant_side_by_si
     assert bad.returncode == 2 and "--variant must be one of fp32, bf16, compile+fp32, compile+bf16" in bad.stderr
 
 
+def test_bench_gpu_runs_its_whole_script_quickly_anywhere_and_refuses_a_non_cuda_device():
+    """The GPU benchmark cannot be measured here; --quick runs every part of it tiny."""
+    result = tt("bench", "gpu", "--device", "cpu", "--quick")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("training, device cpu") == 1 and "| compile" not in out
+    assert "| 2 | 2 x 2 | 2 | tt-tui | bf16 |" in out  # planning rows, fp32 and bf16
+    assert "headline, device cpu: 2 Walker2d-v5 envs x 3 env steps, 2 x 2 beams" in out
+    refused = tt("bench", "gpu", "--device", "cpu")
+    assert refused.returncode == 2 and "bench gpu measures a CUDA device" in refused.stderr
+
+
 def test_a_diverging_run_stops_at_the_first_bad_step_and_keeps_only_finite_checkpoints(tmp_path):
     """lr 1e30 with a checkpoint every step: before, checkpoints full of NaN replaced and
     pruned the good ones and `eval` scored them. Now the run stops (exit 4) before the
@@ -412,3 +424,13 @@ def test_an_immutable_output_folder_is_found_before_planning(tmp_path):
         assert "locked: not writable (Operation not permitted)" in _one_error_line(result)
     finally:
         subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
+def test_eval_and_record_take_the_same_planning_flags():
+    """One definition: every planning flag of eval is a flag of record too."""
+    from tt_tui.cli import PLAN_FLAGS
+
+    for command in ("eval", "record"):
+        help_text = tt(command, "--help").stdout
+        missing = [f for f in PLAN_FLAGS if f not in help_text]
+        assert missing == [], (command, missing)

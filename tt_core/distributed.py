@@ -1,23 +1,30 @@
 """torch.distributed for tt-tui: which rank this process is, and the few collectives the
 trainer needs. Processes are started by `torchrun` (or `tt-tui ... --nproc N`, which runs
 torch.distributed.run); a process started any other way is a world of one.
+
+Two process groups: the default one (nccl on CUDA, gloo on CPU) carries DDP's gradients
+every step; a CPU gloo group with a long timeout carries the control traffic (barriers,
+the run directory, stop requests, evaluation results), where a rank may wait a long time
+for a normal reason: rank 0 collecting a dataset, paused in the app, or the slowest
+rank's episodes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.distributed as dist
 
 from tt_core.device import resolve_device
-from tt_core.errors import PeerLost
-
+from tt_core.errors import ConfigError, PeerLost
 
 PEER_LOST_EXIT = PeerLost.exit_code  # a rank that stops because another rank died
+CONTROL_TIMEOUT = timedelta(days=7)  # waits on the control group are waits for work, not faults
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    control: Optional[Any] = field(default=None, compare=False)  # the CPU gloo process group
 
     @property
     def main(self) -> bool:
@@ -38,24 +46,31 @@ class World:
         return self.size > 1
 
     def device(self, name: str) -> torch.device:
-        """`name` resolved for this rank: one GPU per local rank where there are GPUs."""
+        """`name` resolved for this rank: the GPU of its local rank where there are GPUs."""
         device = resolve_device(name)
-        if self.distributed and device.type == "cuda" and device.index is None:
+        if self.distributed and device.type == "cuda":
+            if device.index is not None:
+                raise ConfigError(
+                    f"--device {name}: under torchrun each process takes the GPU of its local "
+                    "rank; give --device cuda"
+                )
             device = torch.device("cuda", self.local_rank)
         return device
 
     def barrier(self) -> None:
         if self.distributed:
-            dist.barrier()
+            dist.barrier(group=self.control)
 
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:
-        """Rank 0 runs the block first (collecting a dataset, writing a cache), the others
-        after it, reading what it wrote."""
-        if not self.main:
+        """Run the block on rank 0 first (collecting a dataset, writing a cache, fetching
+        a model), then on the first rank of every other machine, then on the rest, so
+        that nothing is fetched twice at once whether or not machines share a disk."""
+        phase = 0 if self.main else 1 if self.local_rank == 0 else 2
+        for _ in range(phase):
             self.barrier()
         yield
-        if self.main:
+        for _ in range(2 - phase):
             self.barrier()
 
     def broadcast(self, value: Any) -> Any:
@@ -63,16 +78,16 @@ class World:
         if not self.distributed:
             return value
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
-    def any(self, flag: bool, device: torch.device) -> bool:
+    def any(self, flag: bool) -> bool:
         """True on every rank when `flag` is true on any rank (stop requests)."""
         if not self.distributed:
             return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        t = torch.tensor([1 if flag else 0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(t.item())  # a CPU tensor: no device sync
 
     def share(self, n: int) -> range:
         """This rank's contiguous block of `n` items (episodes): sizes differ by at most one,
@@ -86,11 +101,11 @@ class World:
         if not self.distributed:
             return [value]
         out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, value)
+        dist.all_gather_object(out, value, group=self.control)
         return out
 
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
-        """In-place sum of `t` over the ranks."""
+        """In-place sum of `t` (on the training device) over the ranks."""
         if self.distributed:
             dist.all_reduce(t)
         return t
@@ -104,13 +119,20 @@ def join(device_name: str) -> World:
     """Join the job torchrun started (nccl on CUDA, gloo otherwise), or a world of one."""
     if not launched_by_torchrun():
         return World()
+    local = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
-        local = int(os.environ.get("LOCAL_RANK", 0))
         cuda = resolve_device(device_name).type == "cuda"
         if cuda:
+            here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+            if torch.cuda.device_count() < here:
+                raise ConfigError(
+                    f"{here} processes on this machine need {here} GPUs, it has "
+                    f"{torch.cuda.device_count()}; start fewer (--nproc) or use --device cpu"
+                )
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if cuda else "gloo")
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+    return World(dist.get_rank(), dist.get_world_size(), local, control)
 
 
 def leave() -> None:

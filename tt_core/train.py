@@ -233,7 +233,7 @@ class Trainer:
         self.controls = controls or Controls()
         loaded = ckpt.load_run(resume) if resume is not None else None
         if loaded is not None:
-            _check_resume_compatible(loaded.config, cfg)
+            check_resume_compatible(loaded.config, cfg)
         self.cfg = cfg
         self.device = self.world.device(device or cfg.train.device)
         torch.manual_seed(cfg.train.seed)
@@ -304,6 +304,8 @@ class Trainer:
             self.run_files = ckpt.RunFiles(root)
             if self.world.main:
                 ckpt.write_run_header(self.run_files, cfg, disc, self.dataset_meta)
+        if self.world.rank > 0:  # dropout masks of its own; rank 0 keeps the saved stream
+            torch.manual_seed(cfg.train.seed * 1_000_003 + self.world.rank * 10_007 + self.step)
         if self.world.main:
             self.metrics = MetricsWriter(self.run_files.metrics)
             bus.subscribe(self.metrics)
@@ -354,7 +356,7 @@ class Trainer:
         world = self.world
         sums = torch.zeros(5, device=self.device)  # total + 4 kinds, summed between logs
         n_summed, t_log = 0, time.perf_counter()
-        while self.step < sched.total_steps and not world.any(self.controls.stop_requested, self.device):
+        while self.step < sched.total_steps and not world.any(self.controls.stop_requested):
             self.controls.wait_while_paused()
             tokens = self.step * sched.tokens_per_step
             lr = cfg.train.lr * lr_multiplier(tokens, sched.warmup_tokens, sched.final_tokens)
@@ -437,7 +439,7 @@ class Trainer:
             self.model.train()
 
 
-def _check_resume_compatible(saved: Config, requested: Config) -> None:
+def check_resume_compatible(saved: Config, requested: Config) -> None:
     """A resumed run may change training knobs, never the data or the network."""
     for section in ("dataset", "model"):
         if getattr(saved, section) != getattr(requested, section):

@@ -138,12 +138,17 @@ def train(
         if cfg.train.batch_size % nproc:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} does not split evenly over "
                               f"--nproc {nproc} processes (it is the global batch)")
+        if resume is not None:  # said once here, not once per rank
+            from tt_core.train import check_resume_compatible
+
+            check_resume_compatible(load_config(run_files.config), cfg)
         _launch_local(nproc)
         return
 
     world = join(cfg.train.device)
     try:
-        if world.main and _use_app(headless):
+        # the app needs the terminal's own session; ranks run in sessions of their own
+        if world.main and not world.distributed and _use_app(headless):
             _run_app(train_job(cfg, resume=resume, watch=True, world=world), "train")
             return
         from tt_tui.headless import HeadlessReporter, SilentReporter
@@ -152,6 +157,9 @@ def train(
         _run_job(train_job(cfg, resume=resume, world=world), reporter, announce=world.main)
     finally:
         leave()
+
+
+SHUTDOWN_GRACE_S = 600
 
 
 def _launch_local(nproc: int) -> None:
@@ -181,15 +189,22 @@ def _launch_local(nproc: int) -> None:
     # one share of the cores per rank (torchrun would set 1 and warn)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", "--module", "tt_tui.cli", *argv]
+        # ranks get SHUTDOWN_GRACE_S to save after a Ctrl+C (torchrun's default: 30 s)
+        ["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_GRACE_S}",
+         "--module", "tt_tui.cli", *argv]
     )
     try:
         run(args)
-    except SignalException:  # Ctrl+C: forwarded to every rank, which stop after a checkpoint
+    except SignalException as exc:  # Ctrl+C: forwarded to every rank, which stop after a checkpoint
+        if exc.sigval != signal.SIGINT:
+            raise typer.Exit(128 + int(exc.sigval))
         return
     except ChildFailedError as exc:
         failures = sorted(exc.failures.items(), key=lambda kv: kv[1].timestamp)
-        cause = next(((r, f) for r, f in failures if f.exitcode != PEER_LOST_EXIT), failures[0])
+        cause = next(((r, f) for r, f in failures if f.exitcode != PEER_LOST_EXIT), None)
+        if cause is None:
+            _fail("the ranks lost contact with each other (a network fault?); the newest checkpoint "
+                  "in the run directory is complete", PEER_LOST_EXIT)
         rank, failure = cause
         if failure.exitcode > 0:  # the rank said what went wrong itself, in one line
             raise typer.Exit(failure.exitcode)
@@ -273,10 +288,53 @@ def _writable_folder(folder: Path, what: str) -> None:
         raise OutputError(f"{what} {folder}: not writable ({exc.strerror or exc})") from None
 
 
+# The planning flags of eval and record, defined once: flag -> the config key it sets.
+PLAN_FLAGS = {
+    "--beam-width": "plan.beam_width", "--beam-steps": "plan.beam_steps",
+    "--beam-context": "plan.beam_context", "--expand": "plan.sample_expand",
+    "--plan-every": "plan.plan_every", "--dtype": "plan.dtype", "--episodes": "eval.episodes",
+    "--max-steps": "eval.max_steps", "--seed": "eval.seed", "--vector": "eval.vector",
+}
+_BEAM_WIDTH = typer.Option(None, "--beam-width", help="Beams kept per env.")
+_BEAM_STEPS = typer.Option(None, "--beam-steps", help="Transitions planned ahead.")
+_BEAM_CONTEXT = typer.Option(None, "--beam-context", help="Transitions of history the plan sees.")
+_EXPAND = typer.Option(None, "--expand", help="Candidates sampled per beam.")
+_PLAN_EVERY = typer.Option(None, "--plan-every", help="Plan every N env steps.")
+_DTYPE = typer.Option(None, "--dtype", help="Planning precision: fp32 (exact) or bf16.")
+_MAX_STEPS = typer.Option(None, "--max-steps", help="Env steps per episode at most.")
+_SEED = typer.Option(None, "--seed", help="Seed of the first episode (then +1 each).")
+_DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps.")
+_VECTOR = typer.Option(None, "--vector", help="sync (default) or async envs.")
+
+
 def _plan_overrides(**flags) -> list[str]:
-    """CLI planning/eval flags as dotted overrides, validated like a config file."""
-    sections = {"episodes": "eval", "seed": "eval", "max_steps": "eval"}
-    return [f"{sections.get(k, 'plan')}.{k}={v}" for k, v in flags.items() if v is not None]
+    """Planning flags (by parameter name) as dotted overrides, checked like a config
+    file before any model is loaded or app opened (a bad value: one line, exit 2)."""
+    from tt_core.config import Config, apply_overrides
+
+    keys = {key.rsplit(".", 1)[1]: key for key in PLAN_FLAGS.values()}
+    overrides = [f"{keys[k]}={v}" for k, v in flags.items() if v is not None]
+    apply_overrides(Config(), overrides)
+    return overrides
+
+
+def _run_argument(run: Optional[Path], command: str) -> Optional[Path]:
+    """RUN as given, or one line before anything starts: a dotted override in its place
+    (eval/record take flags), or a path that does not exist."""
+    from tt_core.errors import CheckpointError, ConfigError
+    from tt_core.pretrained import locate
+
+    if run is None:
+        return None
+    text = str(run)
+    if "=" in text and not run.exists():
+        key, _, value = text.partition("=")
+        flag = next((f for f, k in PLAN_FLAGS.items() if k == key), None)
+        hint = f" (here: {flag} {value})" if flag else f" ({', '.join(PLAN_FLAGS)})"
+        raise ConfigError(f"{text}: {command} takes flags, not dotted overrides{hint}")
+    if not run.exists() and locate(run) is None:
+        raise CheckpointError(f"{run}: no such run directory")
+    return run
 
 
 @app.command("eval")
@@ -285,17 +343,17 @@ def eval_cmd(
     run: Optional[Path] = typer.Argument(
         None, help="Run dir, checkpoint dir or FTT-format pretrained dir (default: newest under runs/)."
     ),
-    beam_width: Optional[int] = typer.Option(None, "--beam-width"),
-    beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
-    beam_context: Optional[int] = typer.Option(None, "--beam-context"),
-    sample_expand: Optional[int] = typer.Option(None, "--expand"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Planning precision: fp32 (exact) or bf16."),
-    plan_every: Optional[int] = typer.Option(None, "--plan-every"),
-    episodes: Optional[int] = typer.Option(None, "--episodes"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    vector: Optional[str] = typer.Option(None, "--vector", help="sync (default) or async envs."),
+    beam_width: Optional[int] = _BEAM_WIDTH,
+    beam_steps: Optional[int] = _BEAM_STEPS,
+    beam_context: Optional[int] = _BEAM_CONTEXT,
+    sample_expand: Optional[int] = _EXPAND,
+    dtype: Optional[str] = _DTYPE,
+    plan_every: Optional[int] = _PLAN_EVERY,
+    episodes: Optional[int] = typer.Option(None, "--episodes", help="Episodes (default: the run's eval.episodes)."),
+    max_steps: Optional[int] = _MAX_STEPS,
+    seed: Optional[int] = _SEED,
+    device: Optional[str] = _DEVICE,
+    vector: Optional[str] = _VECTOR,
     headless: bool = typer.Option(False, "--headless"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
@@ -315,22 +373,23 @@ def eval_cmd(
 
             raise OutputError(f"--json {json_out}: is a directory, not a file")
         _writable_folder(json_out.parent, "--json")
+    run = _run_argument(run, "eval")
+    overrides = _plan_overrides(
+        beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
+        sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
+        max_steps=max_steps, seed=seed, vector=vector,
+    )
     if nproc > 1:
         run = _planning_source(run)  # fetched once, before the ranks start
         _launch_local(nproc)
         return
-    overrides = _plan_overrides(
-        beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
-        sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
-        max_steps=max_steps, seed=seed,
-    ) + ([f"eval.vector={vector}"] if vector else [])
     from tt_core.engine import eval_job
 
     world = join(device or "auto")
     try:
         with world.main_first():  # rank 0 fetches a pretrained model; the others read it
             run = _planning_source(run)
-        if world.main and _use_app(headless):  # the app can record (r) and draws the beam tree
+        if world.main and not world.distributed and _use_app(headless):  # records (r), beam tree
             reporter = _run_app(eval_job(run, overrides, device, ftt_block=block, world=world,
                                          record_dir=Path("recordings"), snapshots=True), "eval")
         elif world.main:
@@ -358,12 +417,16 @@ def record(
     out: Path = typer.Option(Path("recordings"), "--out", help="Folder for the GIFs."),
     fps: int = typer.Option(30, "--fps", min=1, max=100),
     size: int = typer.Option(256, "--size", min=32, max=2048, help="Frame width and height."),
-    beam_width: Optional[int] = typer.Option(None, "--beam-width"),
-    beam_steps: Optional[int] = typer.Option(None, "--beam-steps"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Planning precision: fp32 (exact) or bf16."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device"),
+    beam_width: Optional[int] = _BEAM_WIDTH,
+    beam_steps: Optional[int] = _BEAM_STEPS,
+    beam_context: Optional[int] = _BEAM_CONTEXT,
+    sample_expand: Optional[int] = _EXPAND,
+    dtype: Optional[str] = _DTYPE,
+    plan_every: Optional[int] = _PLAN_EVERY,
+    max_steps: Optional[int] = _MAX_STEPS,
+    seed: Optional[int] = _SEED,
+    device: Optional[str] = _DEVICE,
+    vector: Optional[str] = _VECTOR,
     headless: bool = typer.Option(False, "--headless"),
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
@@ -372,9 +435,13 @@ def record(
 
     block = ftt_block.value if ftt_block else None
     _writable_folder(out, "--out")
+    run = _run_argument(run, "record")
+    overrides = _plan_overrides(
+        beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
+        sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
+        max_steps=max_steps, seed=seed, vector=vector,
+    )
     run = _planning_source(run)
-    overrides = _plan_overrides(beam_width=beam_width, beam_steps=beam_steps, dtype=dtype,
-                                episodes=episodes, max_steps=max_steps, seed=seed)
     if _use_app(headless):
         _run_app(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps,
                           size=size, ftt_block=block, snapshots=True), "record")
