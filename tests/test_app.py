@@ -28,7 +28,7 @@ from tt_tui.app import TTApp
 from tt_tui.beams import read_snapshot
 from tt_tui.demo import demo_app, eval_events, settle, train_events
 from tt_tui.plan_edit import check_plan_edit
-from tt_tui.resources import ModelDims, kv_cache_bytes, model_dims_from
+from tt_tui.resources import ModelDims
 from tt_tui.series import DecimatedSeries
 from tt_tui.widgets.beam_tree import BeamTreePanel
 from tt_tui.widgets.help_screen import HelpScreen
@@ -202,23 +202,24 @@ def test_real_beam_snapshot_is_read_with_the_chosen_path():
     assert view.values[0] == [9.0, 8.0, 7.0] and view.scores[1] == [5.0, 4.0, 6.0]
 
 
-def test_kv_cache_estimate_equals_the_planners_allocation(tiny_run):
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_cache_size_the_engine_reports_is_what_the_planner_allocates(tiny_run, dtype):
     import torch
 
     from tt_core.agent import load_agent
+    from tt_core.cache_size import cascade_cache_bytes
     from tt_core.planner import BeamPlanner
 
     agent = load_agent(tiny_run, torch.device("cpu"))
-    plan = replace_plan(agent.config.plan, beam_width=6, sample_expand=3)
-    planner = BeamPlanner(agent.model, agent.discretizer, plan)
+    plan = replace_plan(agent.config.plan, beam_width=6, sample_expand=3, dtype=dtype)
+    planner = BeamPlanner(agent.model, agent.discretizer, plan,
+                          dtype=torch.bfloat16 if dtype == "bf16" else None)
     E, T = 2, agent.observation_dim + agent.action_dim + 2
     planner.plan(torch.zeros(E, 1, T, dtype=torch.long), torch.zeros(E, agent.observation_dim, dtype=torch.long))
-    allocated = planner.cache.nbytes
     gpt = agent.model.cfg
-    dims = model_dims_from({"n_layers": gpt.n_layers, "embedding_dim": gpt.embedding_dim,
-                            "transition_dim": gpt.transition_dim, "seq_len": gpt.seq_len,
-                            "action_dim": gpt.action_dim})
-    assert kv_cache_bytes(E, 6, 3, plan.beam_context, plan.beam_steps, dims) == allocated
+    assert cascade_cache_bytes(E, 6, 3, n_layers=gpt.n_layers, embedding_dim=gpt.embedding_dim,
+                               block_tokens=gpt.block_size, action_dim=gpt.action_dim,
+                               dtype=dtype) == planner.cache.nbytes
 
 
 def replace_plan(plan, **kw):

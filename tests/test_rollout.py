@@ -17,7 +17,14 @@ from conftest import write_tiny_config
 from tt_core.agent import load_agent
 from tt_core.config import EvalConfig, load_config
 from tt_core.controls import Controls
-from tt_core.events import EpisodeEnd, EventBus, Message, PlanSnapshot
+from tt_core.events import (
+    EpisodeEnd,
+    EventBus,
+    PlanParamsApplied,
+    PlanParamsRefused,
+    PlanSnapshot,
+    RecordingStopped,
+)
 from tt_core.record import GifRecorder
 from tt_core.rollout import Rollout, normalized_score
 from tt_core.train import Trainer
@@ -121,9 +128,11 @@ def test_live_planning_edits_apply_at_the_next_plan_or_are_refused(agent):
     rollout.planner.plan = spy
     rollout.run()
     assert widths[:2] == [4, 4] and set(widths[2:]) == {7}
-    texts = [e.text for e in events if isinstance(e, Message)]
-    assert "planning: beam_width=7 (from the next plan)" in texts
-    assert any(t.startswith("refused: plan.beam_width: 0 must be in [1, 4096]") for t in texts)
+    (applied,) = [e for e in events if isinstance(e, PlanParamsApplied)]
+    assert applied.params == {"beam_width": 7}
+    assert applied.cache_bytes == rollout.cache_bytes(rollout.plan_cfg)  # the layout in force
+    (refused,) = [e for e in events if isinstance(e, PlanParamsRefused)]
+    assert refused.error.startswith("plan.beam_width: 0 must be in [1, 4096]")
 
 
 def test_snapshots_are_emitted_only_when_asked(agent):
@@ -158,7 +167,7 @@ def test_toggled_recording_writes_a_gif_of_the_recorded_steps(agent, tmp_path):
     assert gif.name == "run-Hopper-v5-episode001.gif"
     frames = iio.imread(gif, index=None)
     assert frames.shape[0] == 3 and frames.shape[1:3] == (64, 64)
-    assert any(isinstance(e, Message) and str(gif) in e.text for e in events)
+    assert [(e.env_index, e.path) for e in events if isinstance(e, RecordingStopped)] == [(1, str(gif))]
 
 
 def tt(*args, cwd=None, drop_env=()):

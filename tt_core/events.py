@@ -72,6 +72,7 @@ class EvalStarted:
     plan: dict  # planning parameters in force at the start
     model: dict  # n_layers, embedding_dim, transition_dim, seq_len, action_dim (memory estimates)
     memory_available: int | None = None  # free accelerator memory in bytes (CUDA), else None
+    cache_bytes: int | None = None  # the planner's key/value cache for this layout and dtype
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,32 @@ class EvalFinished:
 
 
 @dataclass(frozen=True)
+class PlanParamsApplied:
+    """A live edit of the planning parameters took effect (from the next plan)."""
+
+    params: dict  # the changed keys and their new values
+    cache_bytes: int  # the planner's key/value cache with them
+
+
+@dataclass(frozen=True)
+class PlanParamsRefused:
+    """A live edit was refused by the engine (the values in force stay)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class RecordingStarted:
+    env_index: int
+
+
+@dataclass(frozen=True)
+class RecordingStopped:
+    env_index: int
+    path: str | None  # the GIF written, None when the env recorded no frame
+
+
+@dataclass(frozen=True)
 class DownloadProgress:
     """Bytes of one pinned file received so far (`done` counts a resumed part too)."""
 
@@ -156,6 +183,7 @@ class Downloaded:
 Event = Union[
     TrainStarted, TrainStep, Checkpointed, TrainFinished, Message, Failed,
     EvalStarted, EnvStep, EpisodeEnd, PlanSnapshot, Throughput, EvalFinished,
+    PlanParamsApplied, PlanParamsRefused, RecordingStarted, RecordingStopped,
     DownloadProgress, Downloaded,
 ]
 

@@ -22,6 +22,7 @@ from tt_core.agent import Agent
 from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
+from tt_core.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
 from tt_core.events import (
@@ -31,7 +32,11 @@ from tt_core.events import (
     EvalStarted,
     EventBus,
     Message,
+    PlanParamsApplied,
+    PlanParamsRefused,
     PlanSnapshot,
+    RecordingStarted,
+    RecordingStopped,
     Throughput,
 )
 from tt_core.planner import BeamPlanner
@@ -160,15 +165,23 @@ class Rollout:
         try:
             new = apply_plan_update(self.plan_cfg, update)
         except ConfigError as exc:
-            self.bus.emit(Message(f"refused: {exc}", level="error"))
+            self.bus.emit(PlanParamsRefused(str(exc)))
             return
         if new.dtype != self.plan_cfg.dtype:
             self.planner = self._make_planner(new)
         else:
             self.planner.set_params(new)
         self.plan_cfg = new
-        edits = ", ".join(f"{k}={v}" for k, v in update.items())
-        self.bus.emit(Message(f"planning: {edits} (from the next plan)"))
+        self.bus.emit(PlanParamsApplied(dict(update), self.cache_bytes(new)))
+
+    def cache_bytes(self, plan: PlanConfig) -> int:
+        """The planner's key/value cache for this rank's envs with `plan` (layout, dtype)."""
+        gpt = self.agent.model.cfg
+        return cascade_cache_bytes(
+            len(self.world.share(self.eval_cfg.episodes)), plan.beam_width, plan.sample_expand,
+            n_layers=gpt.n_layers, embedding_dim=gpt.embedding_dim, block_tokens=gpt.block_size,
+            action_dim=gpt.action_dim, dtype=plan.dtype,
+        )
 
     def run(self) -> list[EpisodeResult]:
         """Every episode's result (all ranks' under torchrun), reported as EvalFinished."""
@@ -203,7 +216,7 @@ class Rollout:
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         self.bus.emit(
             EvalStarted(agent.env_id, cfg.episodes, str(agent.source), str(self.device),
-                        asdict(self.plan_cfg), model, free)
+                        asdict(self.plan_cfg), model, free, self.cache_bytes(self.plan_cfg))
         )
         streams = EnvStreams.seeded(seeds, self.device)  # an env's draws are its own
         try:
@@ -310,8 +323,7 @@ class Rollout:
                                  normalized_score(float(ret), self.agent.dataset_meta), error))
         if self.recorder is not None and i in self.recorder.recording:
             path = self.recorder.stop(i)
-            if path is not None:
-                self.bus.emit(Message(f"recorded env {i}: {path}"))
+            self.bus.emit(RecordingStopped(self._ids[i], None if path is None else str(path)))
 
     def _apply_record_toggles(self, n: int, status: list[str]) -> None:
         for i in self.controls.take_record_toggles():
@@ -319,12 +331,12 @@ class Rollout:
                 self.bus.emit(Message(f"cannot record env {i}", level="error"))
             elif i in self.recorder.recording:
                 path = self.recorder.stop(i)
-                self.bus.emit(Message(f"recorded env {i}: {path}" if path else f"env {i}: no frames"))
+                self.bus.emit(RecordingStopped(i, None if path is None else str(path)))
             elif status[i] != RUNNING:
                 self.bus.emit(Message(f"env {i} has finished; nothing to record", level="warning"))
             else:
                 self.recorder.start(i)
-                self.bus.emit(Message(f"recording env {i}"))
+                self.bus.emit(RecordingStarted(i))
 
     def _capture(self, envs: gym.vector.VectorEnv) -> None:
         if self.recorder is None or not self.recorder.recording:

@@ -39,6 +39,7 @@ from tt_core.metrics import MetricsWriter, truncate_after_step
 from tt_core.model import GPTConfig, TrajectoryGPT
 from tt_core.record import GifRecorder
 from tt_core.rollout import Rollout
+from tt_core.runs import Heartbeat
 
 # The seed's rule: as many epochs as make 50 passes over a 1M-transition dataset.
 REFERENCE_EPOCHS = 50
@@ -339,7 +340,15 @@ class Trainer:
         return path
 
     def run(self) -> Path:
-        """Train to the end of the schedule or until a stop request; returns the run dir."""
+        """Train to the end of the schedule or until a stop request; returns the run dir.
+        Rank 0 keeps the run's heartbeat fresh meanwhile (`tt-tui runs` tells running
+        runs from crashed ones by it)."""
+        if not self.world.main:
+            return self._train()
+        with Heartbeat(self.run_files.root, lambda: self.step):
+            return self._train()
+
+    def _train(self) -> Path:
         sched, cfg = self.schedule, self.cfg
         self.bus.emit(
             TrainStarted(

@@ -9,7 +9,7 @@ engine only through its Controls object. Nothing here imports torch.
 
 from __future__ import annotations
 
-import re
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,12 +28,17 @@ from tt_core.events import (
     EvalStarted,
     Failed,
     Message,
+    PlanParamsApplied,
+    PlanParamsRefused,
     PlanSnapshot,
+    RecordingStarted,
+    RecordingStopped,
     Throughput,
     TrainFinished,
     TrainStarted,
     TrainStep,
 )
+from tt_tui.event_text import event_line
 from tt_tui.messages import EnvSelected, PlanEditRefused, PlanParamsRequested
 from tt_tui.resources import available_memory_bytes, model_dims_from, process_rss_bytes
 from tt_tui.widgets.beam_tree import BeamTreePanel
@@ -48,9 +53,6 @@ from tt_tui.widgets.throughput import ThroughputPanel
 MODES = ("train", "eval", "record")
 TRAIN_ONLY = {"save", "toggle_lr"}
 EVAL_ONLY = {"prev_env", "next_env", "freeze", "snap_prev", "snap_next", "record", "edit_plan"}
-_PLANNING = re.compile(r"(\w+)=([^,\s()]+)")
-_RECORDING = re.compile(r"^recording env (\d+)")
-_RECORDED = re.compile(r"^(?:recorded env|env) (\d+)[: ]")
 
 
 class TTApp(App[int]):
@@ -201,85 +203,102 @@ class TTApp(App[int]):
         self.beams.flush(force)
 
     def _apply(self, ev: Any) -> None:
-        log = self.event_log
-        status = self.status_bar
+        """Route one engine event to its handler (events without one are ignored)."""
+        handler = self._handlers.get(type(ev))
+        if handler is not None:
+            handler(ev)
+
+    @functools.cached_property
+    def _handlers(self) -> dict[type, Callable[[Any], None]]:
+        return {
+            TrainStep: self._show_train_step, EnvStep: self._show_env_step,
+            PlanSnapshot: self.beams.add, Throughput: self._show_throughput,
+            TrainStarted: self._show_train_started, Checkpointed: self._show_checkpointed,
+            TrainFinished: self._show_train_finished, Message: self._show_message,
+            Failed: self._show_failed, EvalStarted: self._show_eval_started,
+            EpisodeEnd: self._show_episode_end, EvalFinished: self._show_eval_finished,
+            PlanParamsApplied: self._show_plan_applied, PlanParamsRefused: self._show_plan_refused,
+            RecordingStarted: self._show_recording_started, RecordingStopped: self._show_recording_stopped,
+        }
+
+    def _show_train_step(self, ev: TrainStep) -> None:
+        self.loss.add(ev)
+        self.throughput.train_tps = ev.tokens_per_s
+        self.status_bar.set_progress(ev.step, self.status_bar.total,
+                                     f"epoch {ev.epoch:.2f}  loss {ev.loss:.3f}  lr {ev.lr:.1e}")
+        self.throughput.dirty = True
+
+    def _show_env_step(self, ev: EnvStep) -> None:
+        self.returns.step(ev)
+        if self.mode != "train":
+            done = sum(s != "running" for s in ev.statuses)
+            self.status_bar.set_progress(done, self.envs, f"env step {ev.step}  {self._plan_text()}")
+
+    def _show_throughput(self, ev: Throughput) -> None:
         tp = self.throughput
-        if isinstance(ev, TrainStep):
-            self.loss.add(ev)
-            tp.train_tps = ev.tokens_per_s
-            status.set_progress(ev.step, status.total,
-                                f"epoch {ev.epoch:.2f}  loss {ev.loss:.3f}  lr {ev.lr:.1e}")
-            tp.dirty = True
-        elif isinstance(ev, EnvStep):
-            self.returns.step(ev)
-            if self.mode != "train":
-                done = sum(s != "running" for s in ev.statuses)
-                status.set_progress(done, self.envs, f"env step {ev.step}  {self._plan_text()}")
-        elif isinstance(ev, PlanSnapshot):
-            self.beams.add(ev)
-        elif isinstance(ev, Throughput):
-            tp.plan_tps, tp.ms_per_plan, tp.env_sps = (
-                ev.planning_tokens_per_s, ev.ms_per_plan, ev.env_steps_per_s)
-            tp.dirty = True
-        elif isinstance(ev, TrainStarted):
-            self.device = ev.device
-            tp.device = ev.device
-            tp.extra["parameters"] = f"{ev.num_params:,}"
-            tp.redraw()
-            status.where = ev.run_dir
-            status.set_progress(ev.start_step, ev.total_steps, f"{ev.dataset_id}")
-            log.add(f"run {ev.run_dir}: {ev.dataset_id}, {ev.num_params:,} parameters, "
-                    f"{ev.device}, steps {ev.start_step}->{ev.total_steps}")
-        elif isinstance(ev, Checkpointed):
-            log.add(f"checkpoint step {ev.step}: {ev.path}")
-        elif isinstance(ev, TrainFinished):
-            how = "stopped" if ev.stopped_early else "finished"
-            log.add(f"training {how} at step {ev.step}; run directory {ev.run_dir}")
-            self.notify(f"training {how} at step {ev.step}", title="train")
-        elif isinstance(ev, Message):
-            self._message(ev, log)
-        elif isinstance(ev, Failed):
-            self.failed = ev
-            status.state = "failed"
-            log.add(f"error: {ev.error} (exit code {ev.exit_code})", "error")
-            self.notify(ev.error, title="job failed", severity="error", timeout=30)
-        elif isinstance(ev, EvalStarted):
-            self._eval_started(ev, log, status, tp)
-        elif isinstance(ev, EpisodeEnd):
-            self.returns.episode_end(ev)
-            score = "" if ev.score is None else f", score {ev.score:.1f}"
-            extra = f" ({ev.error})" if ev.error else ""
-            log.add(f"env {ev.env_index}: {ev.status} after {ev.length} steps, return "
-                    f"{ev.episode_return:.1f}{score}{extra}", "error" if ev.status == "failed" else "info")
-        elif isinstance(ev, EvalFinished):
-            self.returns.finished(ev)
-            s = ev.summary
-            text = (f"evaluation done: return {s.get('return_mean', float('nan')):.1f} ± "
-                    f"{s.get('return_std', float('nan')):.1f}")
-            if s.get("score_mean") is not None:
-                text += f", score {s['score_mean']:.1f} ± {s.get('score_std') or 0:.1f}"
-            log.add(text)
-            self.notify(text, title="eval")
+        tp.plan_tps, tp.ms_per_plan, tp.env_sps = ev.planning_tokens_per_s, ev.ms_per_plan, ev.env_steps_per_s
+        tp.dirty = True
 
-    def _message(self, ev: Message, log: EventLog) -> None:
-        log.add(ev.text if ev.level == "info" else f"{ev.level}: {ev.text}", ev.level)
-        text = ev.text
-        if text.startswith("planning:"):
-            params = {k: _number(v) for k, v in _PLANNING.findall(text.split(":", 1)[1])}
-            self.plan_controls.confirm(params)
-            self.notify(text, title="planner")
-        elif text.startswith("refused:"):
-            self.notify(text, title="planner", severity="error")
-        elif m := _RECORDING.match(text):
-            self.returns.set_recording(int(m.group(1)), True)
-            self.notify(text, title="recording")
-        elif (m := _RECORDED.match(text)) and ("recorded" in text or "no frames" in text):
-            self.returns.set_recording(int(m.group(1)), False)
-            self.notify(text, title="recording")
-        elif ev.level == "error":
-            self.notify(text, severity="error")
+    def _show_train_started(self, ev: TrainStarted) -> None:
+        self.device = ev.device
+        tp = self.throughput
+        tp.device = ev.device
+        tp.extra["parameters"] = f"{ev.num_params:,}"
+        tp.redraw()
+        self.status_bar.where = ev.run_dir
+        self.status_bar.set_progress(ev.start_step, ev.total_steps, f"{ev.dataset_id}")
+        self.event_log.add(event_line(ev))
 
-    def _eval_started(self, ev: EvalStarted, log: EventLog, status: RunStatus, tp: ThroughputPanel) -> None:
+    def _show_checkpointed(self, ev: Checkpointed) -> None:
+        self.event_log.add(event_line(ev))
+
+    def _show_train_finished(self, ev: TrainFinished) -> None:
+        self.event_log.add(event_line(ev))
+        how = "stopped" if ev.stopped_early else "finished"
+        self.notify(f"training {how} at step {ev.step}", title="train")
+
+    def _show_message(self, ev: Message) -> None:
+        self.event_log.add(event_line(ev), ev.level)
+        if ev.level == "error":
+            self.notify(ev.text, severity="error")
+
+    def _show_failed(self, ev: Failed) -> None:
+        self.failed = ev
+        self.status_bar.state = "failed"
+        self.event_log.add(f"error: {ev.error} (exit code {ev.exit_code})", "error")
+        self.notify(ev.error, title="job failed", severity="error", timeout=30)
+
+    def _show_episode_end(self, ev: EpisodeEnd) -> None:
+        self.returns.episode_end(ev)
+        self.event_log.add(event_line(ev), "error" if ev.status == "failed" else "info")
+
+    def _show_eval_finished(self, ev: EvalFinished) -> None:
+        self.returns.finished(ev)
+        text = event_line(ev)
+        self.event_log.add(text)
+        self.notify(text, title="eval")
+
+    def _show_plan_applied(self, ev: PlanParamsApplied) -> None:
+        self.plan_controls.confirm(ev.params, ev.cache_bytes)
+        self.event_log.add(event_line(ev))
+        self.notify(event_line(ev), title="planner")
+
+    def _show_plan_refused(self, ev: PlanParamsRefused) -> None:
+        self.event_log.add(event_line(ev), "error")
+        self.notify(event_line(ev), title="planner", severity="error")
+
+    def _show_recording_started(self, ev: RecordingStarted) -> None:
+        self.returns.set_recording(ev.env_index, True)
+        self.event_log.add(event_line(ev))
+        self.notify(event_line(ev), title="recording")
+
+    def _show_recording_stopped(self, ev: RecordingStopped) -> None:
+        self.returns.set_recording(ev.env_index, False)
+        self.event_log.add(event_line(ev))
+        self.notify(event_line(ev), title="recording")
+
+    def _show_eval_started(self, ev: EvalStarted) -> None:
+        status, tp = self.status_bar, self.throughput
         self.envs = ev.episodes
         self.device = ev.device
         self.has_eval = True
@@ -290,12 +309,12 @@ class TTApp(App[int]):
         tp.redraw()
         self.returns.start(ev)
         dims = model_dims_from(ev.model)
-        self.plan_controls.set_plan(ev.plan, ev.episodes, dims)
+        self.plan_controls.set_plan(ev.plan, ev.episodes, dims, ev.cache_bytes)
         status.where = ev.source
         if self.mode != "train":  # in training the bar keeps counting optimizer steps
             status.set_progress(0, ev.episodes, self._plan_text())
-        log.add(f"evaluating {ev.source} on {ev.env_id}: {ev.episodes} episodes, "
-                f"{self._plan_text()}, {ev.device}")
+        self.event_log.add(f"evaluating {ev.source} on {ev.env_id}: {ev.episodes} episodes, "
+                           f"{self._plan_text()}, {ev.device}")
 
     def _plan_text(self) -> str:
         p = self.plan_controls.current
@@ -433,12 +452,3 @@ class TTApp(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
-
-
-def _number(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text

@@ -258,6 +258,47 @@ def datasets() -> None:
         )
 
 
+@app.command()
+@user_errors
+def runs(
+    folder: Path = typer.Argument(Path("runs"), help="Folder of run directories."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per run, for scripts."),
+) -> None:
+    """List the runs under FOLDER, newest first: data, progress, loss, evaluations, state."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from tt_core.runs import list_runs, started_text
+
+    rows = list_runs(folder)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo(f"no runs under {folder}/ (train one: tt-tui train configs/quickstart.yaml)")
+        return
+
+    def evaluation(e: Optional[dict]) -> str:
+        if not e:
+            return "-"
+        value = f"score {e['score']:.1f}" if e["score"] is not None else f"return {e['return']:.1f}"
+        return f"{value} @{e['step']}" if e["step"] is not None else value
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("started", "state", "steps", "loss", "last eval", "best eval", "dataset", "run"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        steps = f"{r.step if r.step is not None else '-'}/{r.total_steps if r.total_steps is not None else '-'}"
+        loss = "-" if r.last_loss is None else f"{r.last_loss:.3f}"
+        table.add_row(started_text(r), r.state, steps, loss, evaluation(r.last_eval),
+                      evaluation(r.best_eval), r.dataset or "-", Path(r.path).name)
+    console = Console(highlight=False)
+    console.width = max(console.width, 160)  # run names are long; pipes get 80 columns
+    console.print(table)
+
+
 class FttBlock(str, enum.Enum):
     """Residual layout of an FTT-format checkpoint (see README: FTT-format checkpoints)."""
 

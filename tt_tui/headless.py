@@ -28,13 +28,20 @@ from tt_core.events import (
     EvalStarted,
     Failed,
     Message,
+    PlanParamsApplied,
+    PlanParamsRefused,
+    RecordingStarted,
+    RecordingStopped,
     Throughput,
     TrainFinished,
     TrainStarted,
     TrainStep,
 )
+from tt_tui.event_text import event_line
 
 PLAIN_LINE_EVERY_S = 5.0  # how often a non-terminal log gets a progress line
+# events printed as their one line of text (tt_tui.event_text)
+_LOG_LINES = (Message, PlanParamsApplied, PlanParamsRefused, RecordingStarted, RecordingStopped)
 
 
 class _Reporter:
@@ -62,8 +69,9 @@ class _Reporter:
         self._last_line = now
         return True
 
-    def _message(self, event: Message) -> None:
-        self.console.print(f"{event.level}: {event.text}" if event.level != "info" else event.text)
+    def _line(self, event: Any) -> None:
+        """Events that are one line of the log (messages, plan edits, recordings)."""
+        self.console.print(event_line(event))
 
 
 class SilentReporter:
@@ -92,10 +100,7 @@ class HeadlessReporter(_Reporter):
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, TrainStarted):
-            self.console.print(
-                f"run {event.run_dir}: {event.dataset_id}, {event.num_params:,} parameters, "
-                f"{event.device}, steps {event.start_step}->{event.total_steps}"
-            )
+            self.console.print(event_line(event))
             self._task = self.progress.add_task(
                 "train", total=event.total_steps, completed=event.start_step, loss="-", tps="-"
             )
@@ -112,13 +117,10 @@ class HeadlessReporter(_Reporter):
                     f"rew {event.loss_reward:.3f} val {event.loss_value:.3f}) "
                     f"lr {event.lr:.2e} {event.tokens_per_s:,.0f} tok/s"
                 )
-        elif isinstance(event, Checkpointed):
-            self.console.print(f"checkpoint step {event.step}: {event.path}")
-        elif isinstance(event, TrainFinished):
-            how = "stopped" if event.stopped_early else "finished"
-            self.console.print(f"training {how} at step {event.step}; run directory {event.run_dir}")
-        elif isinstance(event, Message):
-            self._message(event)
+        elif isinstance(event, (Checkpointed, TrainFinished)):
+            self.console.print(event_line(event))
+        elif isinstance(event, _LOG_LINES):
+            self._line(event)
         elif isinstance(event, Failed):
             self.console.print(f"error: {event.error}")
         elif isinstance(event, (EvalStarted, EpisodeEnd, EvalFinished, Throughput)):
@@ -174,8 +176,8 @@ class EvalReporter(_Reporter):
                 "summary": event.summary,
             }
             self._print_table(event)
-        elif isinstance(event, Message):
-            self._message(event)
+        elif isinstance(event, _LOG_LINES):
+            self._line(event)
 
     def _print_table(self, event: EvalFinished) -> None:
         table = Table(title="evaluation", show_lines=False)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from tt_core.cache_size import cascade_cache_bytes
 from tt_core.config import PlanConfig, apply_plan_update
 from tt_core.errors import ConfigError
-from tt_tui.resources import ModelDims, human_bytes, kv_cache_bytes
+from tt_tui.resources import ModelDims, human_bytes
 
 # The fields the controls panel edits, with their label and bounds (upper bounds
 # beyond the config's are only to catch typos like 100000000).
@@ -37,8 +38,10 @@ def check_plan_edit(
     envs: int,
     dims: ModelDims | None,
     available: Callable[[], int | None],
+    in_use: int | None = None,
 ) -> PlanEdit:
-    """Parse and validate the edited fields; `params` holds only the changed keys."""
+    """Parse and validate the edited fields; `params` holds only the changed keys.
+    `in_use`: bytes of the cache allocated now, as the engine reported it."""
     values: dict[str, int] = {}
     for key, text in texts.items():
         label, lo, hi = EDITABLE[key]
@@ -59,13 +62,13 @@ def check_plan_edit(
         return PlanEdit(None, str(exc))
     merged = {**current, **values}
     estimate = None
-    if dims is not None:
-        def cache(p: dict) -> int:
-            return kv_cache_bytes(envs, p["beam_width"], p["sample_expand"], p["beam_context"],
-                                  p["beam_steps"], dims)
-
-        estimate = cache(merged)
-        in_use = cache(current) if all(k in current for k in EDITABLE) else 0
+    if dims is not None and dims.seq_len is not None and dims.action_dim is not None:
+        estimate = cascade_cache_bytes(
+            envs, merged["beam_width"], merged["sample_expand"], n_layers=dims.n_layers,
+            embedding_dim=dims.embedding_dim, block_tokens=dims.seq_len * dims.transition_dim - 1,
+            action_dim=dims.action_dim, dtype=merged.get("dtype", "fp32"),
+        )
+        in_use = in_use or 0
         free = available()
         # the cache in use now is already allocated: only the growth must fit
         if free is not None and estimate - in_use > free:

@@ -1,7 +1,8 @@
-"""Process memory and the planner's KV-cache memory estimate, without torch.
+"""Process memory and the model's dimensions, without torch.
 
 The TUI never imports torch, so memory comes from /proc (Linux) or `resource`, and
-the model's dimensions come from the EvalStarted event.
+the model's dimensions come from the EvalStarted event (the cache size itself from
+tt_core.cache_size).
 """
 
 from __future__ import annotations
@@ -85,24 +86,3 @@ def model_dims_from(info: object) -> ModelDims | None:
                          None if adim is None else int(adim))
     except (TypeError, ValueError):
         return None
-
-
-def kv_cache_bytes(envs: int, beam_width: int, sample_expand: int, beam_context: int,
-                   beam_steps: int, dims: ModelDims, bytes_per_value: int = 4) -> int:
-    """Keys and values (2) of every layer, float32, for the planner's KV cache.
-
-    With the model's window (seq_len) and action size known, this is the
-    tt_core.cache.CascadeCache as BeamPlanner sizes it: the prefix once per env, two buffers
-    of envs x width rows over the whole window (block = seq_len * T - 1 tokens), and
-    envs x width x expand rows for the current step's action + reward tokens.
-    Otherwise a flat upper bound: every expanded beam holds the whole planning window
-    (context + planned transitions).
-    """
-    per_token_row = dims.n_layers * 2 * dims.embedding_dim * bytes_per_value
-    if dims.seq_len is not None and dims.action_dim is not None:
-        block = dims.seq_len * dims.transition_dim - 1
-        rows_tokens = (envs * block + 2 * envs * beam_width * block
-                       + envs * beam_width * sample_expand * (dims.action_dim + 1))
-        return rows_tokens * per_token_row
-    window_tokens = (beam_context + beam_steps) * dims.transition_dim
-    return envs * beam_width * sample_expand * window_tokens * per_token_row

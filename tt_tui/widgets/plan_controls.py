@@ -26,6 +26,7 @@ class PlanControls(Vertical):
         self.current: dict = {}
         self.envs = 1
         self.dims: ModelDims | None = None
+        self.in_use: int | None = None  # bytes of the planner's cache now (from the engine)
 
     def compose(self) -> ComposeResult:
         with Grid(id="plan-grid"):
@@ -41,23 +42,25 @@ class PlanControls(Vertical):
     def on_mount(self) -> None:
         self.border_title = "planning · e to edit"
 
-    def set_plan(self, plan: dict, envs: int, dims: ModelDims | None) -> None:
+    def set_plan(self, plan: dict, envs: int, dims: ModelDims | None, cache_bytes: int | None) -> None:
         """The parameters in force (EvalStarted.plan) and what the memory check needs."""
         self.current = dict(plan)
         self.envs = max(int(envs), 1)
         self.dims = dims
+        self.in_use = cache_bytes
         for key in EDITABLE:
             if key in plan:
                 self.query_one(f"#plan-{key}", Input).value = str(plan[key])
         self._show_estimate()
 
-    def confirm(self, params: dict) -> None:
-        """The engine accepted `params`: they are now the values in force."""
+    def confirm(self, params: dict, cache_bytes: int) -> None:
+        """The engine applied `params`: they are now the values in force."""
         self.current.update(params)
+        self.in_use = cache_bytes
         self._show_estimate()
 
     def _show_estimate(self) -> None:
-        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available)
+        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use)
         msg = self.query_one("#plan-message", Static)
         msg.remove_class("-error")
         if edit.estimate_bytes is not None:
@@ -86,7 +89,7 @@ class PlanControls(Vertical):
         if not self.current:
             self._refuse("no evaluation is running yet")
             return
-        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available)
+        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use)
         if edit.params is None:
             self._refuse(edit.error or "invalid")
             return

@@ -1,0 +1,85 @@
+"""`tt-tui runs`: every run under a folder, its progress and evaluations, and its state
+told from its files (a heartbeat tells a running run from a crashed one)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import write_tiny_config
+from tt_core.runs import HEARTBEAT_FILE, STALE_AFTER_S, list_runs, summarize_run
+
+
+def tt(*args, cwd: Path, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tt_tui.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _wait_for(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_runs_lists_finished_stopped_running_and_crashed_runs_newest_first(tmp_path):
+    out = tmp_path / "runs"
+    finished_cfg = write_tiny_config(tmp_path / "f.yaml", out, max_steps=20, eval_every=10, log_every=5)
+    assert tt("train", finished_cfg, "--headless", cwd=tmp_path).returncode == 0
+
+    long_cfg = write_tiny_config(tmp_path / "l.yaml", out, max_steps=100000, epochs=10000, checkpoint_every=20)
+    procs = []
+    for _ in range(3):  # to be stopped by Ctrl+C, killed, and left running
+        time.sleep(1.1)  # run directories are named by the second they start
+        procs.append(subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "train", str(long_cfg), "--headless"],
+                                      cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    _wait_for(lambda: len([p for p in out.glob("*/latest.json")]) == 4, "three runs to checkpoint")
+    stopped, killed, running = procs
+    stopped.send_signal(signal.SIGINT)
+    stopped.wait(60)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(60)
+    try:
+        rows = list_runs(out)
+        assert [r.state for r in rows] == ["running", "crashed", "stopped", "finished"]  # newest first
+        assert "is gone" in rows[1].why
+        done = rows[3]
+        assert (done.dataset, done.env, done.step, done.total_steps) == ("test/hopper/tiny-v0", "Hopper-v5", 20, 20)
+        assert done.last_loss is not None and done.last_eval["step"] == 20 and done.best_eval is not None
+        listed = tt("runs", out, cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert lines[0].split() == ["started", "state", "steps", "loss", "last", "eval", "best", "eval", "dataset", "run"]
+        assert [line.split()[2] for line in lines[1:]] == ["running", "crashed", "stopped", "finished"]
+        as_json = json.loads(tt("runs", out, "--json", cwd=tmp_path).stdout)
+        assert [r["state"] for r in as_json] == ["running", "crashed", "stopped", "finished"]
+        assert as_json[3]["path"] == done.path
+    finally:
+        running.kill()
+        running.wait(60)
+
+
+def test_a_run_whose_heartbeat_went_stale_reads_as_crashed(tmp_path):
+    out = tmp_path / "runs"
+    cfg = write_tiny_config(tmp_path / "c.yaml", out, max_steps=10)
+    assert tt("train", cfg, "--headless", cwd=tmp_path).returncode == 0
+    (run,) = out.iterdir()
+    # the same files as a run that died on another host mid-training: no TrainFinished
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(l for l in lines if '"TrainFinished"' not in l) + "\n")
+    beat = json.loads((run / HEARTBEAT_FILE).read_text())
+    (run / HEARTBEAT_FILE).write_text(json.dumps({**beat, "host": "another-host"}))
+    assert summarize_run(run, now=beat["time"] + 5).state == "running"
+    late = summarize_run(run, now=beat["time"] + STALE_AFTER_S + 120)
+    assert late.state == "crashed" and late.why == "no heartbeat for 3 min"
+
+
+def test_runs_of_an_empty_folder_says_how_to_make_one(tmp_path):
+    result = tt("runs", tmp_path / "nothing", cwd=tmp_path)
+    assert result.returncode == 0 and "no runs under" in result.stdout and "tt-tui train" in result.stdout
+    assert os.listdir(tmp_path) == []

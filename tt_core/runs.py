@@ -1,0 +1,184 @@
+"""The runs under a folder, told apart from their files alone: what they trained on, how
+far they got, their evaluations, and whether they are running, finished, stopped or
+crashed.
+
+A training process keeps `heartbeat.json` in its run directory fresh (every
+HEARTBEAT_EVERY_S, with its host and pid), so a run whose metrics end without a
+TrainFinished is "running" while its heartbeat is fresh and "crashed" once it is stale
+(or its process is gone, on this host). No torch here: `tt-tui runs` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from tt_core.durable import atomic_write_text
+
+HEARTBEAT_FILE = "heartbeat.json"
+HEARTBEAT_EVERY_S = 10.0
+STALE_AFTER_S = 6 * HEARTBEAT_EVERY_S  # a paused or busy run still beats; a dead one does not
+RUNNING, FINISHED, STOPPED, CRASHED = "running", "finished", "stopped", "crashed"
+
+
+class Heartbeat:
+    """Context manager: a daemon thread rewriting heartbeat.json while training runs."""
+
+    def __init__(self, run_dir: Path, step: Any) -> None:
+        self.path = Path(run_dir) / HEARTBEAT_FILE
+        self.step = step  # callable: the current step
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="tt-heartbeat", daemon=True)
+
+    def _write(self) -> None:
+        beat = {"host": socket.gethostname(), "pid": os.getpid(), "time": round(time.time(), 3),
+                "step": int(self.step())}
+        try:
+            atomic_write_text(self.path, json.dumps(beat))
+        except OSError:  # a full disk is the checkpoint's to report, not the heartbeat's
+            pass
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY_S):
+            self._write()
+
+    def __enter__(self) -> "Heartbeat":
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: str
+    dataset: Optional[str]
+    env: Optional[str]
+    step: Optional[int]  # the newest step logged or checkpointed
+    total_steps: Optional[int]
+    last_loss: Optional[float]
+    last_eval: Optional[dict]  # {"step", "return", "score"} of the newest evaluation
+    best_eval: Optional[dict]  # the one with the highest score (return where no score)
+    state: str  # running | finished | stopped | crashed
+    why: str  # one phrase: how the state was told
+    started: Optional[float]  # unix time of the run's first start
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _records(path: Path) -> list[dict]:
+    """metrics.jsonl's records; a torn last line (a killed writer) is skipped."""
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _alive_here(beat: dict) -> Optional[bool]:
+    """Whether the heartbeat's process is alive, when it ran on this host (else None)."""
+    if beat.get("host") != socket.gethostname() or not isinstance(beat.get("pid"), int):
+        return None
+    try:
+        os.kill(beat["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _state(records: list[dict], beat: dict, now: float) -> tuple[str, str]:
+    last_start = max((i for i, r in enumerate(records) if r.get("event") == "TrainStarted"), default=-1)
+    tail = records[last_start + 1 :] if last_start >= 0 else records
+    for r in reversed(tail):
+        if r.get("event") == "TrainFinished":
+            return (STOPPED, "stopped early") if r.get("stopped_early") else (FINISHED, "reached its last step")
+        if r.get("event") == "Failed":
+            return CRASHED, f"failed: {r.get('error', '?')}"
+    age = now - float(beat.get("time", 0) or 0)
+    alive = _alive_here(beat)
+    if beat and alive is not False and age <= STALE_AFTER_S:
+        return RUNNING, f"heartbeat {age:.0f} s ago"
+    if alive is False:
+        return CRASHED, f"process {beat.get('pid')} is gone"
+    return CRASHED, "no heartbeat" if not beat else f"no heartbeat for {age / 60:.0f} min"
+
+
+def _eval(record: dict, step: Optional[int]) -> dict:
+    s = record.get("summary") or {}
+    return {"step": step, "return": s.get("return_mean"), "score": s.get("score_mean")}
+
+
+def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
+    """What the files of run directory `root` say about it."""
+    root = Path(root)
+    records = _records(root / "metrics.jsonl")
+    meta = _json(root / "dataset.json")
+    latest = _json(root / "latest.json")
+    beat = _json(root / HEARTBEAT_FILE)
+    steps = [r for r in records if r.get("event") == "TrainStep"]
+    starts = [r for r in records if r.get("event") == "TrainStarted"]
+    step = None
+    evals: list[dict] = []
+    for r in records:
+        if r.get("event") == "TrainStep":
+            step = r.get("step")
+        elif r.get("event") == "EvalFinished":
+            evals.append(_eval(r, step))
+    saved = latest.get("step") if isinstance(latest.get("step"), int) else None
+    done = max((s for s in (step, saved) if isinstance(s, int)), default=None)
+
+    def rank(e: dict) -> float:
+        value = e["score"] if e["score"] is not None else e["return"]
+        return float("-inf") if value is None else float(value)
+
+    state, why = _state(records, beat, time.time() if now is None else now)
+    return RunSummary(
+        path=str(root), dataset=meta.get("dataset_id"), env=meta.get("env_id"), step=done,
+        total_steps=starts[-1].get("total_steps") if starts else None,
+        last_loss=steps[-1].get("loss") if steps else None,
+        last_eval=evals[-1] if evals else None, best_eval=max(evals, key=rank) if evals else None,
+        state=state, why=why, started=starts[0].get("time") if starts else None,
+    )
+
+
+def list_runs(folder: Path) -> list[RunSummary]:
+    """Every run directory directly under `folder`, newest start first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    roots = [p for p in folder.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
+    runs = [summarize_run(p) for p in roots]
+    return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
+
+
+def started_text(run: RunSummary) -> str:
+    return datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M") if run.started else "-"
