@@ -434,3 +434,13 @@ def test_eval_and_record_take_the_same_planning_flags():
         help_text = tt(command, "--help").stdout
         missing = [f for f in PLAN_FLAGS if f not in help_text]
         assert missing == [], (command, missing)
+
+
+def test_bench_plan_prints_one_table_and_how_to_run_the_full_matrix():
+    result = tt("bench", "plan", "--envs", "1", "--width", "2", "--steps", "2", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "| 1 | 2 x 2 | 2 | tt-tui | fp32 |" in out and "| 1 | 2 x 2 | 2 | naive | fp32 |" in out
+    assert "tt-tui bench plan --full" in out
+    bad = tt("bench", "plan", "--width", "2", "--width", "3", "--steps", "2")
+    assert bad.returncode == 2 and "must be given the same number of times" in bad.stderr
