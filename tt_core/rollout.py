@@ -122,6 +122,50 @@ def make_vector_env(
     return gym.vector.SyncVectorEnv(fns)
 
 
+@dataclass
+class _Episodes:
+    """What a rollout knows of its envs between steps (index i: this rank's i-th episode)."""
+
+    obs: np.ndarray  # the envs' current observations
+    window: int  # transitions of history kept: the model's whole window
+    history: torch.Tensor  # [n, <= window, T] executed transitions as tokens
+    status: list[str]
+    errors: list[str | None]
+    returns: np.ndarray
+    lengths: np.ndarray
+    planned: np.ndarray  # [n, plan length, A]: each env's latest plan
+    plan_pos: int = 0  # actions of the current plans executed so far
+    plan_seconds: float = 0.0
+    plan_tokens: float = 0.0
+    plans: int = 0
+
+    def active(self) -> np.ndarray:
+        return np.flatnonzero([s == RUNNING for s in self.status])
+
+    def take_plan(self, idx: np.ndarray, actions: np.ndarray, seconds: float, tokens: int) -> None:
+        if self.planned.shape[1] != actions.shape[1]:
+            self.planned = np.zeros((len(self.status), actions.shape[1], actions.shape[2]), dtype=np.float32)
+        self.planned[idx] = actions
+        self.plan_pos = 0
+        self.plan_seconds += seconds
+        self.plan_tokens += tokens
+        self.plans += 1
+
+    def next_actions(self, idx: np.ndarray) -> np.ndarray:
+        """[n, A]: the active envs' next planned actions (zeros for the others)."""
+        actions = np.zeros((len(self.status), self.planned.shape[2]), dtype=np.float32)
+        actions[idx] = self.planned[idx, self.plan_pos]
+        self.plan_pos += 1
+        return actions
+
+    def extend_history(self, idx: np.ndarray, rows: torch.Tensor) -> None:
+        """Append the active envs' executed transitions (zeros for the others: they
+        have left the batch), keeping the last `window`."""
+        grown = torch.zeros(len(self.status), 1, rows.shape[1], dtype=torch.long, device=rows.device)
+        grown[torch.as_tensor(idx, device=rows.device), 0] = rows
+        self.history = torch.cat([self.history, grown], dim=1)[:, -self.window:]
+
+
 class Rollout:
     """Runs `episodes` episodes of `agent` in parallel; see the module docstring."""
 
@@ -200,123 +244,135 @@ class Rollout:
         return results
 
     def _play(self) -> tuple[list[EpisodeResult], tuple[float, float, float]]:
-        """This rank's episodes, one per sub-env; (results, (planning tokens, planning
-        seconds, plans))."""
-        agent, cfg = self.agent, self.eval_cfg
-        n = len(self._ids)
-        O, A = agent.observation_dim, agent.action_dim
-        T = O + A + 2
-        disc = agent.discretizer
-        window = agent.config.dataset.seq_len  # history kept: the model's whole window
+        """This rank's episodes, one per sub-env: plan where due, step the envs, extend
+        the histories, report; (results, (planning tokens, planning seconds, plans))."""
+        cfg = self.eval_cfg
         seeds = [cfg.seed + i for i in self._ids]
-        envs = make_vector_env(agent.env_id, n, cfg.vector, cfg.max_steps, self.render_size)
-        gpt = agent.model.cfg
-        model = {"n_layers": gpt.n_layers, "embedding_dim": gpt.embedding_dim,
-                 "transition_dim": gpt.transition_dim, "seq_len": gpt.seq_len, "action_dim": A}
-        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
-        self.bus.emit(
-            EvalStarted(agent.env_id, cfg.episodes, str(agent.source), str(self.device),
-                        asdict(self.plan_cfg), model, free, self.cache_bytes(self.plan_cfg))
-        )
+        envs = make_vector_env(self.agent.env_id, len(seeds), cfg.vector, cfg.max_steps, self.render_size)
+        self._report_start()
         streams = EnvStreams.seeded(seeds, self.device)  # an env's draws are its own
         try:
-            obs, _ = envs.reset(seed=seeds)
-            if self.record_all and self.recorder is not None:
-                for i in range(n):
-                    self.recorder.start(i)
-                self._capture(envs)
-            history = torch.zeros(n, 0, T, dtype=torch.long, device=self.device)
-            status = [RUNNING] * n
-            errors: list[str | None] = [None] * n
-            returns = np.zeros(n)
-            lengths = np.zeros(n, dtype=int)
-            planned = np.zeros((n, 1, A), dtype=np.float32)
-            plan_pos = 0
-            plan_time = plan_tokens = plans = 0.0
+            ep = self._reset(envs, seeds)
             t_start = time.perf_counter()
             for step in range(cfg.max_steps):
-                self.controls.wait_while_paused()
-                if self.controls.stop_requested:
-                    self.bus.emit(Message("evaluation stopped"))
+                if not self._keep_going(ep):
                     break
-                self._apply_record_toggles(n, status)
-                active = np.array([s == RUNNING for s in status])
-                if not active.any():
-                    break
-                idx = np.flatnonzero(active)
-                ids = torch.as_tensor(idx, device=self.device)
-                # the current observations' tokens: the plan's prefix and the history's next row
-                obs_tok = disc.encode(
-                    torch.as_tensor(obs[idx], dtype=torch.float32, device=self.device), dims=slice(0, O)
-                )
-                if plan_pos % self.plan_cfg.plan_every == 0 or plan_pos >= planned.shape[1]:
-                    self._apply_live_edits()
-                    result = self.planner.plan(
-                        history[ids], obs_tok, generator=streams.subset(idx), snapshot=self.snapshots
-                    )
-                    if planned.shape[1] != result.actions.shape[1]:
-                        planned = np.zeros((n, result.actions.shape[1], A), dtype=np.float32)
-                    planned[idx] = result.actions
-                    plan_pos = 0
-                    plan_time += result.seconds
-                    plan_tokens += result.tokens
-                    plans += 1
-                    if result.snapshot is not None:
-                        for j, i in enumerate(idx):
-                            self.bus.emit(PlanSnapshot(step, self._ids[i], result.snapshot[j]))
-                actions = np.zeros((n, A), dtype=np.float32)
-                actions[idx] = planned[idx, plan_pos]
-                plan_pos += 1
-
-                next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-                self._capture(envs)
-                rewards = np.asarray(rewards, dtype=np.float64)
-                # the vector env gathers per-env info keys into arrays with a "_key" mask
-                err_mask = infos.get("_tt_error", np.zeros(n, dtype=bool))
-                err_text = infos.get("tt_error")
-                for i in idx:
-                    err = str(err_text[i]) if err_mask[i] else None
-                    if err is None and not (np.isfinite(next_obs[i]).all() and math.isfinite(rewards[i])):
-                        err = "environment returned NaN/inf"
-                    if err is not None:
-                        status[i], errors[i] = FAILED, err
-                        continue
-                    returns[i] += rewards[i]
-                    lengths[i] += 1
-                    if terminated[i]:
-                        status[i] = DONE
-                    elif truncated[i] or lengths[i] >= cfg.max_steps:
-                        status[i] = TRUNCATED
-                grown = torch.zeros(n, 1, T, dtype=torch.long, device=self.device)
-                grown[ids, 0] = transition_tokens(disc, obs_tok, actions[idx], rewards[idx])
-                history = torch.cat([history, grown], dim=1)[:, -window:]
-                obs = next_obs
-
-                self.bus.emit(EnvStep(step + 1, tuple(returns.tolist()),
-                                      tuple(float(x) for x in np.nan_to_num(rewards)), tuple(status)))
-                for i in idx:
-                    if status[i] != RUNNING:
-                        self._finish_episode(int(i), returns[i], lengths[i], status[i], errors[i])
-                elapsed = time.perf_counter() - t_start
-                self.bus.emit(
-                    Throughput(
-                        planning_tokens_per_s=plan_tokens / max(plan_time, 1e-9),
-                        ms_per_plan=1000 * plan_time / max(plans, 1),
-                        env_steps_per_s=float(lengths.sum()) / max(elapsed, 1e-9),
-                    )
-                )
+                idx = ep.active()
+                obs_tok = self._observation_tokens(ep, idx)
+                self._plan_if_due(ep, idx, obs_tok, streams, step)
+                actions = ep.next_actions(idx)
+                rewards = self._step_envs(envs, ep, idx, actions)
+                ep.extend_history(idx, transition_tokens(self.agent.discretizer, obs_tok, actions[idx], rewards[idx]))
+                self._report_step(ep, idx, rewards, step, t_start)
         finally:
             envs.close()
-        for i in range(n):
-            if status[i] == RUNNING:  # stopped early or hit max_steps without a flag
-                status[i] = TRUNCATED
-                self._finish_episode(i, returns[i], lengths[i], status[i], None)
-        results = [
-            EpisodeResult(self._ids[i], seeds[i], float(returns[i]), int(lengths[i]), status[i],
-                          normalized_score(float(returns[i]), agent.dataset_meta), errors[i])
-            for i in range(n)
+        return self._results(ep, seeds), (ep.plan_tokens, ep.plan_seconds, ep.plans)
+
+    # ---- the named steps of _play
+
+    def _report_start(self) -> None:
+        agent, gpt = self.agent, self.agent.model.cfg
+        model = {"n_layers": gpt.n_layers, "embedding_dim": gpt.embedding_dim,
+                 "transition_dim": gpt.transition_dim, "seq_len": gpt.seq_len, "action_dim": gpt.action_dim}
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        self.bus.emit(
+            EvalStarted(agent.env_id, self.eval_cfg.episodes, str(agent.source), str(self.device),
+                        asdict(self.plan_cfg), model, free, self.cache_bytes(self.plan_cfg))
+        )
+
+    def _reset(self, envs: gym.vector.VectorEnv, seeds: list[int]) -> "_Episodes":
+        obs, _ = envs.reset(seed=seeds)
+        n, gpt = len(seeds), self.agent.model.cfg
+        if self.record_all and self.recorder is not None:
+            for i in range(n):
+                self.recorder.start(i)
+            self._capture(envs)
+        return _Episodes(
+            obs=obs, window=self.agent.config.dataset.seq_len,
+            history=torch.zeros(n, 0, gpt.transition_dim, dtype=torch.long, device=self.device),
+            status=[RUNNING] * n, errors=[None] * n, returns=np.zeros(n),
+            lengths=np.zeros(n, dtype=int), planned=np.zeros((n, 1, gpt.action_dim), dtype=np.float32),
+        )
+
+    def _keep_going(self, ep: "_Episodes") -> bool:
+        """Pauses, stop requests and recording toggles; False when nothing is left to play."""
+        self.controls.wait_while_paused()
+        if self.controls.stop_requested:
+            self.bus.emit(Message("evaluation stopped"))
+            return False
+        self._apply_record_toggles(len(ep.status), ep.status)
+        return len(ep.active()) > 0
+
+    def _observation_tokens(self, ep: "_Episodes", idx: np.ndarray) -> torch.Tensor:
+        """The active envs' observations as tokens: the plans' prefix, the histories' next row."""
+        obs = torch.as_tensor(ep.obs[idx], dtype=torch.float32, device=self.device)
+        return self.agent.discretizer.encode(obs, dims=slice(0, self.agent.observation_dim))
+
+    def _plan_if_due(self, ep: "_Episodes", idx: np.ndarray, obs_tok: torch.Tensor,
+                     streams: EnvStreams, step: int) -> None:
+        """Plan for the active envs every plan_every steps (and when a plan runs out)."""
+        if ep.plan_pos % self.plan_cfg.plan_every and ep.plan_pos < ep.planned.shape[1]:
+            return
+        self._apply_live_edits()
+        ids = torch.as_tensor(idx, device=self.device)
+        result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
+                                   snapshot=self.snapshots)
+        ep.take_plan(idx, result.actions, result.seconds, result.tokens)
+        for j, i in enumerate(idx if result.snapshot is not None else ()):
+            self.bus.emit(PlanSnapshot(step, self._ids[i], result.snapshot[j]))
+
+    def _step_envs(self, envs: gym.vector.VectorEnv, ep: "_Episodes", idx: np.ndarray,
+                   actions: np.ndarray) -> np.ndarray:
+        """One vector step: returns, lengths and each active env's status; an env that
+        raised or returned NaN/inf fails alone. The rewards received (float64)."""
+        ep.obs, rewards, terminated, truncated, infos = envs.step(actions)
+        self._capture(envs)
+        rewards = np.asarray(rewards, dtype=np.float64)
+        # the vector env gathers per-env info keys into arrays with a "_key" mask
+        err_mask = infos.get("_tt_error", np.zeros(len(ep.status), dtype=bool))
+        err_text = infos.get("tt_error")
+        for i in idx:
+            err = str(err_text[i]) if err_mask[i] else None
+            if err is None and not (np.isfinite(ep.obs[i]).all() and math.isfinite(rewards[i])):
+                err = "environment returned NaN/inf"
+            if err is not None:
+                ep.status[i], ep.errors[i] = FAILED, err
+                continue
+            ep.returns[i] += rewards[i]
+            ep.lengths[i] += 1
+            if terminated[i]:
+                ep.status[i] = DONE
+            elif truncated[i] or ep.lengths[i] >= self.eval_cfg.max_steps:
+                ep.status[i] = TRUNCATED
+        return rewards
+
+    def _report_step(self, ep: "_Episodes", idx: np.ndarray, rewards: np.ndarray, step: int,
+                     t_start: float) -> None:
+        self.bus.emit(EnvStep(step + 1, tuple(ep.returns.tolist()),
+                              tuple(float(x) for x in np.nan_to_num(rewards)), tuple(ep.status)))
+        for i in idx:
+            if ep.status[i] != RUNNING:
+                self._finish_episode(int(i), ep.returns[i], ep.lengths[i], ep.status[i], ep.errors[i])
+        elapsed = time.perf_counter() - t_start
+        self.bus.emit(
+            Throughput(
+                planning_tokens_per_s=ep.plan_tokens / max(ep.plan_seconds, 1e-9),
+                ms_per_plan=1000 * ep.plan_seconds / max(ep.plans, 1),
+                env_steps_per_s=float(ep.lengths.sum()) / max(elapsed, 1e-9),
+            )
+        )
+
+    def _results(self, ep: "_Episodes", seeds: list[int]) -> list[EpisodeResult]:
+        for i, status in enumerate(ep.status):
+            if status == RUNNING:  # stopped early or hit max_steps without a flag
+                ep.status[i] = TRUNCATED
+                self._finish_episode(i, ep.returns[i], ep.lengths[i], TRUNCATED, None)
+        meta = self.agent.dataset_meta
+        return [
+            EpisodeResult(self._ids[i], seeds[i], float(ep.returns[i]), int(ep.lengths[i]), ep.status[i],
+                          normalized_score(float(ep.returns[i]), meta), ep.errors[i])
+            for i in range(len(seeds))
         ]
-        return results, (plan_tokens, plan_time, plans)
 
     def _finish_episode(self, i: int, ret: float, length: int, status: str, error: str | None) -> None:
         self.bus.emit(EpisodeEnd(self._ids[i], float(ret), int(length), status,
