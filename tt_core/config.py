@@ -53,6 +53,15 @@ class ModelConfig:
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases logging (the `wandb` package, an optional extra)."""
+
+    project: Optional[str] = None  # None: the dataset id, slashes as dashes
+    entity: Optional[str] = None
+    mode: Literal["online", "offline", "disabled"] = "online"
+
+
+@dataclass
 class TrainConfig:
     lr: float = 6e-4
     betas: tuple[float, float] = (0.9, 0.95)
@@ -80,6 +89,10 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # torch.compile the network for training (the first steps compile: a slower start).
     compile: bool = False
+    # TensorBoard event files in the run directory (the `tensorboard` package, an extra).
+    tensorboard: bool = False
+    # Weights & Biases: null = off; a section (project, entity, mode) = on.
+    wandb: Optional[WandbConfig] = None
 
 
 @dataclass

@@ -40,6 +40,7 @@ from tt_core.model import GPTConfig, TrajectoryGPT
 from tt_core.record import GifRecorder
 from tt_core.rollout import Rollout
 from tt_core.runs import Heartbeat
+from tt_core.tracking import trackers
 
 # The seed's rule: as many epochs as make 50 passes over a 1M-transition dataset.
 REFERENCE_EPOCHS = 50
@@ -307,9 +308,13 @@ class Trainer:
                 ckpt.write_run_header(self.run_files, cfg, disc, self.dataset_meta)
         if self.world.rank > 0:  # dropout masks of its own; rank 0 keeps the saved stream
             torch.manual_seed(cfg.train.seed * 1_000_003 + self.world.rank * 10_007 + self.step)
+        self.trackers: list = []
         if self.world.main:
             self.metrics = MetricsWriter(self.run_files.metrics)
             bus.subscribe(self.metrics)
+            self.trackers = trackers(self.run_files.root, cfg, bus.emit)  # TensorBoard, W&B
+            for tracker in self.trackers:
+                bus.subscribe(tracker)
 
     def _restore(self, loaded: ckpt.LoadedRun) -> None:
         ckpt.load_weights(self.model, loaded.model_state, loaded.run.root)
@@ -345,8 +350,12 @@ class Trainer:
         runs from crashed ones by it)."""
         if not self.world.main:
             return self._train()
-        with Heartbeat(self.run_files.root, lambda: self.step):
-            return self._train()
+        try:
+            with Heartbeat(self.run_files.root, lambda: self.step):
+                return self._train()
+        finally:
+            for tracker in self.trackers:
+                tracker.close()
 
     def _train(self) -> Path:
         sched, cfg = self.schedule, self.cfg
