@@ -359,3 +359,74 @@ def test_argument_errors_end_on_the_command_line_before_the_app_opens(args, code
     assert status == code
     assert b"\x1b[?1049h" not in out  # the app's screen never opened
     assert line in out.decode(errors="replace")
+
+
+# ---------------------------------------------------------------- tt-tui show
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_show_replays_a_finished_run_with_its_beam_trees_and_leaves_it_untouched(tmp_path):
+    from tt_core.metrics import read_metrics
+    from tt_core.replay import SNAPSHOTS_FILE, show_job
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20,
+                                        log_every=5, eval_every=10))
+    run = Trainer(cfg, EventBus()).run()
+    assert (run / SNAPSHOTS_FILE).exists()  # evaluations keep their last beam trees
+    before = _files(run)
+    steps = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "TrainStep"]
+    engine = Engine(show_job(run))
+    app = TTApp(engine, "train", read_only=True, screenshot_dir=tmp_path)
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            loss = app.query_one(LossPanel)
+            await wait_for(pilot, lambda: len(loss.series) == len(steps), what="the whole loss history")
+            await wait_for(pilot, lambda: len(app.returns.history) == 2, what="both evaluations")
+            await wait_for(pilot, lambda: app.beams.current() is not None, what="a beam tree")
+            assert logged(app, "training finished at step 20")
+            await pilot.press("p")  # read-only: no pause, no save
+            await pilot.press("s")
+            assert not engine.controls.paused and not engine.controls.take_save_request()
+            await pilot.press("q")
+            await wait_exit(app)
+
+    asyncio.run(drive())
+    assert app.return_code == 0 and not engine.running
+    assert _files(run) == before  # nothing written, nothing touched
+
+
+def test_show_follows_a_run_that_is_still_training(tmp_path):
+    import subprocess
+    import sys
+
+    from tt_core.replay import show_job
+
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000, epochs=1000,
+                               log_every=2, checkpoint_every=100_000)
+    trainer = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "train", str(config), "--headless"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (run,) = [p.parent for p in (tmp_path / "runs").glob("*/metrics.jsonl")]
+        app = TTApp(Engine(show_job(run)), "train", read_only=True)
+
+        async def drive():
+            async with app.run_test(size=(100, 30)) as pilot:
+                loss = app.query_one(LossPanel)
+                await wait_for(pilot, lambda: len(loss.series) >= 1, what="the first points")
+                seen = len(loss.series)
+                await wait_for(pilot, lambda: len(loss.series) >= seen + 3, what="points logged after opening")
+                await pilot.press("q")
+                await wait_exit(app)
+
+        asyncio.run(drive())
+        assert trainer.poll() is None  # the training run went on, untouched by the view
+    finally:
+        trainer.kill()
+        trainer.wait(60)

@@ -444,3 +444,12 @@ def test_bench_plan_prints_one_table_and_how_to_run_the_full_matrix():
     assert "tt-tui bench plan --full" in out
     bad = tt("bench", "plan", "--width", "2", "--width", "3", "--steps", "2")
     assert bad.returncode == 2 and "must be given the same number of times" in bad.stderr
+
+
+def test_show_says_in_one_line_when_there_is_no_terminal_or_no_run(tiny_config, tmp_path):
+    missing = tt("show", tmp_path / "nope")
+    assert missing.returncode == 3 and _one_error_line(missing) == f"error: {tmp_path / 'nope'}: no such run directory"
+    assert tt("train", tiny_config, "train.max_steps=5", "--headless").returncode == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    piped = tt("show", run)
+    assert piped.returncode == 2 and "needs a terminal" in _one_error_line(piped)

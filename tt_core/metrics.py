@@ -73,7 +73,7 @@ def truncate_after_step(path: Path, step: int) -> int:
 def read_metrics(path: Path) -> list[dict]:
     """All complete records of a metrics.jsonl (a torn last line is skipped)."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tt_core.durable import atomic_write_text
+from tt_core.metrics import read_metrics
 
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_EVERY_S = 10.0
@@ -78,20 +79,10 @@ class RunSummary:
 
 
 def _records(path: Path) -> list[dict]:
-    """metrics.jsonl's records; a torn last line (a killed writer) is skipped."""
-    out = []
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [r for r in read_metrics(path) if isinstance(r, dict)]
     except OSError:
-        return out
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+        return []
 
 
 def _json(path: Path) -> dict:

@@ -38,6 +38,7 @@ from tt_core.events import (
 from tt_core.metrics import MetricsWriter, truncate_after_step
 from tt_core.model import GPTConfig, TrajectoryGPT
 from tt_core.record import GifRecorder
+from tt_core.replay import SnapshotWriter
 from tt_core.rollout import Rollout
 from tt_core.runs import Heartbeat
 from tt_core.tracking import trackers
@@ -312,6 +313,7 @@ class Trainer:
         if self.world.main:
             self.metrics = MetricsWriter(self.run_files.metrics)
             bus.subscribe(self.metrics)
+            bus.subscribe(SnapshotWriter(self.run_files.root))  # the beam trees, for `tt-tui show`
             self.trackers = trackers(self.run_files.root, cfg, bus.emit)  # TensorBoard, W&B
             for tracker in self.trackers:
                 bus.subscribe(tracker)
@@ -449,7 +451,7 @@ class Trainer:
                                    agent.env_id, fps=30)
         rollout = Rollout(agent, self.plan_cfg, self.cfg.eval, self.bus, self.controls,
                           recorder=recorder, render_size=256 if self.watch else None,
-                          snapshots=self.watch, world=self.world)
+                          snapshots=True, world=self.world)  # snapshots.json keeps the last
         try:
             return rollout.run()
         finally:

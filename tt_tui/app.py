@@ -52,6 +52,7 @@ from tt_tui.widgets.throughput import ThroughputPanel
 
 MODES = ("train", "eval", "record")
 TRAIN_ONLY = {"save", "toggle_lr"}
+STEERING = {"pause", "save", "record", "edit_plan"}  # what a read-only view cannot do
 EVAL_ONLY = {"prev_env", "next_env", "freeze", "snap_prev", "snap_next", "record", "edit_plan"}
 
 
@@ -92,12 +93,16 @@ class TTApp(App[int]):
         rss: Callable[[], int | None] = process_rss_bytes,
         available: Callable[[], int | None] = available_memory_bytes,
         screenshot_dir: str | Path = ".",
+        read_only: bool = False,
     ) -> None:
+        """`read_only`: a view of a run's files (tt-tui show): nothing to pause, save,
+        record or edit, and q leaves at once."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         super().__init__()
         self.engine = engine
         self.mode = mode
+        self.read_only = read_only
         self.drain_interval = drain_interval
         self._rss = rss
         self._available_host = available
@@ -119,7 +124,7 @@ class TTApp(App[int]):
     # layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Vertical(id="main", classes=f"-{'train' if self.mode == 'train' else 'eval'}"):
-            yield RunStatus(self.mode, id="status")
+            yield RunStatus("show" if self.read_only else self.mode, id="status")
             with Horizontal(id="top"):
                 yield LossPanel(id="loss")
                 yield ReturnsPanel(id="returns")
@@ -132,7 +137,7 @@ class TTApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = f"tt-tui {self.mode}"
+        self.title = "tt-tui show" if self.read_only else f"tt-tui {self.mode}"
         # panels by reference: the app's own query would search a help screen on top
         self.main = self.query_one("#main")
         self.status_bar = self.query_one(RunStatus)
@@ -144,7 +149,10 @@ class TTApp(App[int]):
         self.event_log = self.query_one(EventLog)
         self._layout_for_size()
         self.engine.start()
-        self.status_bar.state = "paused" if self.engine.controls.paused else "running"
+        if self.read_only:  # a view of files: it follows them until their TrainFinished
+            self.status_bar.state = "following"
+        else:
+            self.status_bar.state = "paused" if self.engine.controls.paused else "running"
         self._timer = self.set_interval(self.drain_interval, self.drain)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -253,6 +261,7 @@ class TTApp(App[int]):
         self.event_log.add(event_line(ev))
 
     def _show_train_finished(self, ev: TrainFinished) -> None:
+        self.status_bar.state = "stopped" if ev.stopped_early else "finished"
         self.event_log.add(event_line(ev))
         how = "stopped" if ev.stopped_early else "finished"
         self.notify(f"training {how} at step {ev.step}", title="train")
@@ -373,6 +382,8 @@ class TTApp(App[int]):
             return isinstance(self.focused, Input)
         if action in TRAIN_ONLY and self.mode != "train":
             return False
+        if action in STEERING and self.read_only:
+            return False
         if action in EVAL_ONLY and not self.has_eval:
             return False
         if action in {"pause", "save", "record"} and self.finished:
@@ -380,6 +391,10 @@ class TTApp(App[int]):
         return True
 
     async def action_quit(self) -> None:
+        if self.read_only:  # the view reads files only: nothing to save or wait for
+            self.engine.stop(timeout=5)
+            self.exit(0, return_code=0)
+            return
         if self.quitting or not self.engine.running:
             if self.engine.running:  # second q / Ctrl+C: abort without waiting
                 self.exit(None, return_code=130)

@@ -299,6 +299,28 @@ def runs(
     console.print(table)
 
 
+@app.command()
+@user_errors
+def show(run: Path = typer.Argument(..., help="A run directory (tt-tui runs lists them).")) -> None:
+    """Open the dashboard on a run, read-only: its whole history, followed live while it
+    trains (here, under torchrun or elsewhere on a shared disk). q leaves it untouched."""
+    from tt_core.checkpoint import find_run_root
+    from tt_core.errors import ConfigError
+    from tt_core.replay import show_job
+
+    root = find_run_root(run)[0]  # a missing run: exit 3, one line
+    job = show_job(root)
+    if not _use_app(False):
+        raise ConfigError("tt-tui show draws the dashboard and needs a terminal; for scripts, "
+                          "`tt-tui runs --json` or the run's metrics.jsonl")
+    from tt_core.engine import Engine
+    from tt_tui.app import TTApp
+
+    engine = Engine(job)
+    TTApp(engine, "train", read_only=True).run()
+    engine.stop(timeout=5)
+
+
 class FttBlock(str, enum.Enum):
     """Residual layout of an FTT-format checkpoint (see README: FTT-format checkpoints)."""
 

@@ -16,7 +16,8 @@ def text_bar(done: float, total: float, width: int = BAR_WIDTH) -> str:
 
 
 class RunStatus(Static):
-    """`state` is starting | running | paused | stopping | finished | failed."""
+    """`state` is starting | running | paused | stopping | finished | stopped | failed,
+    or following (a read-only view of a run's files)."""
 
     state: reactive[str] = reactive("starting")
 
@@ -40,7 +41,7 @@ class RunStatus(Static):
             self.refresh_line()
 
     def watch_state(self, state: str) -> None:
-        for s in ("running", "paused", "stopping", "finished", "failed", "starting"):
+        for s in ("running", "paused", "stopping", "finished", "stopped", "failed", "starting", "following"):
             self.set_class(s == state, f"-{s}")
         self.refresh_line()
 
@@ -49,7 +50,7 @@ class RunStatus(Static):
         line.append(f" {self.mode} ", style="bold reverse")
         line.append(f" {self.state} ", style="bold")
         if self.total:
-            unit = "step" if self.mode == "train" else "episodes"
+            unit = "step" if self.mode in ("train", "show") else "episodes"
             line.append(f"{text_bar(self.step, self.total)} {unit} {self.step:,}/{self.total:,}  ")
         if self.detail:
             line.append(self.detail)
