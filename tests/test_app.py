@@ -266,15 +266,15 @@ def test_without_a_terminal_train_falls_back_to_headless_output(tmp_path):
     assert "\x1b[?1049h" not in r.stdout + r.stderr  # never switched to the app's screen
 
 
-def test_in_a_terminal_train_opens_the_app_and_ctrl_c_saves_and_exits_0(tmp_path):
-    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000, epochs=1000)
+def _in_a_terminal(*args: str, timeout: float = 60, interact=None) -> tuple[int, bytes]:
+    """Run `tt-tui ARGS` on a real 100x30 pseudo-terminal; (exit code, everything it
+    wrote). `interact(output so far, fd)` may type into it after each read."""
     pid, fd = pty.fork()
-    if pid == 0:  # child: a real terminal on stdin/stdout
-        os.execvpe(sys.executable, [sys.executable, "-m", "tt_tui.cli", "train", str(config)],
+    if pid == 0:
+        os.execvpe(sys.executable, [sys.executable, "-m", "tt_tui.cli", *args],
                    {**os.environ, "TERM": "xterm-256color"})
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    out, sent_q, deadline = b"", False, time.monotonic() + 120
-    status = None
+    out, deadline = b"", time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
@@ -282,19 +282,28 @@ def test_in_a_terminal_train_opens_the_app_and_ctrl_c_saves_and_exits_0(tmp_path
                 out += os.read(fd, 65536)
             except OSError:
                 pass
-        if not sent_q and b"epoch" in out:  # the first logged step is on screen
-            time.sleep(0.5)
-            os.write(fd, b"\x03")  # Ctrl+C: a key in the app's raw mode, same as q
-            sent_q = True
+        if interact is not None:
+            interact(out, fd)
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
-            status = os.waitstatus_to_exitcode(st)
-            break
-    else:
-        os.kill(pid, 9)
-        raise AssertionError(f"app did not exit: {out[-2000:]!r}")
-    os.close(fd)
-    assert sent_q and status == 0, out[-2000:]
+            os.close(fd)
+            return os.waitstatus_to_exitcode(st), out
+    os.kill(pid, 9)
+    raise AssertionError(f"did not exit: {out[-2000:]!r}")
+
+
+def test_in_a_terminal_train_opens_the_app_and_ctrl_c_saves_and_exits_0(tmp_path):
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000, epochs=1000)
+    sent = []
+
+    def ctrl_c_once_training_shows(out: bytes, fd: int) -> None:
+        if not sent and b"epoch" in out:  # the first logged step is on screen
+            time.sleep(0.5)
+            os.write(fd, b"\x03")  # Ctrl+C: a key in the app's raw mode, same as q
+            sent.append(True)
+
+    status, out = _in_a_terminal("train", str(config), timeout=120, interact=ctrl_c_once_training_shows)
+    assert sent and status == 0, out[-2000:]
     assert b"\x1b[?1049h" in out  # the app used the alternate screen
     runs = list((tmp_path / "runs").iterdir())
     assert ckpt.load_run(runs[0]).step >= 1
@@ -322,28 +331,6 @@ def test_resizing_the_terminal_relayouts_for_small_and_big_screens():
             await wait_exit(app)
 
     asyncio.run(drive())
-
-
-def _in_a_terminal(*args: str, timeout: float = 60) -> tuple[int, bytes]:
-    """Run `tt-tui ARGS` on a real pseudo-terminal; (exit code, everything it wrote)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(sys.executable, [sys.executable, "-m", "tt_tui.cli", *args],
-                   {**os.environ, "TERM": "xterm-256color"})
-    out, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                out += os.read(fd, 65536)
-            except OSError:
-                pass
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            os.close(fd)
-            return os.waitstatus_to_exitcode(st), out
-    os.kill(pid, 9)
-    raise AssertionError(f"did not exit: {out[-2000:]!r}")
 
 
 @pytest.mark.parametrize("args, code, line", [
@@ -430,3 +417,27 @@ def test_show_follows_a_run_that_is_still_training(tmp_path):
     finally:
         trainer.kill()
         trainer.wait(60)
+
+
+def test_show_follows_a_resumed_run_whose_metrics_were_rewritten_shorter(tmp_path):
+    from tt_core.metrics import truncate_after_step
+    from tt_core.replay import show_job
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20,
+                                        log_every=2, checkpoint_every=10))
+    run = Trainer(cfg, EventBus()).run()
+    app = TTApp(Engine(show_job(run)), "train", read_only=True)
+
+    async def drive():
+        async with app.run_test(size=(100, 30)) as pilot:
+            loss = app.query_one(LossPanel)
+            await wait_for(pilot, lambda: len(loss.series) == 10, what="the first history")
+            truncate_after_step(run / "metrics.jsonl", 10)  # what a resume at step 10 does
+            with open(run / "metrics.jsonl", "a") as f:  # and then logs again
+                f.write('{"event": "Message", "text": "resumed here", "level": "info", "time": 0}\n')
+            await wait_for(pilot, lambda: logged(app, "resumed here"), what="the rewritten file's new line")
+            await pilot.press("q")
+            await wait_exit(app)
+
+    asyncio.run(drive())
+    assert app.return_code == 0

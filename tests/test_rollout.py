@@ -130,7 +130,7 @@ def test_live_planning_edits_apply_at_the_next_plan_or_are_refused(agent):
     assert widths[:2] == [4, 4] and set(widths[2:]) == {7}
     (applied,) = [e for e in events if isinstance(e, PlanParamsApplied)]
     assert applied.params == {"beam_width": 7}
-    assert applied.cache_bytes == rollout.cache_bytes(rollout.plan_cfg)  # the layout in force
+    assert applied.cache_bytes == rollout.planner.cache.nbytes  # what the planner holds for width 7
     (refused,) = [e for e in events if isinstance(e, PlanParamsRefused)]
     assert refused.error.startswith("plan.beam_width: 0 must be in [1, 4096]")
 

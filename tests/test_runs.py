@@ -54,7 +54,7 @@ def test_runs_lists_finished_stopped_running_and_crashed_runs_newest_first(tmp_p
         listed = tt("runs", out, cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
         lines = listed.stdout.splitlines()
-        assert lines[0].split() == ["started", "state", "steps", "loss", "last", "eval", "best", "eval", "dataset", "run"]
+        assert lines[0].split() == ["started", "state", "steps", "loss", "last", "eval", "best", "eval", "dataset", "env", "run"]
         assert [line.split()[2] for line in lines[1:]] == ["running", "crashed", "stopped", "finished"]
         as_json = json.loads(tt("runs", out, "--json", cwd=tmp_path).stdout)
         assert [r["state"] for r in as_json] == ["running", "crashed", "stopped", "finished"]
@@ -83,3 +83,23 @@ def test_runs_of_an_empty_folder_says_how_to_make_one(tmp_path):
     result = tt("runs", tmp_path / "nothing", cwd=tmp_path)
     assert result.returncode == 0 and "no runs under" in result.stdout and "tt-tui train" in result.stdout
     assert os.listdir(tmp_path) == []
+
+
+def test_a_run_that_failed_headless_says_why_and_a_nan_evaluation_is_never_the_best(tmp_path):
+    out = tmp_path / "runs"
+    cfg = write_tiny_config(tmp_path / "c.yaml", out, max_steps=40, checkpoint_every=1)
+    diverged = tt("train", cfg, "train.lr=1e30", "--headless", cwd=tmp_path)
+    assert diverged.returncode == 4
+    assert diverged.stderr.count("training diverged") == 1  # on record, and printed once
+    (run,) = out.iterdir()
+    summary = summarize_run(run)
+    assert summary.state == "crashed" and summary.why.startswith("failed: training diverged at step")
+    # an evaluation whose every episode failed has a NaN mean: it is no one's best
+    with open(run / "metrics.jsonl", "a") as f:
+        for step, mean in ((10, float("nan")), (20, 50.0)):
+            f.write(json.dumps({"event": "EvalFinished", "results": [], "step": step,
+                                "summary": {"return_mean": mean, "score_mean": None}}) + "\n")
+    summary = summarize_run(run)
+    assert summary.best_eval == {"step": 20, "return": 50.0, "score": None}
+    listed = tt("runs", out, "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and "NaN" not in listed.stdout

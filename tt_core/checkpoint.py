@@ -187,7 +187,7 @@ def clean_residue(run: RunFiles) -> None:
     the temp files of atomic writes (`.latest.json.*`). Never read; only clutter."""
     for tmp in run.checkpoints.glob(".step_*"):
         shutil.rmtree(tmp, ignore_errors=True)
-    for pattern in (".latest.json.*", ".metrics.jsonl.*"):
+    for pattern in (".latest.json.*", ".metrics.jsonl.*", ".heartbeat.json.*", ".snapshots.json.*"):
         for tmp in run.root.glob(pattern):
             tmp.unlink(missing_ok=True)
 

@@ -134,6 +134,7 @@ class Throughput:
 class EvalFinished:
     results: tuple[dict, ...]  # one EpisodeResult record per episode
     summary: dict
+    step: int | None = None  # the training step of the weights evaluated (None: not training)
 
 
 @dataclass(frozen=True)

@@ -366,5 +366,6 @@ class BeamPlanner(_Base):
         best = value.view(E, W).argmax(1) + torch.arange(E, device=dev) * W
         sequence = plan[best].view(E, S, T)
         actions = self.disc.decode(sequence[:, :, O : O + A].cpu().numpy(), slice(O, O + A))
+        seconds = time.perf_counter() - t0  # the plan; the snapshot's copies are the view's cost
         snaps = self._snapshots(E, W, parents, vals, acts, rews, vtgs) if snapshot else None
-        return PlanResult(actions, sequence.cpu(), value[best].cpu().numpy(), n_tokens, time.perf_counter() - t0, snaps)
+        return PlanResult(actions, sequence.cpu(), value[best].cpu().numpy(), n_tokens, seconds, snaps)

@@ -9,6 +9,7 @@ every evaluation: plain JSON, never pickle. Nothing here writes to a run it show
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -20,7 +21,7 @@ from tt_core.controls import Controls
 from tt_core.durable import atomic_write_text
 from tt_core.errors import CheckpointError
 from tt_core.metrics import RECORDED
-from tt_core.runs import RUNNING, summarize_run
+from tt_core.runs import summarize_run
 
 SNAPSHOTS_FILE = "snapshots.json"
 POLL_S = 0.5  # how often a followed run's files are looked at
@@ -42,7 +43,8 @@ def from_record(record: dict) -> Optional[Any]:
 
 
 def snapshot_to_json(snap: ev.PlanSnapshot) -> dict:
-    steps = [{k: getattr(s, k).tolist() for k in ("parent", "score", "action", "reward", "value")}
+    # 5 decimals: the tree's numbers as the view prints them, at a fraction of the bytes
+    steps = [{k: np.round(getattr(s, k), 5).tolist() for k in ("parent", "score", "action", "reward", "value")}
              for s in snap.snapshot.steps]
     return {"step": snap.step, "env_index": snap.env_index, "steps": steps, "chosen": list(snap.snapshot.chosen)}
 
@@ -84,22 +86,39 @@ def read_snapshots(run_dir: Path) -> list[ev.PlanSnapshot]:
 
 
 class _Tail:
-    """New complete lines of a growing file (a line still being written waits)."""
+    """New complete lines of a growing file (a line still being written waits). A resume
+    rewrites metrics.jsonl as a new, shorter file that starts with lines already given:
+    then it reads again from the start and skips that common beginning."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
+        self.inode: Optional[int] = None
+        self.given: list[int] = []  # hashes of the lines given, in order
 
     def lines(self) -> list[str]:
         try:
             with open(self.path, "rb") as f:
+                stat = os.fstat(f.fileno())
+                rewritten = self.inode is not None and (stat.st_ino != self.inode or stat.st_size < self.offset)
+                if rewritten:
+                    self.offset = 0
+                self.inode = stat.st_ino
                 f.seek(self.offset)
                 data = f.read()
         except OSError:
             return []
         end = data.rfind(b"\n") + 1
         self.offset += end
-        return data[:end].decode("utf-8", errors="replace").splitlines()
+        lines = data[:end].decode("utf-8", errors="replace").splitlines()
+        if rewritten:
+            same = 0
+            while same < min(len(lines), len(self.given)) and hash(lines[same]) == self.given[same]:
+                same += 1
+            self.given = self.given[:same]
+            lines = lines[same:]
+        self.given.extend(hash(line) for line in lines)
+        return lines
 
 
 def show_job(run_dir: Path):
@@ -132,6 +151,6 @@ def show_job(run_dir: Path):
                     bus.emit(snap)
             if controls.stop_requested:
                 return
-            time.sleep(POLL_S if summarize_run(root).state == RUNNING else 2 * POLL_S)
+            time.sleep(POLL_S)  # two small reads a poll: the new lines, the snapshots' mtime
 
     return job

@@ -239,6 +239,7 @@ class Rollout:
             EvalFinished(
                 tuple(asdict(r) for r in results),
                 summarize(results, self.agent.dataset_meta, tokens, seconds, plans),
+                self.agent.step,
             )
         )
         return results

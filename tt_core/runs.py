@@ -11,6 +11,7 @@ TrainFinished is "running" while its heartbeat is fresh and "crashed" once it is
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -123,9 +124,15 @@ def _state(records: list[dict], beat: dict, now: float) -> tuple[str, str]:
     return CRASHED, "no heartbeat" if not beat else f"no heartbeat for {age / 60:.0f} min"
 
 
+def _finite(value: Any) -> Optional[float]:
+    """A number, or None for a missing or NaN/inf one (every episode failed)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _eval(record: dict, step: Optional[int]) -> dict:
     s = record.get("summary") or {}
-    return {"step": step, "return": s.get("return_mean"), "score": s.get("score_mean")}
+    at = record.get("step") if isinstance(record.get("step"), int) else step  # older records: the last logged step
+    return {"step": at, "return": _finite(s.get("return_mean")), "score": _finite(s.get("score_mean"))}
 
 
 def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:

@@ -44,19 +44,26 @@ def _scalars(event: Any) -> dict[str, Any]:
     return {}
 
 
+def _step_of(event: Any, last: int) -> int:
+    """The training step an event belongs to: its own, else the last one seen."""
+    step = getattr(event, "step", None)
+    return step if isinstance(event, (TrainStep, EvalFinished)) and isinstance(step, int) else last
+
+
 class TensorBoardLogger:
     """Writes TensorBoard event files under <run>/tensorboard (torch.utils.tensorboard)."""
 
-    def __init__(self, run_dir: Path, cfg: Config) -> None:
+    def __init__(self, run_dir: Path, cfg: Config, start_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
+        # a resumed run drops what the killed one logged past its checkpoint, as metrics.jsonl does
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR),
+                                    purge_step=start_step or None)
         self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in _flat(to_dict(cfg)).items()))
-        self.step = 0
+        self.step = start_step
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, TrainStep):
-            self.step = event.step
+        self.step = _step_of(event, self.step)
         for tag, value in _scalars(event).items():
             self.writer.add_scalar(tag, value, self.step)
         if isinstance(event, (EvalFinished, TrainFinished)):
@@ -69,7 +76,7 @@ class TensorBoardLogger:
 class WandbLogger:
     """Logs the same scalars, the evaluation table and the config to a W&B run."""
 
-    def __init__(self, run_dir: Path, cfg: Config, settings: WandbConfig) -> None:
+    def __init__(self, run_dir: Path, cfg: Config, settings: WandbConfig, start_step: int = 0) -> None:
         import wandb
 
         self.wandb = wandb
@@ -77,12 +84,12 @@ class WandbLogger:
             project=settings.project or cfg.dataset.id.replace("/", "-"), entity=settings.entity,
             mode=settings.mode, name=Path(run_dir).name, dir=str(run_dir), config=_flat(to_dict(cfg)),
             settings=wandb.Settings(silent=True, init_timeout=WANDB_INIT_TIMEOUT_S),
+            id=Path(run_dir).name, resume="allow",  # a resumed run continues its W&B run
         )
-        self.step = 0
+        self.step = start_step
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, TrainStep):
-            self.step = event.step
+        self.step = _step_of(event, self.step)
         scalars = _scalars(event)
         if isinstance(event, EvalFinished):
             columns = ["episode", "seed", "return", "length", "status", "score"]
@@ -96,7 +103,7 @@ class WandbLogger:
         self.run.finish()
 
 
-def trackers(run_dir: Path, cfg: Config, say: Callable[[Message], None]) -> list[Any]:
+def trackers(run_dir: Path, cfg: Config, say: Callable[[Message], None], start_step: int = 0) -> list[Any]:
     """The loggers `cfg.train` asks for that can run here; one line for each that cannot."""
     out: list[Any] = []
     if cfg.train.tensorboard:
@@ -104,7 +111,7 @@ def trackers(run_dir: Path, cfg: Config, say: Callable[[Message], None]) -> list
             say(Message("train.tensorboard: the tensorboard package is not installed "
                         "(pip install 'tt-tui[tensorboard]'); not writing TensorBoard files", "warning"))
         else:
-            out.append(TensorBoardLogger(run_dir, cfg))
+            out.append(TensorBoardLogger(run_dir, cfg, start_step))
     settings: Optional[WandbConfig] = cfg.train.wandb
     if settings is not None and settings.mode != "disabled":
         if importlib.util.find_spec("wandb") is None:
@@ -112,7 +119,7 @@ def trackers(run_dir: Path, cfg: Config, say: Callable[[Message], None]) -> list
                         "not logging to Weights & Biases", "warning"))
         else:
             try:
-                out.append(WandbLogger(run_dir, cfg, settings))
+                out.append(WandbLogger(run_dir, cfg, settings, start_step))
             except Exception as exc:  # no network, no login: the run itself goes on
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 say(Message(f"train.wandb: could not start a W&B run ({first}); not logging to it "

@@ -314,7 +314,7 @@ class Trainer:
             self.metrics = MetricsWriter(self.run_files.metrics)
             bus.subscribe(self.metrics)
             bus.subscribe(SnapshotWriter(self.run_files.root))  # the beam trees, for `tt-tui show`
-            self.trackers = trackers(self.run_files.root, cfg, bus.emit)  # TensorBoard, W&B
+            self.trackers = trackers(self.run_files.root, cfg, bus.emit, self.step)  # TensorBoard, W&B
             for tracker in self.trackers:
                 bus.subscribe(tracker)
 

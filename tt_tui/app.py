@@ -255,6 +255,8 @@ class TTApp(App[int]):
         tp.redraw()
         self.status_bar.where = ev.run_dir
         self.status_bar.set_progress(ev.start_step, ev.total_steps, f"{ev.dataset_id}")
+        if self.read_only:  # a (re)start of the run being followed
+            self.status_bar.state = "following"
         self.event_log.add(event_line(ev))
 
     def _show_checkpointed(self, ev: Checkpointed) -> None:
@@ -364,6 +366,9 @@ class TTApp(App[int]):
 
     @on(PlanParamsRequested)
     def _plan_params(self, message: PlanParamsRequested) -> None:
+        if self.read_only:  # a view of files: there is no planner to send it to
+            self.notify("read-only view: nothing to edit", severity="warning")
+            return
         if not self.engine.running:
             self.notify("the job is not running", severity="warning")
             return

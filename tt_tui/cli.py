@@ -132,6 +132,9 @@ def train(
         cfg = load_config(config, overrides)
     if device is not None:
         cfg.train.device = device
+    from tt_core.device import resolve_device
+
+    resolve_device(cfg.train.device)  # an unknown or absent device: one line before anything starts
     if nproc > 1:
         if launched_by_torchrun():
             raise ConfigError("--nproc: this process was started by torchrun already; drop --nproc")
@@ -274,7 +277,7 @@ def runs(
 
     rows = list_runs(folder)
     if as_json:
-        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2, allow_nan=False))
         return
     if not rows:
         typer.echo(f"no runs under {folder}/ (train one: tt-tui train configs/quickstart.yaml)")
@@ -287,13 +290,13 @@ def runs(
         return f"{value} @{e['step']}" if e["step"] is not None else value
 
     table = Table(box=None, pad_edge=False)
-    for col in ("started", "state", "steps", "loss", "last eval", "best eval", "dataset", "run"):
+    for col in ("started", "state", "steps", "loss", "last eval", "best eval", "dataset", "env", "run"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         steps = f"{r.step if r.step is not None else '-'}/{r.total_steps if r.total_steps is not None else '-'}"
         loss = "-" if r.last_loss is None else f"{r.last_loss:.3f}"
         table.add_row(started_text(r), r.state, steps, loss, evaluation(r.last_eval),
-                      evaluation(r.best_eval), r.dataset or "-", Path(r.path).name)
+                      evaluation(r.best_eval), r.dataset or "-", r.env or "-", Path(r.path).name)
     console = Console(highlight=False)
     console.width = max(console.width, 160)  # run names are long; pipes get 80 columns
     console.print(table)
@@ -381,6 +384,13 @@ def _plan_overrides(**flags) -> list[str]:
     return overrides
 
 
+def _check_device(device: Optional[str]) -> None:
+    """--device checked on the command line (unknown, or absent here: one line, exit 2)."""
+    from tt_core.device import resolve_device
+
+    resolve_device(device or "auto")
+
+
 def _run_argument(run: Optional[Path], command: str) -> Optional[Path]:
     """RUN as given, or one line before anything starts: a dotted override in its place
     (eval/record take flags), or a path that does not exist."""
@@ -437,6 +447,7 @@ def eval_cmd(
             raise OutputError(f"--json {json_out}: is a directory, not a file")
         _writable_folder(json_out.parent, "--json")
     run = _run_argument(run, "eval")
+    _check_device(device)
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
         sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
@@ -499,6 +510,7 @@ def record(
     block = ftt_block.value if ftt_block else None
     _writable_folder(out, "--out")
     run = _run_argument(run, "record")
+    _check_device(device)
     overrides = _plan_overrides(
         beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
         sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
@@ -536,12 +548,20 @@ def _run_job(job, reporter, announce: bool = True) -> None:
     from tt_core.controls import Controls
     from tt_core.events import EventBus
 
+    from tt_core.errors import TTError, as_user_error
+    from tt_core.events import Failed
+
     bus, controls = EventBus(), Controls()
     bus.subscribe(reporter)
     _stop_on_sigint(controls, announce)
     with reporter:
         try:
             job(bus, controls)
+        except Exception as exc:  # on record (metrics.jsonl: `tt-tui runs` says why); printed once, by main
+            user = exc if isinstance(exc, TTError) else as_user_error(exc)
+            bus.listeners.remove(reporter)
+            bus.emit(Failed(str(user or exc), user.exit_code if user else 1))
+            raise
         finally:  # the job is over (a clean stop included): a further Ctrl+C changes nothing
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
