@@ -20,7 +20,8 @@ from textual.widgets import Input
 from conftest import write_tiny_config
 from tt_core import checkpoint as ckpt
 from tt_core.config import load_config
-from tt_core.engine import Engine, eval_job, train_job
+from tt_core.engine import eval_job, train_job
+from tt_core.runner import Engine
 from tt_core.events import EventBus, Message
 from tt_core.events import BeamSnapshot, BeamStep
 from tt_core.train import Trainer

@@ -1,18 +1,13 @@
-"""Jobs (train / eval / record) and the thread that runs one for a view.
+"""Jobs: train, eval and record (tt_core/replay.py has show's).
 
 A job is a function of (EventBus, Controls): it reports only through the bus and
 listens only to the controls, so the same job runs in the foreground for the headless
-CLI and on a worker thread for the TUI.
+CLI and on a worker thread for the TUI (tt_core/runner.py).
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import threading
-import traceback
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 
@@ -20,14 +15,13 @@ from tt_core.agent import Agent, load_agent
 from tt_core.config import Config, apply_overrides
 from tt_core.controls import Controls
 from tt_core.distributed import World
-from tt_core.errors import CheckpointError, TTError, as_user_error
-from tt_core.events import EventBus, Failed, Message
+from tt_core.errors import CheckpointError
+from tt_core.events import EventBus, Message
 from tt_core.record import GifRecorder
 from tt_core.rollout import EpisodeResult, Rollout
 from tt_core.ftt_format import FTT_BLOCK_NOTE_KEY
+from tt_core.runner import Job
 from tt_core.train import Trainer
-
-Job = Callable[[EventBus, Controls], Any]
 
 
 def train_job(
@@ -93,69 +87,3 @@ def newest_run(runs_dir: Path) -> Path:
     if not runs:
         raise CheckpointError(f"no trained run under {runs_dir}/; train one or pass a run directory")
     return max(runs, key=lambda p: (p / "latest.json").stat().st_mtime)
-
-
-class Engine:
-    """Runs one job on a daemon thread; events reach the view through `events`.
-
-    `exit_code` follows the CLI's codes once the job ends: 0, the TTError's code, or 1.
-    """
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.bus = EventBus()
-        self.controls = Controls()
-        self.events: "queue.Queue[Any]" = queue.Queue()
-        self.bus.subscribe(self.events.put)
-        self.exit_code: int | None = None
-        self.result: Any = None
-        self._thread = threading.Thread(target=self._run, name="tt-engine", daemon=True)
-
-    def subscribe(self, listener: Callable[[Any], None]) -> None:
-        self.bus.subscribe(listener)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Leave one core to the UI thread: torch's intra-op threads synchronise at every
-        # op, and one of them preempted by the UI makes small ops wait a scheduler tick.
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-        try:
-            self.result = self.job(self.bus, self.controls)
-            self.exit_code = 0
-        except TTError as exc:
-            self.exit_code = exc.exit_code
-            self.bus.emit(Failed(str(exc), exc.exit_code))
-        except BaseException as exc:  # a full or read-only disk, else a bug: the view stays alive
-            user = as_user_error(exc)
-            if user is not None:
-                self.exit_code = user.exit_code
-                self.bus.emit(Failed(str(user), user.exit_code))
-                return
-            self.exit_code = 1
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            self.bus.emit(Failed(f"internal error: {last}", 1))
-            self.bus.emit(Message(traceback.format_exc(), level="error"))
-
-    def drain(self, limit: int = 10_000) -> list[Any]:
-        """Events waiting for the view, oldest first (never blocks)."""
-        out = []
-        while len(out) < limit:
-            try:
-                out.append(self.events.get_nowait())
-            except queue.Empty:
-                break
-        return out
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self, timeout: float | None = None) -> bool:
-        """Ask the job to stop (training saves first) and wait; True when it ended."""
-        self.controls.request_stop()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-

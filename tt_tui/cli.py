@@ -307,16 +307,16 @@ def runs(
 def show(run: Path = typer.Argument(..., help="A run directory (tt-tui runs lists them).")) -> None:
     """Open the dashboard on a run, read-only: its whole history, followed live while it
     trains (here, under torchrun or elsewhere on a shared disk). q leaves it untouched."""
-    from tt_core.checkpoint import find_run_root
-    from tt_core.errors import ConfigError
+    from tt_core.errors import CheckpointError, ConfigError
     from tt_core.replay import show_job
 
-    root = find_run_root(run)[0]  # a missing run: exit 3, one line
-    job = show_job(root)
+    if not run.exists():
+        raise CheckpointError(f"{run}: no such run directory")
+    job = show_job(run)  # not a run directory: exit 3, one line
     if not _use_app(False):
         raise ConfigError("tt-tui show draws the dashboard and needs a terminal; for scripts, "
                           "`tt-tui runs --json` or the run's metrics.jsonl")
-    from tt_core.engine import Engine
+    from tt_core.runner import Engine
     from tt_tui.app import TTApp
 
     engine = Engine(job)
@@ -583,7 +583,7 @@ def _run_app(job, mode: str):
     """Run `job` under the Textual app (engine on its own thread). After the app closes,
     print the headless reporter's final lines (run directory, results table, the error)
     and exit with the job's code; returns the reporter (eval: its `report` for --json)."""
-    from tt_core.engine import Engine
+    from tt_core.runner import Engine
     from tt_core.events import EvalFinished, EvalStarted, Failed, TrainFinished
     from tt_tui.app import TTApp
     from tt_tui.headless import EvalReporter, HeadlessReporter

@@ -125,7 +125,7 @@ def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
 def demo_app(mode: str, events: Iterable[Any], **kwargs):
     """A TTApp on the real Engine running `scripted_job(events)`, with fixed memory
     numbers so screenshots are reproducible."""
-    from tt_core.engine import Engine  # the engine module imports torch; only here
+    from tt_core.runner import Engine
     from tt_tui.app import TTApp
 
     kwargs.setdefault("rss", lambda: 180 * 2**20)
