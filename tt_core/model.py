@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from tt_core.attention import Dropout, causal_attention
 from tt_core.cache import FlatCache
 from tt_core.config import Config
 
@@ -117,7 +118,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.embedding_dim, 3 * cfg.embedding_dim)  # fused q, k, v
         self.c_proj = nn.Linear(cfg.embedding_dim, cfg.embedding_dim)
         self.dropout = cfg.dropout
-        self.resid_drop = nn.Dropout(cfg.dropout)
+        self.resid_drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], cache=None) -> torch.Tensor:
         """x: [B, n, E]. Without a cache: the whole window, mask [n, n] (True = attend).
@@ -128,11 +129,8 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             y = self.c_proj(cache.attend(self.layer, qkv))
         else:
-            q, k, v = qkv.unbind(2)
-            p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=p
-            )
+            q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+            y = causal_attention(q, k, v, mask, self.dropout, self.training)
             y = self.c_proj(y.transpose(1, 2).reshape(B, n, E))
         return self.resid_drop(y) if self.training else y
 
@@ -149,7 +147,7 @@ class Block(nn.Module):
             nn.GELU(),
             nn.Linear(4 * cfg.embedding_dim, cfg.embedding_dim),
         )
-        self.mlp_drop = nn.Dropout(cfg.dropout)
+        self.mlp_drop = Dropout(cfg.dropout)
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         fc, act, proj = self.mlp
@@ -168,7 +166,7 @@ class TrajectoryGPT(nn.Module):
         T, N, E = cfg.transition_dim, cfg.num_bins, cfg.embedding_dim
         self.tok_emb = nn.Embedding(T * N + 1, E)  # +1 spare row, as in the original TT
         self.pos_emb = nn.Parameter(torch.zeros(cfg.block_size, E))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(E)
         self.head = nn.Parameter(torch.empty(T, N, E))  # one [N, E] head per dimension

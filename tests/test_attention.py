@@ -1,0 +1,109 @@
+"""Training-time attention and dropout (tt_core/attention.py): the CPU path computes the
+written-out TT formula, softmax(q k^T / sqrt(d) + mask) -> dropout -> @ v, and draws its
+dropout decisions with the right probability, independently."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tt_core import attention
+from tt_core.attention import Dropout, causal_attention, keep_mask
+from tt_core.model import attention_mask
+
+T_DIM, T = 7, 27  # transition_dim and block_size of the tests' small model
+MASK = attention_mask(T, T_DIM)
+
+
+def _formula(q, k, v, mask, keep, p):
+    """The original TT attention, written out: masked softmax, dropout on the weights, @ v."""
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return (weights * keep / (1 - p)) @ v
+
+
+def _qkv(B=2, H=4, d=8, dtype=torch.float64):
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(B, H, T, d, generator=g, dtype=dtype, requires_grad=True) for _ in range(3)]
+
+
+def test_cpu_dropout_attention_equals_the_formula_with_the_same_keep_masks(monkeypatch):
+    """Output and all three gradients, across several chunks (3 + 3 + 2 rows)."""
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 3 * T * T * 8)
+    q, k, v = _qkv()
+    grad = torch.randn(2, 4, T, 8, dtype=torch.float64)
+    p = 0.3
+
+    torch.manual_seed(5)
+    fast = causal_attention(q, k, v, MASK, p, training=True)
+    fast.backward(grad)
+    fast_grads = [x.grad.clone() for x in (q, k, v)]
+    for x in (q, k, v):
+        x.grad = None
+
+    torch.manual_seed(5)  # replay the chunks' draws, in order
+    keep = torch.cat([keep_mask((rows, T, T), p) for rows in (3, 3, 2)]).view(2, 4, T, T)
+    reference = _formula(q, k, v, MASK, keep, p)
+    reference.backward(grad)
+
+    assert not keep.all() and keep.any()
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-12)
+    for got, x in zip(fast_grads, (q, k, v)):
+        torch.testing.assert_close(got, x.grad, rtol=0, atol=1e-12)
+
+
+def test_evaluation_and_zero_dropout_use_torch_attention_and_equal_the_formula():
+    q, k, v = _qkv()
+    everything = torch.ones(2, 4, T, T, dtype=torch.bool)
+    for p, training in ((0.3, False), (0.0, True)):
+        got = causal_attention(q, k, v, MASK, p, training)
+        torch.testing.assert_close(got, _formula(q, k, v, MASK, everything, 0.0))
+
+
+def test_bf16_autocast_runs_the_cpu_path_in_bf16_within_rounding():
+    q, k, v = (x.detach().float() for x in _qkv())
+    torch.manual_seed(1)
+    fp32 = causal_attention(q, k, v, MASK, 0.1, training=True)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        halves = [x.bfloat16().requires_grad_() for x in (q, k, v)]
+        bf16 = causal_attention(*halves, MASK, 0.1, training=True)
+    bf16.sum().backward()
+    assert bf16.dtype == torch.bfloat16 and all(x.grad.dtype == torch.bfloat16 for x in halves)
+    torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_mask_drops_each_element_with_probability_p_independently(p):
+    torch.manual_seed(0)
+    keep = keep_mask((1 << 22,), p)
+    n = keep.numel()
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs((~keep).float().mean().item() - p) < 5 * sigma
+    # the two halves of each 64-bit word are independent draws
+    low, high = ~keep[0::2], ~keep[1::2]
+    both = (low & high).float().mean().item()
+    assert abs(both - p * p) < 5 * math.sqrt(p * p * (1 - p * p) / (n // 2))
+
+
+def test_keep_mask_replays_under_the_same_seed_and_differs_otherwise():
+    torch.manual_seed(3)
+    a = keep_mask((1000,), 0.1)
+    torch.manual_seed(3)
+    assert torch.equal(a, keep_mask((1000,), 0.1))
+    assert not torch.equal(a, keep_mask((1000,), 0.1))
+
+
+def test_dropout_module_scales_kept_elements_and_passes_gradient_only_through_them():
+    layer = Dropout(0.25).train()
+    x = torch.randn(64, 33, requires_grad=True)
+    torch.manual_seed(7)
+    y = layer(x)
+    y.sum().backward()
+    torch.manual_seed(7)
+    keep = keep_mask(x.shape, 0.25)
+    torch.testing.assert_close(y, x * keep / 0.75)
+    torch.testing.assert_close(x.grad, keep / 0.75)
+    assert torch.equal(layer.eval()(x), x)
