@@ -30,7 +30,8 @@ def _qkv(B=2, H=4, d=8, dtype=torch.float64):
 
 
 def test_cpu_dropout_attention_equals_the_formula_with_the_same_keep_masks(monkeypatch):
-    """Output and all three gradients, across several chunks (3 + 3 + 2 rows)."""
+    """Output and all three gradients, across several chunks (3 + 3 + 2 rows) and query
+    blocks (4 of 7, 7, 7, 6 positions)."""
     monkeypatch.setattr(attention, "CHUNK_BYTES", 3 * T * T * 8)
     q, k, v = _qkv()
     grad = torch.randn(2, 4, T, 8, dtype=torch.float64)
@@ -43,9 +44,12 @@ def test_cpu_dropout_attention_equals_the_formula_with_the_same_keep_masks(monke
     for x in (q, k, v):
         x.grad = None
 
-    torch.manual_seed(5)  # replay the chunks' draws, in order
-    keep = torch.cat([keep_mask((rows, T, T), p) for rows in (3, 3, 2)]).view(2, 4, T, T)
-    reference = _formula(q, k, v, MASK, keep, p)
+    torch.manual_seed(5)  # replay the draws, in order: per chunk of rows, per query block
+    keep = torch.ones(8, T, T, dtype=torch.bool)  # keys after a block are hidden anyway
+    for rows in (slice(0, 3), slice(3, 6), slice(6, 8)):
+        for a, b in ((0, 7), (7, 14), (14, 21), (21, 27)):
+            keep[rows, a:b, :b] = keep_mask((rows.stop - rows.start, b - a, b), p)
+    reference = _formula(q, k, v, MASK, keep.view(2, 4, T, T), p)
     reference.backward(grad)
 
     assert not keep.all() and keep.any()
@@ -54,7 +58,11 @@ def test_cpu_dropout_attention_equals_the_formula_with_the_same_keep_masks(monke
         torch.testing.assert_close(got, x.grad, rtol=0, atol=1e-12)
 
 
-def test_evaluation_and_zero_dropout_use_torch_attention_and_equal_the_formula():
+def test_evaluation_and_zero_dropout_use_torch_attention_and_equal_the_formula(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("the CPU dropout path ran")
+
+    monkeypatch.setattr(attention.DropoutAttention, "apply", refuse)
     q, k, v = _qkv()
     everything = torch.ones(2, 4, T, T, dtype=torch.bool)
     for p, training in ((0.3, False), (0.0, True)):
@@ -62,17 +70,33 @@ def test_evaluation_and_zero_dropout_use_torch_attention_and_equal_the_formula()
         torch.testing.assert_close(got, _formula(q, k, v, MASK, everything, 0.0))
 
 
-def test_bf16_autocast_runs_the_cpu_path_in_bf16_within_rounding():
-    q, k, v = (x.detach().float() for x in _qkv())
+def test_under_bf16_autocast_the_cpu_path_computes_in_fp32_and_returns_bf16():
+    """Inputs from bf16 Linear layers: the output is the fp32 computation on those inputs,
+    rounded once to bf16, and gradients come back in bf16 (autocast's contract)."""
+    q, k, v = (x.detach().bfloat16() for x in _qkv())
+    grad = torch.randn(2, 4, T, 8).bfloat16()
+    wide = [x.float().requires_grad_() for x in (q, k, v)]
     torch.manual_seed(1)
-    fp32 = causal_attention(q, k, v, MASK, 0.1, training=True)
+    reference = causal_attention(*wide, MASK, 0.1, training=True)
+    reference.backward(grad.float())
+
+    halves = [x.clone().requires_grad_() for x in (q, k, v)]
     torch.manual_seed(1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        halves = [x.bfloat16().requires_grad_() for x in (q, k, v)]
-        bf16 = causal_attention(*halves, MASK, 0.1, training=True)
-    bf16.sum().backward()
-    assert bf16.dtype == torch.bfloat16 and all(x.grad.dtype == torch.bfloat16 for x in halves)
-    torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
+        got = causal_attention(*halves, MASK, 0.1, training=True)
+    got.backward(grad)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, reference.bfloat16(), rtol=0, atol=0)
+    for half, full in zip(halves, wide):
+        assert half.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(half.grad, full.grad.bfloat16(), rtol=0, atol=0)
+
+
+def test_keep_mask_refuses_a_probability_outside_0_1():
+    for p in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            keep_mask((4,), p)
+    assert not keep_mask((1000,), 1 - 2**-40).any()  # the largest p rounds to "drop all"
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
