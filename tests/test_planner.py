@@ -422,3 +422,73 @@ def test_the_per_token_loop_never_waits_for_the_device(monkeypatch):
     short, long = syncs(2), syncs(6)  # 3x the tokens, 3x the crops of the window
     assert short == long  # none of them is per token or per step
     assert len(long) <= 5, long  # the plan's results: actions, sequence, values
+
+
+# ------------------------------------------------------------------ CUDA graphs
+
+
+def test_on_the_cpu_every_decode_is_the_eager_decode():
+    """CUDA graphs exist only on CUDA: here the planner counts every one-token decode as
+    eager and plans exactly what the naive oracle plans."""
+    model, disc = make_model(3), make_disc()
+    p = params(**GREEDY)
+    planner = BeamPlanner(model, disc, p)
+    hist, obs = context(E, 3)
+    assert_same_plan(planner.plan(hist, obs), NaivePlanner(model, disc, p).plan(hist, obs))
+    stats = planner.graphs.stats
+    # per step: A action + 1 reward decodes of the candidates; O + 1 of the beams but the last step
+    assert stats.eager == p.beam_steps * (A + 1) + (p.beam_steps - 1) * (O + 1)
+    assert stats.captured == stats.replayed == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_plans_equal_eager_plans_across_replays_edits_and_shrinking_batches():
+    """Three plans per layout (eager, captured, replayed), then a live width edit, then
+    envs leaving the batch: the graphed planner picks the eager planner's tokens."""
+    from tt_core.sampling import EnvStreams
+
+    model, disc = make_model(3).cuda(), make_disc()
+    hist, obs = context(E, 3)
+    everyone, live = list(range(E)), [1, 4, 5, 11, 15]
+    sampled, wider = params(cdf_act=0.6), params(beam_width=8, cdf_act=0.6)
+    sharper = params(beam_width=8, cdf_act=0.9)  # same layouts: replays at once
+    schedule = [(sampled, everyone)] * 3 + [(wider, everyone)] * 3 + [(sharper, everyone)] * 2
+    schedule += [(sampled, live)] * 3
+    graphed = BeamPlanner(model, disc, sampled)
+    eager = BeamPlanner(model, disc, sampled, graphs=False)
+    for i, (p, envs) in enumerate(schedule):
+        plans = []
+        for planner in (graphed, eager):
+            planner.set_params(p)
+            streams = EnvStreams.seeded(range(i, i + E), "cuda").subset(envs)
+            plans.append(planner.plan(hist[envs], obs[envs], generator=streams))
+        assert_same_plan(*plans)
+    stats = graphed.graphs.stats
+    per_plan = stats.eager // 3  # each of the 3 shapes: one plan eager, one captured, the rest replayed
+    assert stats.captured == 3 * per_plan and stats.replayed == (1 + 1 + 2 + 1) * per_plan
+
+
+def test_consecutive_plans_walk_the_same_decode_layouts_for_odd_and_even_step_counts(monkeypatch):
+    """What lets CUDA graphs replay: plan k+1 decodes through the very buffers, rows and
+    lengths of plan k, although each beam selection swaps level 1's two buffers."""
+    from tt_core.decode_graphs import DecodeGraphs
+
+    walked: list[tuple] = []
+    real = DecodeGraphs.decode
+
+    def spy(self, net, tokens, level):
+        walked.append(level.layout())
+        return real(self, net, tokens, level)
+
+    monkeypatch.setattr(DecodeGraphs, "decode", spy)
+    model, disc = make_model(3), make_disc()
+    hist, obs = context(E, 3)
+    for steps in (3, 4):
+        planner = BeamPlanner(model, disc, params(beam_steps=steps, **GREEDY))
+        plans = []
+        for _ in range(3):
+            walked.clear()
+            planner.plan(hist, obs)
+            plans.append(list(walked))
+        assert plans[0] == plans[1] == plans[2]
+        assert len(set(plans[0])) == len(plans[0])  # within a plan, every layout is new

@@ -167,9 +167,9 @@ def bench_plan(
     The naive planner runs only where it finishes in reasonable time: its cost grows
     with rows x window tokens per sampled token; cases above `naive_max_rows_tokens`
     (thousands of tokens re-encoded per plan, estimated; 2e3 ~ 10-20 s on 2 CPU
-    cores) are listed as skipped. `dtypes` ("fp32", "bf16"): one tt-tui row per compute
-    dtype (BeamPlanner(dtype=...)); the runs of the dtypes of a case are interleaved
-    so a noisy machine hits them alike.
+    cores) are listed as skipped. `dtypes` ("fp32", "bf16"; with " eager": CUDA graphs
+    off): one tt-tui row per compute dtype (BeamPlanner(dtype=...)); the runs of the
+    dtypes of a case are interleaved so a noisy machine hits them alike.
     """
     from tt_core.config import PlanConfig
     from tt_core.planner import BeamPlanner, NaivePlanner
@@ -190,10 +190,11 @@ def bench_plan(
             tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
             planners = []
             for name in dtypes:
-                dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
-                pl = BeamPlanner(model, disc, params, device=dev, dtype=dt)
+                dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name.split()[0]]
+                pl = BeamPlanner(model, disc, params, device=dev, dtype=dt, graphs="eager" not in name)
                 gen = torch.Generator(device=dev).manual_seed(seed)
-                pl.plan(hist, obs, generator=gen)  # warm-up: buffers, kernels
+                for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
+                    pl.plan(hist, obs, generator=gen)
                 planners.append((name, pl, gen, []))
             for _ in range(repeats):
                 for _, pl, gen, ms in planners:
@@ -311,6 +312,31 @@ def bench_headline(
     return HeadlineRun(describe(dev), envs, env_steps, width, steps, expand, dtype, seconds, plan_seconds)
 
 
+def graphs_check(device: str = "cuda", envs: int = 3, plans: int = 3) -> str:
+    """One line: do plans through CUDA graphs pick the tokens eager plans pick? Same
+    weights, context and random streams; `plans` plans in a row, so the later ones
+    replay the graphs the earlier ones captured."""
+    from tt_core.config import PlanConfig
+    from tt_core.planner import BeamPlanner
+    from tt_core.sampling import EnvStreams
+
+    dev = resolve_device(device)
+    model, disc = _bench_planning_setup(dev, 0)
+    params = PlanConfig(beam_width=16, beam_steps=4, beam_context=5, sample_expand=2)
+    hist, obs = _context(envs, 5, model.cfg, 0)
+    runs, stats = {}, None
+    for graphs in (True, False):
+        planner = BeamPlanner(model, disc, params, device=dev, graphs=graphs)
+        streams = EnvStreams.seeded(range(envs), dev)
+        runs[graphs] = [planner.plan(hist, obs, generator=streams).sequence for _ in range(plans)]
+        if graphs:
+            stats = planner.graphs.stats
+    same = all(torch.equal(a, b) for a, b in zip(runs[True], runs[False]))
+    return (f"CUDA graphs: {plans} plans of {envs} envs at 16 x 4 "
+            f"{'equal' if same else 'DIFFER FROM'} the eager plans token for token "
+            f"({stats.captured} graphs captured, {stats.replayed} replays, {stats.eager} eager decodes)")
+
+
 def bench_gpu(device: str = "cuda", quick: bool = False) -> str:
     """The GPU benchmark as one markdown report: training (batch 64 and 256, variants),
     planning (1 and 25 envs at 32x5 and 128x15, fp32 and bf16) and the seed's headline
@@ -325,8 +351,9 @@ def bench_gpu(device: str = "cuda", quick: bool = False) -> str:
         plan_kw = dict(envs=(1, 25), shapes=((32, 5), (128, 15)), repeats=3)
         head_kw = dict(envs=25, env_steps=1000, width=128, steps=15)
     parts = [train_table(bench_train(device=device, batch=b, **train_kw)) for b in batches]
-    dev, rows = bench_plan(device=device, naive=False, dtypes=("fp32", "bf16"), **plan_kw)
+    dev, rows = bench_plan(device=device, naive=False, dtypes=("fp32", "bf16", "fp32 eager"), **plan_kw)
     parts.append(plan_table(dev, rows))
+    parts.append(graphs_check(device))
     head = bench_headline(device=device, **head_kw)
     parts.append("\n".join([
         f"headline, device {head.device}: {head.envs} Walker2d-v5 envs x {head.env_steps} env steps, "

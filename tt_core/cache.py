@@ -145,8 +145,10 @@ class CascadeCache:
         self.scale = 1.0 / math.sqrt(head_dim)
         self.levels: list[Optional[_Level]] = [None] * self.LEVELS
         self._spare: Optional[_Level] = None  # level 1's ping-pong partner for `select`
+        self._home: Optional[_Level] = None  # the buffer every plan starts level 1 on
         self._views = [CascadeLevel(self, j) for j in range(self.LEVELS)]
         self._mask_src: Optional[torch.Tensor] = None
+        self._bias: Optional[torch.Tensor] = None  # _mask_src as an additive bias
         # CPU path: the fused flash kernel returns the log-sum-exp the merge needs.
         self._flash = self.device.type == "cpu" and hasattr(
             torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"
@@ -164,10 +166,17 @@ class CascadeCache:
         return lev
 
     def reset(self, rows: tuple[int, int, int], sizes: tuple[int, int, int]) -> None:
-        """Empty every level; level j gets rows[j] rows for up to sizes[j] tokens."""
+        """Empty every level; level j gets rows[j] rows for up to sizes[j] tokens.
+
+        Every plan starts level 1 on the same one of its two buffers (each `select`
+        swaps them), so a plan of any step count walks the buffer addresses of the plan
+        before it (what lets tt_core/decode_graphs.py replay its graphs)."""
+        if self._spare is not None and self._spare is self._home:
+            self.levels[1], self._spare = self._spare, self.levels[1]
         for j in range(self.LEVELS):
             self.levels[j] = self._fit(self.levels[j], rows[j], sizes[j])
         self._spare = self._fit(self._spare, rows[1], sizes[1])
+        self._home = self.levels[1]
 
     def level(self, j: int) -> "CascadeLevel":
         return self._views[j]
@@ -304,7 +313,23 @@ class CascadeLevel:
         return _merge(outs, lses).reshape(B, n, H * hd)
 
     def end(self) -> None:
-        self.cascade.levels[self.j].length += self._new
+        self.advance(self._new)
+
+    def advance(self, n: int) -> None:
+        """The n tokens written at the end of this level are now held (the host half of
+        a decode; a replayed CUDA graph wrote the device half, tt_core/decode_graphs.py)."""
+        self.cascade.levels[self.j].length += n
+
+    def layout(self) -> tuple:
+        """What fixes every shape and address a decode into this level touches: per level
+        read, its key/value and token buffers, rows and length; and the mask bias."""
+        bias = self.cascade._bias
+        return (
+            self.j,
+            None if bias is None else (bias.data_ptr(), bias.shape),
+            *((lev.kv.data_ptr(), lev.kv.shape, lev.tok.data_ptr(), lev.tok.shape, lev.rows, lev.length)
+              for lev in self.cascade.levels[: self.j + 1]),
+        )
 
     def cut(self, drop: int) -> list[tuple["CascadeLevel", torch.Tensor]]:
         """Drop the first `drop` tokens of the window (level by level, in window order)."""

@@ -56,6 +56,7 @@ import torch
 from tt_core.cache import CascadeCache
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
+from tt_core.decode_graphs import DecodeGraphs
 from tt_core.events import BeamSnapshot, BeamStep
 from tt_core.model import TrajectoryGPT, crop_drop
 from tt_core.sampling import EnvStreams, sample_tokens
@@ -243,9 +244,14 @@ class BeamPlanner(_Base):
     while logits, probabilities and the scores stay fp32. bf16 plans are not
     token-for-token equal to fp32 ones; fp32 equals `NaivePlanner` up to float
     reassociation.
+
+    On CUDA the one-token decodes run as CUDA graphs (tt_core/decode_graphs.py), equal to
+    the eager decode; `graphs=False` keeps them eager.
     """
 
-    def __init__(self, model, discretizer, params, device=None, dtype: Optional[torch.dtype] = None):
+    def __init__(
+        self, model, discretizer, params, device=None, dtype: Optional[torch.dtype] = None, graphs: bool = True
+    ):
         super().__init__(model, discretizer, params, device)
         self.model.to(self.device)
         cfg = model.cfg
@@ -253,6 +259,7 @@ class BeamPlanner(_Base):
         self.cache = CascadeCache(cfg.n_layers, cfg.n_heads, cfg.embedding_dim // cfg.n_heads, self.device, self.dtype)
         self._copy: Optional[TrajectoryGPT] = None  # the model in `dtype`, when that differs
         self._copy_key = None
+        self.graphs = DecodeGraphs(self.device, enabled=graphs)
 
     def _network(self) -> TrajectoryGPT:
         """The model in the compute dtype. A lower-precision copy is refreshed when the
@@ -287,12 +294,13 @@ class BeamPlanner(_Base):
         # current action and reward tokens (the value token is fed after selection)
         cache.reset((E, E * W, E * W * X), (self.block, self.block, A + 1))
         context, beams, cands = cache.level(0), cache.level(1), cache.level(2)
+        self.graphs.begin_plan(net, (E, W, X, self.dtype))
 
         def feed(tok: torch.Tensor, level) -> torch.Tensor:
             """Decode one token per row at `level` (window rule first); fp32 logits [rows, N]."""
             if level.length >= self.block:
                 net.crop(level, self.context)
-            return net.decode(tok[:, None], level, logits="next").float()
+            return self.graphs.decode(net, tok, level).float()
 
         beam_logits = net.decode(prefix, context, logits="next").float().repeat_interleave(W, 0)
 
