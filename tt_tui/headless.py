@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -54,6 +54,12 @@ class _Reporter:
         self.progress = Progress(*columns, console=self.console, disable=not self.live)
         self._task = None
         self._last_line = 0.0
+        self._route: dict[type, Callable[[Any], None]] = {}  # event type -> handler
+
+    def __call__(self, event: Any) -> None:
+        handler = self._route.get(type(event))
+        if handler is not None:
+            handler(event)
 
     def __enter__(self) -> "_Reporter":
         self.progress.start()
@@ -70,7 +76,7 @@ class _Reporter:
         return True
 
     def _line(self, event: Any) -> None:
-        """Events that are one line of the log (messages, plan edits, recordings)."""
+        """Events that are one line of the log (messages, checkpoints, plan edits, recordings)."""
         self.console.print(event_line(event))
 
 
@@ -97,34 +103,32 @@ class HeadlessReporter(_Reporter):
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         )
         self.evals = EvalReporter(stream)  # evaluations made during training
+        self._route = {
+            TrainStarted: self._train_started,
+            TrainStep: self._train_step,
+            Failed: lambda event: self.console.print(f"error: {event.error}"),
+            **dict.fromkeys((Checkpointed, TrainFinished, *_LOG_LINES), self._line),
+            **dict.fromkeys((EvalStarted, EpisodeEnd, EvalFinished, Throughput), self.evals),
+        }
 
-    def __call__(self, event: Any) -> None:
-        if isinstance(event, TrainStarted):
-            self.console.print(event_line(event))
-            self._task = self.progress.add_task(
-                "train", total=event.total_steps, completed=event.start_step, loss="-", tps="-"
+    def _train_started(self, event: TrainStarted) -> None:
+        self.console.print(event_line(event))
+        self._task = self.progress.add_task(
+            "train", total=event.total_steps, completed=event.start_step, loss="-", tps="-"
+        )
+
+    def _train_step(self, event: TrainStep) -> None:
+        if self._task is not None:
+            self.progress.update(
+                self._task, completed=event.step, loss=f"{event.loss:.3f}", tps=f"{event.tokens_per_s:,.0f}",
             )
-        elif isinstance(event, TrainStep):
-            if self._task is not None:
-                self.progress.update(
-                    self._task, completed=event.step, loss=f"{event.loss:.3f}",
-                    tps=f"{event.tokens_per_s:,.0f}",
-                )
-            if self._plain_line_due():
-                self.console.print(
-                    f"step {event.step} epoch {event.epoch:.2f} loss {event.loss:.4f} "
-                    f"(obs {event.loss_obs:.3f} act {event.loss_action:.3f} "
-                    f"rew {event.loss_reward:.3f} val {event.loss_value:.3f}) "
-                    f"lr {event.lr:.2e} {event.tokens_per_s:,.0f} tok/s"
-                )
-        elif isinstance(event, (Checkpointed, TrainFinished)):
-            self.console.print(event_line(event))
-        elif isinstance(event, _LOG_LINES):
-            self._line(event)
-        elif isinstance(event, Failed):
-            self.console.print(f"error: {event.error}")
-        elif isinstance(event, (EvalStarted, EpisodeEnd, EvalFinished, Throughput)):
-            self.evals(event)
+        if self._plain_line_due():
+            self.console.print(
+                f"step {event.step} epoch {event.epoch:.2f} loss {event.loss:.4f} "
+                f"(obs {event.loss_obs:.3f} act {event.loss_action:.3f} "
+                f"rew {event.loss_reward:.3f} val {event.loss_value:.3f}) "
+                f"lr {event.lr:.2e} {event.tokens_per_s:,.0f} tok/s"
+            )
 
 
 class EvalReporter(_Reporter):
@@ -138,46 +142,55 @@ class EvalReporter(_Reporter):
         self.out = Console(highlight=False, soft_wrap=True)  # the table goes to stdout
         self.report: dict = {}  # what --json writes: source, env, plan, episodes, summary
         self._started: EvalStarted | None = None
+        self._route = {
+            EvalStarted: self._eval_started,
+            Throughput: self._throughput,
+            EpisodeEnd: self._episode_end,
+            EvalFinished: self._eval_finished,
+            **dict.fromkeys(_LOG_LINES, self._line),
+        }
 
-    def __call__(self, event: Any) -> None:
-        if isinstance(event, EvalStarted):
-            self._started = event
-            p = event.plan
+    def _eval_started(self, event: EvalStarted) -> None:
+        self._started = event
+        p = event.plan
+        self.console.print(
+            f"evaluating {event.source} on {event.env_id}: {event.episodes} episodes, "
+            f"beam {p['beam_width']}x{p['beam_steps']} context {p['beam_context']} "
+            f"expand {p['sample_expand']}, {event.device}"
+        )
+        self._task = self.progress.add_task("eval", total=None, info="")
+
+    def _throughput(self, event: Throughput) -> None:
+        if self._task is None:
+            return
+        self.progress.update(
+            self._task, advance=1,
+            info=f"{event.planning_tokens_per_s:,.0f} plan tok/s  {event.ms_per_plan:.0f} ms/plan",
+        )
+        if self._plain_line_due():
             self.console.print(
-                f"evaluating {event.source} on {event.env_id}: {event.episodes} episodes, "
-                f"beam {p['beam_width']}x{p['beam_steps']} context {p['beam_context']} "
-                f"expand {p['sample_expand']}, {event.device}"
+                f"{event.planning_tokens_per_s:,.0f} planning tokens/s, "
+                f"{event.ms_per_plan:.0f} ms/plan, {event.env_steps_per_s:.1f} env steps/s"
             )
-            self._task = self.progress.add_task("eval", total=None, info="")
-        elif isinstance(event, Throughput) and self._task is not None:
-            self.progress.update(
-                self._task, advance=1,
-                info=f"{event.planning_tokens_per_s:,.0f} plan tok/s  {event.ms_per_plan:.0f} ms/plan",
-            )
-            if self._plain_line_due():
-                self.console.print(
-                    f"{event.planning_tokens_per_s:,.0f} planning tokens/s, "
-                    f"{event.ms_per_plan:.0f} ms/plan, {event.env_steps_per_s:.1f} env steps/s"
-                )
-        elif isinstance(event, EpisodeEnd):
-            score = "-" if event.score is None else f"{event.score:.1f}"
-            why = f" ({event.error})" if event.error else ""
-            self.console.print(
-                f"episode {event.env_index}: return {event.episode_return:.1f}, "
-                f"length {event.length}, {event.status}{why}, score {score}"
-            )
-        elif isinstance(event, EvalFinished):
-            started = self._started
-            self.report = {
-                "source": started.source if started else None,
-                "env_id": started.env_id if started else None,
-                "plan": started.plan if started else None,
-                "episodes": list(event.results),
-                "summary": event.summary,
-            }
-            self._print_table(event)
-        elif isinstance(event, _LOG_LINES):
-            self._line(event)
+
+    def _episode_end(self, event: EpisodeEnd) -> None:
+        score = "-" if event.score is None else f"{event.score:.1f}"
+        why = f" ({event.error})" if event.error else ""
+        self.console.print(
+            f"episode {event.env_index}: return {event.episode_return:.1f}, "
+            f"length {event.length}, {event.status}{why}, score {score}"
+        )
+
+    def _eval_finished(self, event: EvalFinished) -> None:
+        started = self._started
+        self.report = {
+            "source": started.source if started else None,
+            "env_id": started.env_id if started else None,
+            "plan": started.plan if started else None,
+            "episodes": list(event.results),
+            "summary": event.summary,
+        }
+        self._print_table(event)
 
     def _print_table(self, event: EvalFinished) -> None:
         table = Table(title="evaluation", show_lines=False)
@@ -211,21 +224,22 @@ class DownloadReporter(_Reporter):
             TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         )
         self._tasks: dict[str, Any] = {}
+        self._route = {DownloadProgress: self._progress_made, Downloaded: self._downloaded}
 
-    def __call__(self, event: Any) -> None:
-        if isinstance(event, DownloadProgress):
-            task = self._tasks.get(event.name)
-            if task is None:
-                self.console.print(f"downloading {event.url}")
-                task = self._tasks[event.name] = self.progress.add_task(
-                    event.name.rsplit("/", 1)[-1], total=event.total, completed=event.done
-                )
-            self.progress.update(task, completed=event.done, total=event.total)
-            if self._plain_line_due():
-                t = self.progress.tasks[task]
-                size = f"/{t.total / 1e6:.1f}" if t.total else ""
-                eta = f", ETA {t.time_remaining:.0f} s" if t.time_remaining is not None else ""
-                rate = f"{t.speed / 1e6:.2f} MB/s" if t.speed else "-"
-                self.console.print(f"  {t.description}: {event.done / 1e6:.1f}{size} MB, {rate}{eta}")
-        elif isinstance(event, Downloaded):
-            self.console.print(f"verified {event.name} (git blob {event.blob[:12]})")
+    def _progress_made(self, event: DownloadProgress) -> None:
+        task = self._tasks.get(event.name)
+        if task is None:
+            self.console.print(f"downloading {event.url}")
+            task = self._tasks[event.name] = self.progress.add_task(
+                event.name.rsplit("/", 1)[-1], total=event.total, completed=event.done
+            )
+        self.progress.update(task, completed=event.done, total=event.total)
+        if self._plain_line_due():
+            t = self.progress.tasks[task]
+            size = f"/{t.total / 1e6:.1f}" if t.total else ""
+            eta = f", ETA {t.time_remaining:.0f} s" if t.time_remaining is not None else ""
+            rate = f"{t.speed / 1e6:.2f} MB/s" if t.speed else "-"
+            self.console.print(f"  {t.description}: {event.done / 1e6:.1f}{size} MB, {rate}{eta}")
+
+    def _downloaded(self, event: Downloaded) -> None:
+        self.console.print(f"verified {event.name} (git blob {event.blob[:12]})")
