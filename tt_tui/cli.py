@@ -373,15 +373,21 @@ _DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps.")
 _VECTOR = typer.Option(None, "--vector", help="sync (default) or async envs.")
 
 
-def _plan_overrides(**flags) -> list[str]:
-    """Planning flags (by parameter name) as dotted overrides, checked like a config
-    file before any model is loaded or app opened (a bad value: one line, exit 2)."""
+def _planning_args(
+    command: str, run: Optional[Path], device: Optional[str], params: dict
+) -> tuple[Optional[Path], list[str]]:
+    """What eval and record check before any model is loaded or app opened: RUN, --device
+    and the planning flags (a bad one: one line, exit 2 or 3). `params` are the command's
+    parameters; those of PLAN_FLAGS that were given become dotted overrides, checked like
+    a config file."""
     from tt_core.config import Config, apply_overrides
 
+    run = _run_argument(run, command)
+    _check_device(device)
     keys = {key.rsplit(".", 1)[1]: key for key in PLAN_FLAGS.values()}
-    overrides = [f"{keys[k]}={v}" for k, v in flags.items() if v is not None]
+    overrides = [f"{keys[k]}={v}" for k, v in params.items() if k in keys and v is not None]
     apply_overrides(Config(), overrides)
-    return overrides
+    return run, overrides
 
 
 def _check_device(device: Optional[str]) -> None:
@@ -446,13 +452,7 @@ def eval_cmd(
 
             raise OutputError(f"--json {json_out}: is a directory, not a file")
         _writable_folder(json_out.parent, "--json")
-    run = _run_argument(run, "eval")
-    _check_device(device)
-    overrides = _plan_overrides(
-        beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
-        sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
-        max_steps=max_steps, seed=seed, vector=vector,
-    )
+    run, overrides = _planning_args("eval", run, device, locals())
     if nproc > 1:
         run = _planning_source(run)  # fetched once, before the ranks start
         _launch_local(nproc)
@@ -509,13 +509,7 @@ def record(
 
     block = ftt_block.value if ftt_block else None
     _writable_folder(out, "--out")
-    run = _run_argument(run, "record")
-    _check_device(device)
-    overrides = _plan_overrides(
-        beam_width=beam_width, beam_steps=beam_steps, beam_context=beam_context,
-        sample_expand=sample_expand, plan_every=plan_every, dtype=dtype, episodes=episodes,
-        max_steps=max_steps, seed=seed, vector=vector,
-    )
+    run, overrides = _planning_args("record", run, device, locals())
     run = _planning_source(run)
     if _use_app(headless):
         _run_app(eval_job(run, overrides, device, record_dir=out, record_all=True, fps=fps,
