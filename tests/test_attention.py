@@ -96,7 +96,7 @@ def test_keep_mask_refuses_a_probability_outside_0_1():
     for p in (-0.1, 1.0):
         with pytest.raises(ValueError, match=r"\[0, 1\)"):
             keep_mask((4,), p)
-    assert not keep_mask((1000,), 1 - 2**-40).any()  # the largest p rounds to "drop all"
+    assert not keep_mask((1000,), 1 - 2**-40).any()  # p this close to 1 keeps 2^-32 of them
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -131,3 +131,30 @@ def test_dropout_module_scales_kept_elements_and_passes_gradient_only_through_th
     torch.testing.assert_close(y, x * keep / 0.75)
     torch.testing.assert_close(x.grad, keep / 0.75)
     assert torch.equal(layer.eval()(x), x)
+
+
+def test_a_mask_that_lets_a_query_see_later_keys_is_refused():
+    """The CPU path skips the keys after each query block, so it needs causality."""
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match="causal"):
+        causal_attention(q, k, v, torch.ones(T, T, dtype=torch.bool), 0.1, training=True)
+
+
+def test_a_second_backward_through_the_cpu_path_is_refused_not_wrong():
+    """Its saved weights go back to the workspace after the first backward."""
+    q, k, v = _qkv()
+    y = causal_attention(q, k, v, MASK, 0.1, training=True).sum()
+    y.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+def test_the_workspace_drops_the_oldest_shapes_beyond_its_budget(monkeypatch):
+    monkeypatch.setattr(attention._Workspace, "MAX_BYTES", 3 * 8 * 100)
+    space = attention._Workspace()
+    old, new = torch.empty(2, 100, dtype=torch.float64), torch.empty(1, 100, dtype=torch.float64)
+    third = torch.empty(1, 100, dtype=torch.float64)
+    for t in (old, new, third):
+        space.give(t)  # 4 x 800 bytes > 3 x 800: the oldest shape goes
+    assert space.take((2, 100), old) is not old
+    assert space.take((1, 100), new) is third and space.take((1, 100), new) is new

@@ -27,6 +27,7 @@ import threading
 
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 # Bytes of one chunk's [rows, t, t] score block: a few MiB keeps it in the L2/L3 cache.
@@ -91,12 +92,16 @@ class _Workspace:
         return like.new_empty(shape)
 
     def give(self, *tensors: torch.Tensor) -> None:
+        """Keep `tensors` for the next take; the shapes given back longest ago are
+        dropped first when more than MAX_BYTES would be held."""
         with self._lock:
-            held = sum(t.nbytes for free in self._free.values() for t in free)
             for t in tensors:
-                if held + t.nbytes <= self.MAX_BYTES:
-                    self._free.setdefault((tuple(t.shape), t.dtype, t.device), []).append(t)
-                    held += t.nbytes
+                key = (tuple(t.shape), t.dtype, t.device)
+                self._free[key] = self._free.pop(key, []) + [t]  # newest shape last
+            held = sum(t.nbytes for free in self._free.values() for t in free)
+            while held > self.MAX_BYTES:
+                oldest = next(iter(self._free))
+                held -= sum(t.nbytes for t in self._free.pop(oldest))
 
 
 _WORKSPACE = _Workspace()
@@ -124,7 +129,7 @@ class DropoutAttention(torch.autograd.Function):
         R, t, d = q.shape
         scale = 1 / math.sqrt(d)
         chunk = max(1, CHUNK_BYTES // (t * t * q.element_size()))
-        blocks = _query_blocks(t)
+        ctx.blocks = blocks = _query_blocks(t)
         weights = [_WORKSPACE.take((R, b - a, b), q) for a, b in blocks]
         dropped = [_WORKSPACE.take((R, b - a, b), q) for a, b in blocks]
         y = q.new_empty(R, t, d)
@@ -140,12 +145,15 @@ class DropoutAttention(torch.autograd.Function):
         return y.mul_(ctx.keep_scale)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dy):
         if ctx.released:
-            raise RuntimeError("DropoutAttention was backpropagated already (retain_graph is not supported)")
+            raise RuntimeError(
+                "DropoutAttention was backpropagated already: retain_graph and create_graph are not supported"
+            )
         q, k, v, *saved = ctx.saved_tensors
         R, t, _ = q.shape
-        blocks = _query_blocks(t)
+        blocks = ctx.blocks
         weights, dropped = saved[: len(blocks)], saved[len(blocks) :]
         dy = dy * ctx.keep_scale
         dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
@@ -181,9 +189,12 @@ def causal_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, p: float, training: bool
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(d), masked) with dropout p on the weights (training only),
-    times v. q, k, v: [B, H, t, d]; mask [t, t], True = attend."""
+    times v. q, k, v: [B, H, t, d]; mask [t, t], True = attend, causal (no query sees a
+    later key: the CPU path skips those keys)."""
     if not _fast_path(q, p, training):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p if training else 0.0)
+    if mask.triu(1).any():  # checked here only: on the CPU it costs no device sync
+        raise ValueError("causal_attention needs a causal mask (True above the diagonal)")
     B, H, t, d = q.shape
     # at least fp32 inside, even under bf16 autocast: the softmax and its backward round less
     wide = torch.promote_types(q.dtype, torch.float32)

@@ -385,7 +385,8 @@ def _planning_args(
     run = _run_argument(run, command)
     _check_device(device)
     keys = {key.rsplit(".", 1)[1]: key for key in PLAN_FLAGS.values()}
-    overrides = [f"{keys[k]}={v}" for k, v in params.items() if k in keys and v is not None]
+    assert keys.keys() <= params.keys(), f"{command} lacks planning parameters {keys.keys() - params.keys()}"
+    overrides = [f"{keys[k]}={params[k]}" for k in keys if params[k] is not None]
     apply_overrides(Config(), overrides)
     return run, overrides
 
