@@ -332,7 +332,7 @@ def graphs_check(device: str = "cuda", envs: int = 3, plans: int = 3) -> str:
         if graphs:
             stats = planner.graphs.stats
     same = all(torch.equal(a, b) for a, b in zip(runs[True], runs[False]))
-    return (f"CUDA graphs: {plans} plans of {envs} envs at 16 x 4 "
+    return (f"CUDA graphs: {plans} plans of {envs} envs at {params.beam_width} x {params.beam_steps} "
             f"{'equal' if same else 'DIFFER FROM'} the eager plans token for token "
             f"({stats.captured} graphs captured, {stats.replayed} replays, {stats.eager} eager decodes)")
 

@@ -6,9 +6,9 @@ attention and merge). On a GPU the launches, not the arithmetic, bound that loop
 graph replays all of a decode's kernels in one launch.
 
 A graph fixes every shape and address it touched, so it is keyed by the layout of the
-decode: the network, the level decoded into, and for that level and every level above
-it the key/value buffer, its rows and its length (which also fixes the position and the
-mask's rows and columns). A plan walks the same layouts every env step once the history
+decode (`CascadeLevel.layout`): the level decoded into, and for that level and every
+level above it the key/value and token buffers, rows and length (which also fix the
+position and the mask's rows and columns); the network is fixed for a set of graphs. A plan walks the same layouts every env step once the history
 fills its window, so the graphs of one plan are replayed at every later one.
 
 Policy: a layout decodes eagerly the first time it is seen (the warm-up torch asks for
