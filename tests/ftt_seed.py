@@ -134,12 +134,12 @@ def transitions(n=500, seed=0):
     return rng.normal(size=(n, T)) * rng.uniform(0.1, 50, size=T) + rng.normal(size=T) * 10
 
 
-def write_seed_dir(path):
+def write_seed_dir(path, env_name="hopper-medium-v2"):
     """Write a complete hopper seed checkpoint into `path` (needs the seed_module
     fixture); returns (SeedGPT, KBinsDiscretizer)."""
     torch.manual_seed(0)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(seed_config(), sort_keys=False))
+    (path / "config.yaml").write_text(yaml.safe_dump(seed_config(env_name), sort_keys=False))
     disc = KBinsDiscretizer(transitions(), N, "uniform")
     torch.save(disc, path / "discretizer.pt")
     model = SeedGPT().eval()

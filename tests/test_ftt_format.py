@@ -15,7 +15,9 @@ import pytest
 import torch
 import yaml
 
-from ftt_seed import A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, git_blob, seed_config, transitions
+from ftt_seed import (
+    A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, git_blob, seed_config, transitions, write_seed_dir,
+)
 from tt_core import ftt_format as sf
 from tt_core.errors import CheckpointError
 from tt_core.model import GPTConfig, TrajectoryGPT
@@ -198,15 +200,32 @@ def test_plan_defaults_are_the_seed_evals_when_the_trainer_section_is_absent(see
     ],
 )
 def test_d4rl_names_map_to_gymnasium_v5_ids_and_reference_scores(name, env_id, lo, hi):
-    env = sf.d4rl_env(name)
+    env = sf.ftt_env(name)
     assert (env.env_id, env.ref_min_score, env.ref_max_score) == (env_id, lo, hi)
     assert name.lower() in sf.D4RL_ENVS
 
 
-@pytest.mark.parametrize("name", ["ant-medium-v2", "hopper-medium", "hopper-medium-v3", "walker-rand-params"])
-def test_unknown_d4rl_names_are_refused(name):
-    with pytest.raises(CheckpointError, match="unsupported D4RL dataset"):
-        sf.d4rl_env(name)
+@pytest.mark.parametrize("name, env_id, dims", [
+    ("Hopper-v5", "Hopper-v5", (11, 3)),
+    ("InvertedPendulum-v5", "InvertedPendulum-v5", (4, 1)),
+    ("Swimmer-v5", "Swimmer-v5", (8, 2)),
+])
+def test_any_registered_gymnasium_env_is_accepted_without_reference_scores(name, env_id, dims):
+    env = sf.ftt_env(name)
+    assert (env.env_id, (env.observation_dim, env.action_dim)) == (env_id, dims)
+    assert env.ref_min_score is None and env.ref_max_score is None
+
+
+@pytest.mark.parametrize("name", ["ant-medium-v1", "hopper-medium", "hopper-medium-v3", "walker-rand-params"])
+def test_names_that_are_neither_d4rl_nor_gymnasium_are_refused(name):
+    with pytest.raises(CheckpointError, match="neither a D4RL dataset name .* nor a registered Gymnasium id"):
+        sf.ftt_env(name)
+
+
+@pytest.mark.parametrize("name", ["CartPole-v1", "FrozenLake-v1"])
+def test_gymnasium_envs_without_box_spaces_are_refused(name):
+    with pytest.raises(CheckpointError, match="must be Box spaces"):
+        sf.ftt_env(name)
 
 
 # --------------------------------------------------------------- discretizer
@@ -533,12 +552,16 @@ def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
     assert target().__doc__ == before != "pwned"
 
 
-def test_eval_command_plans_with_a_seed_checkpoint_and_scores_with_d4rl_references(seed_dir, tmp_path):
+@pytest.mark.parametrize("env_name", ["hopper-medium-v2", "Hopper-v5"])
+def test_eval_command_plans_with_a_seed_checkpoint_and_scores_with_d4rl_references_where_known(
+    tmp_path, seed_module, env_name
+):
     import json
     import os
     import subprocess
 
-    path, _, _ = seed_dir
+    path = tmp_path / "seed-model"
+    write_seed_dir(path, env_name)
     out = tmp_path / "eval.json"
     result = subprocess.run(
         [sys.executable, "-m", "tt_tui.cli", "eval", str(path), "--episodes", "1", "--max-steps", "3",
@@ -551,6 +574,49 @@ def test_eval_command_plans_with_a_seed_checkpoint_and_scores_with_d4rl_referenc
     report = json.loads(out.read_text())
     assert report["env_id"] == "Hopper-v5"
     (episode,) = report["episodes"]
+    if env_name == "Hopper-v5":  # a plain Gymnasium id: no reference scores, no score
+        assert episode["score"] is None
+        return
     d4rl = 100 * (episode["episode_return"] + 20.272305) / (3234.3 + 20.272305)
     assert episode["score"] == pytest.approx(d4rl)
     assert report["summary"]["score_basis"] == "normalized (reference min/max)"
+
+
+def test_every_sampling_knob_can_be_set_from_the_eval_command_line(tmp_path, seed_module):
+    """k_obs, k_act, k_reward, cdf_obs, cdf_act, temperature and discount are flags of
+    eval (and record); "none" switches a filter off; the plan in force is reported."""
+    import json
+    import os
+    import subprocess
+
+    path = tmp_path / "seed-model"
+    write_seed_dir(path)
+    out = tmp_path / "eval.json"
+    flags = ["--k-obs", "2", "--k-act", "none", "--k-reward", "3", "--cdf-obs", "0.5",
+             "--cdf-act", "0.6", "--temperature", "0.8", "--discount", "0.9"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tt_tui.cli", "eval", str(path), "--episodes", "1", "--max-steps", "2",
+         "--beam-width", "2", "--beam-steps", "2", "--headless", "--json", str(out), *flags],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(out.read_text())["plan"]
+    assert {k: plan[k] for k in ("k_obs", "k_act", "k_reward", "cdf_obs", "cdf_act", "temperature", "discount")} == {
+        "k_obs": 2, "k_act": None, "k_reward": 3, "cdf_obs": 0.5, "cdf_act": 0.6, "temperature": 0.8, "discount": 0.9,
+    }
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--k-act", "0", "plan.k_act: 0 must be >= 1"),
+    ("--k-obs", "abc", "plan.k_obs: expected an integer, got 'abc'"),
+    ("--cdf-act", "1.5", "plan.cdf_act: 1.5 must be in (0, 1]"),
+    ("--temperature", "0", "plan.temperature: 0.0 must be > 0"),
+])
+def test_a_bad_sampling_flag_is_refused_before_anything_loads(flag, value, message):
+    from tt_core.errors import ConfigError
+    from tt_tui.cli import PLAN_FLAGS, _planning_args
+
+    params = {key.rsplit(".", 1)[1]: None for key in PLAN_FLAGS.values()}
+    params[PLAN_FLAGS[flag].rsplit(".", 1)[1]] = float(value) if flag == "--temperature" else value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        _planning_args("eval", None, None, params)

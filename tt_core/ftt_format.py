@@ -104,31 +104,32 @@ FTT_EVAL_EPISODES = 25
 FTT_EVAL_SEED = 42
 
 
-# ----------------------------------------------------------------- D4RL names
+# ----------------------------------------------------------------- environments
 
 
 @dataclass(frozen=True)
-class D4RLEnv:
-    """A D4RL MuJoCo task, the Gymnasium environment that replaces it, and D4RL's
-    reference returns (normalized score = 100 * (R - ref_min) / (ref_max - ref_min))."""
+class FttEnv:
+    """The Gymnasium environment a seed config's `dataset.env_name` plays, and D4RL's
+    reference returns where it names a D4RL dataset (normalized score =
+    100 * (R - ref_min) / (ref_max - ref_min)); None for any other env."""
 
     env_id: str
     observation_dim: int
     action_dim: int
-    ref_min_score: float
-    ref_max_score: float
+    ref_min_score: Optional[float] = None
+    ref_max_score: Optional[float] = None
 
 
 # D4RL's REF_MIN_SCORE / REF_MAX_SCORE: the same for every dataset of one task.
 # Gymnasium's v5 environments keep the v2 observation and action spaces.
 _D4RL_TASKS = {
-    "halfcheetah": D4RLEnv("HalfCheetah-v5", 17, 6, -280.178953, 12135.0),
-    "hopper": D4RLEnv("Hopper-v5", 11, 3, -20.272305, 3234.3),
-    "walker2d": D4RLEnv("Walker2d-v5", 17, 6, 1.629008, 4592.3),
+    "halfcheetah": FttEnv("HalfCheetah-v5", 17, 6, -280.178953, 12135.0),
+    "hopper": FttEnv("Hopper-v5", 11, 3, -20.272305, 3234.3),
+    "walker2d": FttEnv("Walker2d-v5", 17, 6, 1.629008, 4592.3),
 }
 _D4RL_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
 
-D4RL_ENVS: dict[str, D4RLEnv] = {
+D4RL_ENVS: dict[str, FttEnv] = {
     f"{task}-{data}-v{v}": env
     for task, env in _D4RL_TASKS.items()
     for data in _D4RL_DATASETS
@@ -136,16 +137,36 @@ D4RL_ENVS: dict[str, D4RLEnv] = {
 }
 
 
-def d4rl_env(name: str) -> D4RLEnv:
-    """The D4RLEnv of a D4RL dataset name such as 'hopper-medium-replay-v2'."""
-    env = D4RL_ENVS.get(str(name).strip().lower())
-    if env is None:
+def ftt_env(name: str) -> FttEnv:
+    """The env of a seed config's `dataset.env_name`: a D4RL dataset name such as
+    'hopper-medium-replay-v2' (its Gymnasium v5 env, with D4RL's reference scores), or
+    any registered Gymnasium id with Box spaces, e.g. a model the seed's trainer made
+    on another env's data (no reference scores: eval scores against nothing)."""
+    key = str(name).strip()
+    env = D4RL_ENVS.get(key.lower())
+    if env is not None:
+        return env
+    import gymnasium as gym
+
+    try:
+        gym.spec(key)
+    except gym.error.Error:
         tasks = ", ".join(_D4RL_TASKS)
         raise CheckpointError(
-            f"unsupported D4RL dataset {name!r}: expected <task>-<dataset>-v0|v1|v2 "
-            f"with task one of {tasks}"
-        )
-    return env
+            f"unknown environment {name!r}: neither a D4RL dataset name "
+            f"(<task>-<dataset>-v0|v1|v2, task one of {tasks}) nor a registered Gymnasium id"
+        ) from None
+    try:
+        made = gym.make(key)
+    except Exception as exc:  # a registered env that cannot start here (missing extra)
+        raise CheckpointError(f"environment {key!r} cannot be made here ({exc})") from None
+    try:
+        obs, act = made.observation_space, made.action_space
+    finally:
+        made.close()
+    if not (isinstance(obs, gym.spaces.Box) and isinstance(act, gym.spaces.Box)):
+        raise CheckpointError(f"environment {key!r}: observations and actions must be Box spaces")
+    return FttEnv(key, int(np.prod(obs.shape)), int(np.prod(act.shape)))
 
 
 # ----------------------------------------------------------------- detection
@@ -805,7 +826,7 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     spec = _model_spec(data, cfg_path)
     env_name = _Section(data, "dataset", cfg_path).get("env_name", str)
     try:
-        env = d4rl_env(env_name)
+        env = ftt_env(env_name)
     except CheckpointError as exc:
         raise CheckpointError(f"{cfg_path}: {exc}") from None
     if (spec.observation_dim, spec.action_dim) != (env.observation_dim, env.action_dim):

@@ -360,7 +360,12 @@ PLAN_FLAGS = {
     "--beam-context": "plan.beam_context", "--expand": "plan.sample_expand",
     "--plan-every": "plan.plan_every", "--dtype": "plan.dtype", "--episodes": "eval.episodes",
     "--max-steps": "eval.max_steps", "--seed": "eval.seed", "--vector": "eval.vector",
+    "--k-obs": "plan.k_obs", "--k-act": "plan.k_act", "--k-reward": "plan.k_reward",
+    "--cdf-obs": "plan.cdf_obs", "--cdf-act": "plan.cdf_act", "--temperature": "plan.temperature",
+    "--discount": "plan.discount",
 }
+# Sampling knobs that can be switched off: a number, or "none".
+_OFF = ("none", "null")
 _BEAM_WIDTH = typer.Option(None, "--beam-width", help="Beams kept per env.")
 _BEAM_STEPS = typer.Option(None, "--beam-steps", help="Transitions planned ahead.")
 _BEAM_CONTEXT = typer.Option(None, "--beam-context", help="Transitions of history the plan sees.")
@@ -371,6 +376,13 @@ _MAX_STEPS = typer.Option(None, "--max-steps", help="Env steps per episode at mo
 _SEED = typer.Option(None, "--seed", help="Seed of the first episode (then +1 each).")
 _DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps.")
 _VECTOR = typer.Option(None, "--vector", help="sync (default) or async envs.")
+_K_OBS = typer.Option(None, "--k-obs", help="Top-k of observation tokens (1 = greedy), or none.")
+_K_ACT = typer.Option(None, "--k-act", help="Top-k of action tokens, or none.")
+_K_REWARD = typer.Option(None, "--k-reward", help="Top-k of reward and value tokens (1 = greedy), or none.")
+_CDF_OBS = typer.Option(None, "--cdf-obs", help="Drop the observation tail holding this mass (0..1), or none.")
+_CDF_ACT = typer.Option(None, "--cdf-act", help="Drop the action tail holding this mass (0..1), or none.")
+_TEMPERATURE = typer.Option(None, "--temperature", help="Divides every token's logits.")
+_DISCOUNT = typer.Option(None, "--discount", help="Discount of the plan's score.")
 
 
 def _planning_args(
@@ -386,7 +398,10 @@ def _planning_args(
     _check_device(device)
     keys = {key.rsplit(".", 1)[1]: key for key in PLAN_FLAGS.values()}
     assert keys.keys() <= params.keys(), f"{command} lacks planning parameters {keys.keys() - params.keys()}"
-    overrides = [f"{keys[k]}={params[k]}" for k in keys if params[k] is not None]
+    overrides = [
+        f"{keys[k]}={'null' if str(params[k]).lower() in _OFF else params[k]}"
+        for k in keys if params[k] is not None
+    ]
     apply_overrides(Config(), overrides)
     return run, overrides
 
@@ -434,6 +449,13 @@ def eval_cmd(
     seed: Optional[int] = _SEED,
     device: Optional[str] = _DEVICE,
     vector: Optional[str] = _VECTOR,
+    k_obs: Optional[str] = _K_OBS,
+    k_act: Optional[str] = _K_ACT,
+    k_reward: Optional[str] = _K_REWARD,
+    cdf_obs: Optional[str] = _CDF_OBS,
+    cdf_act: Optional[str] = _CDF_ACT,
+    temperature: Optional[float] = _TEMPERATURE,
+    discount: Optional[float] = _DISCOUNT,
     headless: bool = typer.Option(False, "--headless"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
@@ -502,6 +524,13 @@ def record(
     seed: Optional[int] = _SEED,
     device: Optional[str] = _DEVICE,
     vector: Optional[str] = _VECTOR,
+    k_obs: Optional[str] = _K_OBS,
+    k_act: Optional[str] = _K_ACT,
+    k_reward: Optional[str] = _K_REWARD,
+    cdf_obs: Optional[str] = _CDF_OBS,
+    cdf_act: Optional[str] = _CDF_ACT,
+    temperature: Optional[float] = _TEMPERATURE,
+    discount: Optional[float] = _DISCOUNT,
     headless: bool = typer.Option(False, "--headless"),
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
