@@ -177,14 +177,42 @@ def test_malformed_episodes_raise_data_error_naming_the_episode():
 # --- token windows -----------------------------------------------------------
 
 
-def _windows(hand_ds, seq_len=3):
+def _windows(hand_ds, seq_len=3, stop_id=None, max_path_length=1000):
     traj = build_trajectories(hand_ds, GAMMA, None)
     disc = Discretizer.fit(traj.joined(), 8, "uniform")
     tokens = tokenize(traj, disc)
-    return traj, tokens, TokenWindows(tokens, traj.episode_starts, traj.episode_lengths, seq_len)
+    windows = TokenWindows(tokens, traj.episode_starts, traj.episode_lengths, seq_len, stop_id, max_path_length)
+    return traj, tokens, windows
 
 
-def test_one_window_per_transition_with_shifted_targets(hand_ds):
+def original_items(tokens, starts, lengths, seq_len, N, max_path_length):
+    """The tests' transcription of the original TT's DiscretizedDataset (datasets/
+    sequence.py): paths padded with zeros past max_path_length + seq_len - 1 and flagged
+    as terminated; indices (path, i, i + seq_len) for i in range(length - 1); an item
+    replaces terminated positions by N, masks positions whose index in the path exceeds
+    max_path_length - 1, flattens, and returns (X, Y, mask) = (flat[:-1], flat[1:],
+    mask[:-1]). (The original's paths never exceed max_path_length; here they may, to
+    put the path mask inside short episodes, so the padding covers the longer of both.)"""
+    T = tokens.shape[1]
+    items = []
+    for start, length in zip(starts, lengths):
+        size = max(max_path_length, length) + seq_len - 1
+        padded = np.zeros((size, T), dtype=np.int64)
+        padded[:length] = tokens[start : start + length]
+        terminated = np.ones(size, dtype=bool)
+        terminated[:length] = False
+        for i in range(length - 1):
+            joined = padded[i : i + seq_len].copy()
+            joined[terminated[i : i + seq_len]] = N
+            traj_inds = np.arange(i, i + seq_len)
+            mask = np.ones(joined.shape, dtype=bool)
+            mask[traj_inds > max_path_length - 1] = False
+            flat, mflat = joined.reshape(-1), mask.reshape(-1)
+            items.append((flat[:-1], flat[1:], mflat[:-1]))
+    return items
+
+
+def test_legacy_windows_one_per_transition_with_shifted_targets(hand_ds):
     traj, tokens, windows = _windows(hand_ds)
     T = traj.transition_dim
     assert tokens.shape == (13, T) and tokens.dtype == torch.int64
@@ -198,7 +226,7 @@ def test_one_window_per_transition_with_shifted_targets(hand_ds):
     assert mask[1].eq(1).all()
 
 
-def test_mask_is_zero_past_the_episode_end(hand_ds):
+def test_legacy_mask_is_zero_past_the_episode_end(hand_ds):
     traj, tokens, windows = _windows(hand_ds)
     T = traj.transition_dim
     x, y, mask = windows.batch(torch.tensor([2, 0]))
@@ -210,11 +238,42 @@ def test_mask_is_zero_past_the_episode_end(hand_ds):
     assert (x >= 0).all() and (x < 8).all()
 
 
+@pytest.mark.parametrize("seq_len, max_path_length", [(3, 1000), (2, 1000), (4, 3), (3, 2), (1, 1000)])
+def test_stop_token_windows_equal_the_originals_items(hand_ds, seq_len, max_path_length):
+    """Window starts, stop tokens after every end and the input-aligned path mask, item for
+    item, against the transcription of the original's dataset (max_path_length small
+    enough to cut into the episodes)."""
+    traj, tokens, windows = _windows(hand_ds, seq_len, stop_id=8, max_path_length=max_path_length)
+    expected = original_items(tokens.numpy(), traj.episode_starts, traj.episode_lengths, seq_len, 8,
+                              max_path_length)
+    assert len(windows) == len(expected) == 13 - 6  # range(length - 1) of each of the 6 episodes
+    x, y, mask = windows.batch(torch.arange(len(windows)))
+    for w, (ex, ey, em) in enumerate(expected):
+        assert x[w].tolist() == ex.tolist(), w
+        assert y[w].tolist() == ey.tolist(), w
+        assert mask[w].tolist() == em.astype(float).tolist(), w
+
+
+def test_after_an_end_every_position_is_the_stop_token_and_is_trained(hand_ds):
+    traj, tokens, windows = _windows(hand_ds, 3, stop_id=8)
+    T = traj.transition_dim
+    # the first window of episode 2 (4 steps, transitions 4..7) starting at its third step
+    w = int((windows.window_starts == 6).nonzero())
+    x, y, mask = windows.batch(torch.tensor([w]))
+    assert x[0, : 2 * T].tolist() == tokens[6:8].reshape(-1).tolist()
+    assert x[0, 2 * T :].eq(8).all() and y[0, 2 * T - 1 :].eq(8).all()
+    assert mask.eq(1).all()
+    # no window starts at an episode's last step, so one-step episodes give none
+    assert not set(windows.window_starts.tolist()) & {0, 3, 7, 8, 10, 12}
+    assert windows.real_transitions()[w] == 2
+
+
 def test_windows_move_to_another_device(hand_ds):
-    _, _, windows = _windows(hand_ds)
-    moved = windows.to("cpu")
-    for a, b in zip(moved.batch(torch.arange(5)), windows.batch(torch.arange(5))):
-        assert torch.equal(a, b)
+    for stop_id in (None, 8):
+        _, _, windows = _windows(hand_ds, stop_id=stop_id)
+        moved = windows.to("cpu")
+        for a, b in zip(moved.batch(torch.arange(5)), windows.batch(torch.arange(5))):
+            assert torch.equal(a, b)
 
 
 # --- token cache -------------------------------------------------------------
@@ -222,17 +281,17 @@ def test_windows_move_to_another_device(hand_ds):
 
 def test_token_cache_hits_on_second_load(hand_ds, tmp_path):
     cfg = DatasetConfig(id=HAND_ID, num_bins=8, seq_len=2, discount=GAMMA)
-    traj1, disc1, win1, hit1 = load_or_build_tokens(HAND_ID, hand_ds, cfg, tmp_path / "c")
-    traj2, disc2, win2, hit2 = load_or_build_tokens(HAND_ID, hand_ds, cfg, tmp_path / "c")
+    traj1, disc1, tok1, hit1 = load_or_build_tokens(HAND_ID, hand_ds, cfg, tmp_path / "c")
+    traj2, disc2, tok2, hit2 = load_or_build_tokens(HAND_ID, hand_ds, cfg, tmp_path / "c")
     assert (hit1, hit2) == (False, True)
-    assert torch.equal(win1.tokens, win2.tokens) and win2.tokens.dtype == torch.int64
+    assert torch.equal(tok1, tok2) and tok2.dtype == torch.int64
     assert np.array_equal(disc1.boundaries, disc2.boundaries)
     assert np.array_equal(traj1.values, traj2.values)
     assert traj2.episode_lengths.tolist() == traj1.episode_lengths.tolist()
 
 
 @pytest.mark.parametrize("change", [
-    dict(num_bins=9), dict(strategy="quantile"), dict(discount=0.9), dict(termination_penalty=-1.0),
+    dict(num_bins=9), dict(strategy="quantile", num_bins=4), dict(discount=0.9), dict(termination_penalty=-1.0),
 ])
 def test_token_cache_invalidated_when_settings_change(hand_ds, tmp_path, change):
     base = dict(id=HAND_ID, num_bins=8, discount=GAMMA)
@@ -255,7 +314,7 @@ def test_corrupt_token_cache_is_rebuilt(hand_ds, tmp_path):
     (cache_file,) = tmp_path.glob("*.npz")
     cache_file.write_bytes(b"not a zip file")
     _, _, rebuilt, hit = load_or_build_tokens(HAND_ID, hand_ds, cfg, tmp_path)
-    assert not hit and torch.equal(rebuilt.tokens, good.tokens)
+    assert not hit and torch.equal(rebuilt, good)
     *_, hit = load_or_build_tokens(HAND_ID, hand_ds, cfg, tmp_path)
     assert hit
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files

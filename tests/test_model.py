@@ -14,15 +14,20 @@ import torch
 from tt_core.cache import FlatCache
 from tt_core.model import GPTConfig, TrajectoryGPT
 
+import dataclasses
+import math
+
 ATOL = 1e-4
-# T = 3 + 2 + 2 = 7 tokens per transition; block_size = 4 * 7 - 1 = 27.
+# T = 3 + 2 + 2 = 7 tokens per transition; block_size = 4 * 7 - 1 = 27. With the stop
+# token (id N = 11) the heads have V = 12 outputs; NO_STOP is a model made before it.
 CFG = GPTConfig(observation_dim=3, action_dim=2, num_bins=11, seq_len=4, embedding_dim=32, n_layers=2, n_heads=4)
-T, N, BLOCK = CFG.transition_dim, CFG.num_bins, CFG.block_size
+NO_STOP = dataclasses.replace(CFG, stop_token=False)
+T, N, V, BLOCK = CFG.transition_dim, CFG.num_bins, CFG.vocab_size, CFG.block_size
 
 
-def random_model(seed: int = 0) -> TrajectoryGPT:
+def random_model(seed: int = 0, cfg: GPTConfig = CFG) -> TrajectoryGPT:
     torch.manual_seed(seed)
-    model = TrajectoryGPT(CFG)
+    model = TrajectoryGPT(cfg)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -35,23 +40,26 @@ def trained_model() -> TrajectoryGPT:
     model = TrajectoryGPT(CFG).train()
     opt = torch.optim.AdamW(model.param_groups(0.1), lr=3e-3)
     for _ in range(50):
-        x = torch.randint(0, N, (16, BLOCK + 1))
+        x = torch.randint(0, V, (16, BLOCK + 1))  # stop tokens included
         logits = model(x[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, N), x[:, 1:].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), x[:, 1:].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["random", "trained"])
+@pytest.fixture(scope="module", params=["random", "trained", "random-no-stop"])
 def model(request) -> TrajectoryGPT:
+    if request.param == "random-no-stop":
+        return random_model(cfg=NO_STOP)
     return random_model() if request.param == "random" else trained_model()
 
 
-def tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
+def tokens(batch: int, length: int, seed: int = 0, vocab: int = V) -> torch.Tensor:
+    """Random ids, the stop token N among them (for models that have it: V = N + 1)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, N, (batch, length), generator=g)
+    return torch.randint(0, vocab, (batch, length), generator=g)
 
 
 def decode_one_by_one(model, cache: FlatCache, idx: torch.Tensor) -> torch.Tensor:
@@ -157,18 +165,22 @@ def test_position_p_uses_output_head_p_mod_T(model):
     assert moved.tolist() == [p % T == 2 for p in range(BLOCK)]
 
 
-def test_token_embedding_uses_per_dimension_offsets_into_one_table(model):
-    assert model.tok_emb.num_embeddings >= T * N
+def test_token_embedding_uses_per_dimension_offsets_into_one_table_and_one_stop_row(model):
+    assert model.tok_emb.num_embeddings == T * N + 1
     seen = []
     handle = model.tok_emb.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
     try:
-        idx = tokens(2, BLOCK, seed=11)
+        idx = tokens(2, BLOCK, seed=11, vocab=model.cfg.vocab_size)
         with torch.no_grad():
             model(idx)
     finally:
         handle.remove()
     p = torch.arange(BLOCK)
-    assert torch.equal(seen[0], idx + (p % T) * N)
+    expected = idx + (p % T) * N
+    if model.cfg.stop_token:  # the original's offset_tokens: id N of any dimension -> row T*N
+        assert (idx == N).any()
+        expected = torch.where(idx == N, T * N, expected)
+    assert torch.equal(seen[0], expected)
 
 
 def test_param_groups_cover_every_parameter_once_decaying_only_linear_and_head_weights():
@@ -185,11 +197,36 @@ def test_param_groups_cover_every_parameter_once_decaying_only_linear_and_head_w
 
 
 def test_head_and_embedding_shapes_follow_the_config():
-    model = TrajectoryGPT(CFG)
-    assert model.head.shape == (T, N, CFG.embedding_dim)
-    assert model.pos_emb.shape == (BLOCK, CFG.embedding_dim)
+    for cfg, outputs in ((CFG, N + 1), (NO_STOP, N)):
+        model = TrajectoryGPT(cfg)
+        assert model.head.shape == (T, outputs, cfg.embedding_dim)
+        assert model.pos_emb.shape == (BLOCK, cfg.embedding_dim)
+        assert sum(p.numel() for p in model.parameters()) == cfg.num_parameters
     assert BLOCK == CFG.seq_len * T - 1
     assert "mask" not in model.state_dict()  # derived tables are not checkpointed
+
+
+def test_initialisation_follows_the_originals_rules_for_every_parameter():
+    """The original GPT (models/transformers.py, ein.py): Linear and Embedding weights
+    N(0, 0.02), biases 0, LayerNorms 1 / 0, positions zeros (its _init_weights never
+    touches pos_emb), the EinLinear head kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(E), 1/sqrt(E))."""
+    cfg = dataclasses.replace(CFG, embedding_dim=256, n_heads=4, n_layers=2)
+    torch.manual_seed(0)
+    model = TrajectoryGPT(cfg)
+    E = cfg.embedding_dim
+    for name, p in model.named_parameters():
+        x = p.detach().double().flatten()
+        if name == "pos_emb" or name.endswith(".bias"):
+            assert torch.equal(x, torch.zeros_like(x)), name
+        elif name == "head":
+            bound = 1 / math.sqrt(E)
+            assert x.abs().max() <= bound and x.abs().max() > 0.99 * bound, name
+            assert x.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02), name  # uniform's std
+        elif name.split(".")[-2].startswith("ln"):  # ln1, ln2, ln_f weights
+            assert torch.equal(x, torch.ones_like(x)), name
+        else:  # tok_emb, c_attn, c_proj, mlp.0, mlp.2 weights
+            assert x.mean().abs().item() < 0.02 * 5 / math.sqrt(x.numel()), name
+            assert x.std().item() == pytest.approx(0.02, rel=0.03), name
 
 
 def test_exceeding_block_size_raises():

@@ -25,10 +25,11 @@ E = 16
 GREEDY = dict(k_act=1, k_obs=1, k_reward=1, cdf_act=None, cdf_obs=None)
 
 
-def make_model(seq_len: int, layers: int = 2, seed: int = 0, block: str = PRE_NORM) -> TrajectoryGPT:
+def make_model(seq_len: int, layers: int = 2, seed: int = 0, block: str = PRE_NORM,
+               stop_token: bool = True) -> TrajectoryGPT:
     torch.manual_seed(seed)
     cfg = GPTConfig(observation_dim=O, action_dim=A, num_bins=N, seq_len=seq_len,
-                    embedding_dim=32, n_layers=layers, n_heads=4)
+                    embedding_dim=32, n_layers=layers, n_heads=4, stop_token=stop_token)
     model = adapt_model(TrajectoryGPT(cfg), {FTT_BLOCK_KEY: block})
     with torch.no_grad():
         for p in model.parameters():
@@ -65,9 +66,10 @@ def assert_same_plan(a, b):
 # ---------------------------------------------------------------- deterministic
 
 
+@pytest.mark.parametrize("stop_token", [True, False], ids=["stop-token", "no-stop-token"])
 @pytest.mark.parametrize("seq_len", [8, 3], ids=["no-crop", "crop-mid-plan"])
-def test_greedy_cached_plan_equals_naive_token_for_token(seq_len):
-    model, disc = make_model(seq_len), make_disc()
+def test_greedy_cached_plan_equals_naive_token_for_token(seq_len, stop_token):
+    model, disc = make_model(seq_len, stop_token=stop_token), make_disc()
     hist, obs = context(E, 4)  # every env its own context
     p = params(**GREEDY)
     a = BeamPlanner(model, disc, p).plan(hist, obs)
@@ -134,6 +136,106 @@ def test_set_params_changes_the_next_plan_without_rebuilding():
     assert len(second.snapshot[0].steps) == 3 and len(second.snapshot[0].steps[0].parent) == 8
     assert planner.model is model
     assert_same_plan(second, NaivePlanner(model, disc, new).plan(hist, obs))
+
+
+# ---------------------------------------------------------------- the stop token and the history
+
+
+class ForceStop:
+    """Replaces draws by the stop token (id N) the same way in both planners: every other
+    candidate's first action token at step 0, and every other beam's second observation
+    token after step 0 (calls are counted per env, since the naive planner goes env by env)."""
+
+    def __init__(self):
+        self.env, self.calls = None, {}
+
+    def sampled(self, env, kind, logits, tokens):
+        if env.start != self.env:
+            self.env, self.calls = env.start, {}
+        n = self.calls[kind] = self.calls.get(kind, 0) + 1
+        if (kind, n) in (("act", 1), ("obs", 2)):
+            tokens = tokens.clone()
+            tokens[:, ::2] = N
+            return tokens
+        return None
+
+    def selected(self, env, step, scores, index):
+        return None
+
+
+@pytest.mark.parametrize("seq_len", [8, 3], ids=["no-crop", "crop-mid-plan"])
+def test_plans_that_draw_stop_tokens_equal_the_naive_full_forward(seq_len):
+    """A stop token drawn mid-plan is fed back through the cache exactly as the full
+    forward reads it (the stop embedding row), in actions and observations."""
+    model, disc = make_model(seq_len), make_disc()
+    hist, obs = context(E, 3)
+    p = params(**GREEDY)
+    a = BeamPlanner(model, disc, p).plan(hist, obs, hooks=ForceStop())
+    b = NaivePlanner(model, disc, p).plan(hist, obs, hooks=ForceStop())
+    assert_same_plan(a, b)
+    assert not torch.equal(a.sequence, BeamPlanner(model, disc, p).plan(hist, obs).sequence)
+
+
+def test_reward_and_value_expectations_drop_the_stop_column_without_renormalising():
+    """The score of a candidate at step 0 is E[r] + discount * E[V] by the original's
+    value_expectation: probs[:, :, :-1] against the bins' midpoints, the stop token's mass
+    counting as 0 (not spread over the bins)."""
+    model, disc = make_model(3), make_disc()
+    hist, obs = context(E, 2)
+    p = params(beam_steps=1, discount=0.9, **GREEDY)
+    rec = Recorder()
+    BeamPlanner(model, disc, p).plan(hist, obs, hooks=rec)
+    (r_logits,) = [lg for kind, lg, _ in rec.samples if kind == "reward"]
+    (v_logits,) = [lg for kind, lg, _ in rec.samples if kind == "value"]
+    scores, _ = rec.selections[0]
+
+    def original_expectation(logits, dim):
+        probs = logits.double().softmax(-1)[..., :-1]
+        th = torch.from_numpy(disc.boundaries[dim])
+        return (probs @ th[:-1] + probs @ th[1:]) / 2
+
+    expected = original_expectation(r_logits, O + A) + 0.9 * original_expectation(v_logits, O + A + 1)
+    torch.testing.assert_close(scores.double(), expected, atol=1e-5, rtol=1e-5)
+    stop_mass = r_logits.softmax(-1)[..., N]
+    assert stop_mass.min() > 0.01  # the stop column holds real mass here, so dropping it matters
+
+
+def test_a_stop_token_in_an_action_decodes_as_the_top_bin_as_the_original_clips_it():
+    model, disc = make_model(3), make_disc()
+    planner = BeamPlanner(model, disc, params())
+    ids = np.array([[[N, 0]], [[3, N]]])
+    expected = disc.decode(np.array([[[N - 1, 0]], [[3, N - 1]]]), slice(O, O + A))
+    np.testing.assert_array_equal(planner._decode_actions(ids), expected)
+
+
+def original_first_input(history: torch.Tensor, obs: torch.Tensor, max_context: int, seq_len: int):
+    """The tests' transcription of what the original's first forward of a plan reads
+    (scripts/plan.py, search/utils.py, search/sampling.py): the context keeps the last
+    `max_context_transitions` transitions, prefix = context + current observation, and
+    `forward` crops it to min(block_size, max_context * T - 1) tokens, dropping whole
+    transitions (round_to_multiple(len - block, T)) from the front."""
+    context = list(history[-max_context:]) if len(history) else []
+    x = torch.cat(context + [obs])
+    block = min(seq_len * T - 1, max_context * T - 1)
+    if x.shape[0] > block:
+        excess = x.shape[0] - block
+        x = x[excess + (T - excess % T) % T :]
+    return x
+
+
+@pytest.mark.parametrize("seq_len", [3, 5])
+def test_a_plan_starts_from_the_history_the_original_crops_to(seq_len):
+    """For every history length (an episode's first plan included) and beam_context, the
+    prefix equals the original's cropped input: with context c < seq_len, c - 1 past
+    transitions and the current observation."""
+    model, disc = make_model(seq_len), make_disc()
+    for h in range(0, 8):
+        hist, obs = context(2, h, seed=h)
+        for c in range(1, 7):
+            planner = BeamPlanner(model, disc, params(beam_context=c))
+            prefix = planner._prefix(hist, obs)
+            for e in range(2):
+                assert prefix[e].tolist() == original_first_input(hist[e], obs[e], c, seq_len).tolist(), (h, c)
 
 
 # ---------------------------------------------------------------- sampling
@@ -389,9 +491,14 @@ def test_with_env_streams_an_envs_sampled_plan_does_not_depend_on_its_batch_mate
     assert torch.equal(together.sequence[2], alone.sequence[0])
     naive = NaivePlanner(model, disc, p).plan(hist, obs, generator=EnvStreams.seeded([10, 11, 12, 13], "cpu"))
     assert_same_plan(together, naive)
-    # and the streams matter: another seed for env 2 gives another plan
-    other = BeamPlanner(model, disc, p).plan(hist[2:3], obs[2:3], generator=EnvStreams.seeded([99], "cpu"))
-    assert not torch.equal(other.sequence[0], alone.sequence[0])
+    # and the streams matter: another seed for env 2 draws other tokens
+    drawn = {}
+    for seed in (12, 99):
+        record = Recorder()
+        BeamPlanner(model, disc, p).plan(hist[2:3], obs[2:3], generator=EnvStreams.seeded([seed], "cpu"),
+                                         hooks=record)
+        drawn[seed] = torch.cat([t.flatten() for kind, _, t in record.samples if kind == "act"])
+    assert not torch.equal(drawn[12], drawn[99])
 
 
 def test_the_per_token_loop_never_waits_for_the_device(monkeypatch):

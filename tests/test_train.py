@@ -12,7 +12,7 @@ from tt_core.controls import Controls
 from tt_core.errors import ConfigError
 from tt_core.events import Checkpointed, EventBus, TrainFinished, TrainStarted, TrainStep
 from tt_core.metrics import read_metrics
-from tt_core.train import Trainer, lr_multiplier, make_schedule, target_kinds, weighted_loss
+from tt_core.train import Trainer, target_kinds, weighted_loss
 
 
 def _collect_events(bus: EventBus) -> list:
@@ -43,23 +43,6 @@ def test_weighted_loss_is_the_original_masked_mean():
     assert per_kind[0].item() == pytest.approx(ce[0, 3:].mean().item(), rel=1e-6)
     assert per_kind[1].item() == pytest.approx(ce[:, 0].mean().item(), rel=1e-6)
     assert per_kind[3].item() == pytest.approx(ce[0, 2].item(), rel=1e-6)
-
-
-def test_lr_warms_up_linearly_then_decays_by_cosine_to_a_tenth():
-    assert lr_multiplier(0, 100, 1000) == 0.0
-    assert lr_multiplier(50, 100, 1000) == pytest.approx(0.5)
-    assert lr_multiplier(100, 100, 1000) == pytest.approx(1.0)
-    assert lr_multiplier(550, 100, 1000) == pytest.approx(0.5)
-    assert lr_multiplier(1000, 100, 1000) == pytest.approx(0.1)
-    assert lr_multiplier(5000, 100, 1000) == pytest.approx(0.1)
-
-
-def test_default_epochs_follow_the_seed_rule():
-    cfg = load_config(None, ["train.batch_size=100"])
-    sched = make_schedule(cfg, num_windows=1000, num_transitions=200_000, seq_tokens=249)
-    assert sched.steps_per_epoch == 10
-    assert sched.total_steps == 10 * int(50 * 1_000_000 / 200_000)
-    assert sched.warmup_tokens == 10 * 100 * 249  # one epoch of tokens
 
 
 def test_training_emits_events_writes_metrics_and_checkpoints(tiny_config):
@@ -201,3 +184,40 @@ def test_bf16_autocast_trains_within_bf16_rounding_of_fp32(tmp_path):
     fp32 = _losses(tmp_path, "fp32", "train.precision=fp32")
     bf16 = _losses(tmp_path, "bf16", "train.precision=bf16")
     assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=2e-2)
+
+
+def test_a_run_saved_before_the_stop_token_and_the_schedule_key_loads_plans_and_resumes_as_before(tmp_path):
+    """A config.yaml written before `model.stop_token` and `train.schedule` existed is
+    read as what that run was (no stop output, the whole-run schedule): it plans, and it
+    resumes on its own windows to the weights of an uninterrupted run, bit for bit."""
+    import yaml
+
+    from tt_core.agent import load_agent
+    from tt_core.planner import BeamPlanner
+
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20)
+    legacy = ["model.stop_token=false", "train.schedule=ftt"]
+    straight = Trainer(load_config(config, legacy), EventBus())
+    straight.run()
+
+    controls = Controls()
+    bus = EventBus()
+    bus.subscribe(lambda e: controls.request_stop() if isinstance(e, TrainStep) and e.step == 10 else None)
+    run_dir = Trainer(load_config(config, legacy), bus, controls).run()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["model"]["stop_token"], saved["train"]["schedule"]  # as an older tt-tui wrote it
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+
+    agent = load_agent(run_dir, torch.device("cpu"))
+    assert not agent.model.cfg.stop_token and agent.model.head.shape[1] == agent.model.cfg.num_bins
+    assert agent.config.train.schedule == "ftt"
+    T, O = agent.model.cfg.transition_dim, agent.model.cfg.observation_dim
+    plan = BeamPlanner(agent.model, agent.discretizer, agent.config.plan).plan(
+        torch.zeros(2, 0, T, dtype=torch.long), torch.ones(2, O, dtype=torch.long))
+    assert plan.actions.shape[0] == 2 and (plan.sequence < agent.model.cfg.num_bins).all()
+
+    resumed = Trainer(load_config(run_dir / "config.yaml", saved_run=True), EventBus(), resume=run_dir)
+    assert resumed.windows.stop_id is None and len(resumed.windows) == len(straight.windows)
+    resumed.run()
+    for name, p in straight.model.state_dict().items():
+        assert torch.equal(p, resumed.model.state_dict()[name]), name

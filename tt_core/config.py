@@ -50,6 +50,9 @@ class ModelConfig:
     n_layers: int = 4
     n_heads: int = 4
     dropout: float = 0.1
+    # The original TT's stop token: one more output per dimension, trained on every
+    # position after an episode's end. false: runs made before it and FTT imports.
+    stop_token: bool = True
 
 
 @dataclass
@@ -70,9 +73,13 @@ class TrainConfig:
     batch_size: int = 256
     # None = 50 x 1M / dataset transitions (the seed's rule), at least 1.
     epochs: Optional[int] = None
-    # Hard cap on optimizer steps (handy for smoke runs); None = run all epochs.
+    # Hard cap on optimizer steps; it only stops training (the schedule is the epochs').
     max_steps: Optional[int] = None
-    # None = one epoch of tokens, as in the seed project.
+    # The learning-rate schedule (tt_core/schedule.py): "original" = the original TT's
+    # (warmup one epoch, cosine over 20 epochs of non-stop targets, floor 10 %);
+    # "ftt" = the seed project's (warmup one epoch, cosine over the whole run).
+    schedule: Literal["original", "ftt"] = "original"
+    # None = one epoch of tokens, as each schedule counts them.
     warmup_tokens: Optional[int] = None
     action_weight: float = 5.0
     reward_weight: float = 1.0
@@ -347,8 +354,12 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML config (or the defaults when `path` is None) and apply overrides."""
+def load_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), saved_run: bool = False
+) -> Config:
+    """Load a YAML config (or the defaults when `path` is None) and apply overrides.
+    `saved_run`: the file is a run directory's config.yaml (keys it predates are filled
+    with the values that run had, `LEGACY_RUN_VALUES`)."""
     data: dict = {}
     sources: dict[str, str] = {}
     if path is not None:
@@ -371,6 +382,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        if saved_run:
+            fill_legacy_keys(loaded)
         _merge(data, loaded, "", sources, str(p))
     _merge_overrides(data, overrides, sources)
     cfg = _build(Config, data, "", lambda key: _source_of(key, sources))
@@ -412,8 +425,24 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
+# Keys added after runs were first saved, with the value a run saved without them had:
+# no stop output, and a schedule that decays over the whole run (the seed's rule).
+LEGACY_RUN_VALUES = {("model", "stop_token"): False, ("train", "schedule"): "ftt"}
+
+
+def fill_legacy_keys(data: dict) -> dict:
+    """A saved run config (plain data) with the keys it predates filled in."""
+    for (section, key), value in LEGACY_RUN_VALUES.items():
+        part = data.get(section)
+        if isinstance(part, dict) and key not in part:
+            part[key] = value
+        elif part is None:
+            data[section] = {key: value}
+    return data
+
+
 def config_from_dict(data: dict, source: str) -> Config:
     """Rebuild a Config from plain data (a run directory's config.yaml)."""
-    cfg = _build(Config, data, "", lambda key: source)
+    cfg = _build(Config, fill_legacy_keys(data), "", lambda key: source)
     validate(cfg, {k: source for k in data})
     return cfg

@@ -114,7 +114,7 @@ class DecodeGraphs:
         Graphs of the same row count write their logits into one shared buffer made
         outside the graph pool, so a thousand graphs do not hold a thousand outputs."""
         static = tokens.clone()
-        key = (tokens.shape[0], net.cfg.num_bins, net.pos_emb.dtype)
+        key = (tokens.shape[0], net.cfg.vocab_size, net.pos_emb.dtype)
         if key not in self._outputs:
             self._outputs[key] = torch.empty(key[:2], dtype=key[2], device=tokens.device)
         logits = self._outputs[key]

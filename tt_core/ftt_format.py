@@ -673,6 +673,7 @@ def _build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) ->
         model=ModelConfig(
             embedding_dim=spec.embedding_dim, n_layers=spec.num_layers, n_heads=spec.num_heads,
             dropout=0.1,  # the seed GPT's default; inactive when planning
+            stop_token=False,  # the seed's vocabulary is exactly N bins per dimension
         ),
         train=train,
         plan=PlanConfig(**plan),

@@ -8,10 +8,13 @@ dimension p % T. Windows always start at dimension 0.
 What differs from a plain GPT, and why:
 
 - Inputs are per-dimension bin ids in [0, N). They are shifted by (p % T) * N so one
-  embedding table of T * N (+1 spare, as in the original) rows serves every
-  dimension: bin 3 of the reward and bin 3 of obs[0] are different tokens.
-- Each transition dimension has its own output head (weight [T, N, E], bias-free,
-  like the original EinLinear); position p uses head p % T.
+  embedding table of T * N + 1 rows serves every dimension: bin 3 of the reward and
+  bin 3 of obs[0] are different tokens. Id N in any dimension is the stop token, which
+  follows an episode's end; it takes the last row, T * N, as in the original.
+- Each transition dimension has its own output head (weight [T, V, E], bias-free,
+  like the original EinLinear, initialized like it); position p uses head p % T. With
+  the stop token (the original's, `stop_token`) V = N + 1: every dimension can predict
+  an end. Models without it (runs made before it, FTT imports) have V = N.
 - Attention is causal and additionally hides every value token: key columns at
   positions p with p % T == T - 1 are masked for all queries, the value token's own
   query included. Values are Monte-Carlo returns-to-go, a function of the future;
@@ -46,12 +49,13 @@ from tt_core.config import Config
 class GPTConfig:
     observation_dim: int
     action_dim: int
-    num_bins: int  # N: bins (vocabulary) per transition dimension
+    num_bins: int  # N: bins per transition dimension
     seq_len: int  # context window, in transitions
     embedding_dim: int = 128
     n_layers: int = 4
     n_heads: int = 4
     dropout: float = 0.1
+    stop_token: bool = True  # one more output per dimension: id N, "the episode has ended"
 
     def __post_init__(self) -> None:
         if self.embedding_dim % self.n_heads != 0:
@@ -75,6 +79,7 @@ class GPTConfig:
             n_layers=m.n_layers,
             n_heads=m.n_heads,
             dropout=m.dropout,
+            stop_token=m.stop_token,
         )
 
     @property
@@ -82,11 +87,17 @@ class GPTConfig:
         return self.observation_dim + self.action_dim + 2  # [obs, act, reward, value]
 
     @property
+    def vocab_size(self) -> int:
+        """Outputs per dimension: the N bins, and the stop token if the model has one."""
+        return self.num_bins + int(self.stop_token)
+
+    @property
     def num_parameters(self) -> int:
         """Parameters of TrajectoryGPT(self), from the dimensions alone (nothing allocated)."""
         T, N, E = self.transition_dim, self.num_bins, self.embedding_dim
         per_block = 12 * E * E + 13 * E  # 2 LayerNorms, fused qkv, out proj, 4x MLP
-        return (T * N + 1) * E + self.block_size * E + self.n_layers * per_block + 2 * E + T * N * E
+        head = T * self.vocab_size * E
+        return (T * N + 1) * E + self.block_size * E + self.n_layers * per_block + 2 * E + head
 
     @property
     def block_size(self) -> int:
@@ -164,12 +175,12 @@ class TrajectoryGPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         T, N, E = cfg.transition_dim, cfg.num_bins, cfg.embedding_dim
-        self.tok_emb = nn.Embedding(T * N + 1, E)  # +1 spare row, as in the original TT
-        self.pos_emb = nn.Parameter(torch.zeros(cfg.block_size, E))
+        self.tok_emb = nn.Embedding(T * N + 1, E)  # the last row: the stop token's
+        self.pos_emb = nn.Parameter(torch.zeros(cfg.block_size, E))  # zeros, as the original
         self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(E)
-        self.head = nn.Parameter(torch.empty(T, N, E))  # one [N, E] head per dimension
+        self.head = nn.Parameter(torch.empty(T, cfg.vocab_size, E))  # one [V, E] head per dimension
 
         # Static per-position tables, not saved with the weights (derived from cfg).
         pos = torch.arange(cfg.block_size)
@@ -177,10 +188,13 @@ class TrajectoryGPT(nn.Module):
         self.register_buffer("mask", attention_mask(cfg.block_size, T), persistent=False)
 
         self.apply(self._init_weights)
-        nn.init.normal_(self.head, mean=0.0, std=0.02)
+        # The original's EinLinear: kaiming_uniform_(a=sqrt(5)) per dimension, i.e.
+        # U(-1/sqrt(E), 1/sqrt(E)) (its GPT init leaves EinLinear alone).
+        nn.init.uniform_(self.head, -E**-0.5, E**-0.5)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
+        """nanoGPT's / the original's: N(0, 0.02) weights, zero biases, unit LayerNorms."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
@@ -192,7 +206,8 @@ class TrajectoryGPT(nn.Module):
     # ------------------------------------------------------------------ training
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx: [B, t] bin ids in [0, N), window starting at dimension 0 -> logits [B, t, N]."""
+        """idx: [B, t] bin ids in [0, N) (or N, the stop token, if the model has it),
+        window starting at dimension 0 -> logits [B, t, V]."""
         t = idx.shape[1]
         if t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} tokens exceeds block_size {self.cfg.block_size}")
@@ -204,7 +219,11 @@ class TrajectoryGPT(nn.Module):
 
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
         t = idx.shape[1]
-        x = self.tok_emb(idx + self.offsets[start : start + t]) + self.pos_emb[start : start + t]
+        ids = idx + self.offsets[start : start + t]
+        if self.cfg.stop_token:  # the stop token is one row for every dimension
+            T, N = self.cfg.transition_dim, self.cfg.num_bins
+            ids = torch.where(idx == N, T * N, ids)
+        x = self.tok_emb(ids) + self.pos_emb[start : start + t]
         return self.drop(x) if self.training else x
 
     def _logits(self, x: torch.Tensor, start: int) -> torch.Tensor:
@@ -218,7 +237,7 @@ class TrajectoryGPT(nn.Module):
         back = (-(front + t)) % T
         x = F.pad(x, (0, 0, front, back)).view(B, -1, T, E)
         logits = torch.einsum("bkte,tne->bktn", x, self.head)
-        return logits.reshape(B, -1, self.cfg.num_bins)[:, front : front + t]
+        return logits.reshape(B, -1, self.cfg.vocab_size)[:, front : front + t]
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups: decay Linear weights and the output heads; not biases,
@@ -256,8 +275,8 @@ class TrajectoryGPT(nn.Module):
     ) -> Optional[torch.Tensor]:
         """Append idx [B, n] (n >= 1) at positions cache.length..+n-1 through the blocks.
 
-        Returns the logits [B, n, N] of the new tokens ("all"), only those of the last
-        one, i.e. the next token's distribution ([B, N], "next"), or nothing ("none",
+        Returns the logits [B, n, V] of the new tokens ("all"), only those of the last
+        one, i.e. the next token's distribution ([B, V], "next"), or nothing ("none",
         e.g. re-encoding after a crop). Equals
         `forward` on the whole sequence the cache holds (in eval mode), for any cache of
         tt_core/cache.py. n > 1 prefills in one batched pass. Raises ValueError past

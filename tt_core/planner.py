@@ -5,9 +5,10 @@
 full forward pass of the window for every token and is the oracle of the tests.
 
 `BeamPlanner.plan` runs the original TT `beam_plan` / `sample_n` (Janner et al., 2021)
-for E environments at once. Per env: crop the history to the last `beam_context`
-transitions, prefix = history + current observation tokens, start with `beam_width`
-identical beams. For each step t: repeat every beam `sample_expand` times, sample A
+for E environments at once. Per env: prefix = the last `min(beam_context, seq_len) - 1`
+transitions of history + the current observation's tokens (the original crops its input
+to `beam_context * T - 1` tokens in whole transitions, which leaves exactly that),
+start with `beam_width` identical beams. For each step t: repeat every beam `sample_expand` times, sample A
 action tokens (logits / temperature, then the original `filter_cdf` with `cdf_act`,
 then top-k with `k_act`, softmax, a draw; tt_core/sampling.py), sample the reward
 and the value token (top-k `k_reward`, default 1 = greedy as the original's k_rew;
@@ -16,6 +17,13 @@ temperature, before filtering): rewards[:, t] = E[r_t], rewards[:, t+1] = E[V_t]
 next step overwrites it with its reward); score = sum_i discount^i rewards[:, i]; keep
 the top `beam_width` candidates of each env; unless t is the last step, sample O
 observation tokens (`k_obs`, `cdf_obs`). The best final beam of each env is the plan.
+
+Stop token (models that have one): every draw and filter acts over all N + 1 outputs,
+so a beam can draw the stop token anywhere; it is fed back like any token (the model was
+trained on what follows an end). The expectations drop its column without renormalizing
+(the original's `value_expectation`, `probs[:, :, :-1]`), so a likely end lowers a
+candidate's expected reward and value. A stop token in the executed action decodes as the
+top bin, as the original's `reconstruct` clips it.
 
 Row order: the `sample_expand` copies of a beam are adjacent (repeat_interleave), so
 candidate c of an env is copy c % X of beam c // X. The original tiles (x.repeat);
@@ -28,12 +36,12 @@ sampled, never fed). Before feeding a token at window position `block_size` (it 
 not fit), the window is cropped like `TrajectoryGPT.crop(cache, c)`: with L tokens held,
 the first ceil((L - c*T) / T) whole transitions are dropped (the partial current
 transition counts as one of the c kept) and the kept tokens are re-encoded from
-position 0. c = min(beam_context, seq_len - 1), so a crop always frees room; the
-history is cut to the last c transitions for the same reason. So `beam_context` bounds
-the history a plan starts from and the window right after a crop; between crops the
-model sees up to its trained `seq_len` transitions. (The original's
-`max_context_transitions` instead re-encodes a sliding window of that many transitions
-for every token, which a cache cannot do: positions are absolute.)
+position 0. c = min(beam_context, seq_len - 1), so a crop always frees room. At a plan's
+start and right after a crop the window is exactly the original's (c - 1 whole
+transitions and the current partial one, for beam_context < seq_len); between crops the
+model sees up to its trained `seq_len` transitions, where the original re-encodes a
+sliding window of `beam_context * T - 1` tokens for every token, which a cache cannot
+do cheaply: positions are absolute.
 
 Cascade cache (why `BeamPlanner` is fast): all beams of an env share the context
 prefix, and the `sample_expand` copies of a beam share everything before the current
@@ -78,7 +86,7 @@ class PlanHooks(Protocol):
     Returning None keeps the planner's choice; returning a tensor replaces it."""
 
     def sampled(self, env: slice, kind: str, logits: torch.Tensor, tokens: torch.Tensor):
-        """kind in act/reward/value/obs; logits [e, R, N] (/ temperature, unfiltered); tokens [e, R]."""
+        """kind in act/reward/value/obs; logits [e, R, V] (/ temperature, unfiltered); tokens [e, R]."""
 
     def selected(self, env: slice, step: int, scores: torch.Tensor, index: torch.Tensor):
         """scores [e, C] of the candidates; index [e, W] the top-k chosen (per env)."""
@@ -89,6 +97,7 @@ class _Base:
         self.model = model.eval()
         cfg = model.cfg
         self.O, self.A, self.T, self.N = cfg.observation_dim, cfg.action_dim, cfg.transition_dim, cfg.num_bins
+        self.V = cfg.vocab_size  # N, or N + 1 with the stop token
         self.block = cfg.block_size
         if discretizer.dim != self.T:
             raise ValueError(f"discretizer has {discretizer.dim} dims, the model's transitions {self.T}")
@@ -104,19 +113,34 @@ class _Base:
 
     @property
     def context(self) -> int:
+        """Transitions a crop keeps, the current partial one included."""
         return min(self.params.beam_context, self.model.cfg.seq_len - 1)
+
+    @property
+    def history_transitions(self) -> int:
+        """Whole past transitions a plan starts from: what is left of `beam_context`
+        transitions (or the model's window) once the current observation is in, the
+        original's crop to `beam_context * T - 1` tokens."""
+        return min(self.params.beam_context, self.model.cfg.seq_len) - 1
 
     def _prefix(self, history: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         if history.dim() != 3 or history.shape[2] != self.T:
             raise ValueError(f"history must be [E, h, {self.T}], got {tuple(history.shape)}")
         if obs.dim() != 2 or obs.shape[1] != self.O or obs.shape[0] != history.shape[0]:
             raise ValueError(f"obs must be [E, {self.O}], got {tuple(obs.shape)}")
-        h = min(history.shape[1], self.context)
+        h = min(history.shape[1], self.history_transitions)
         hist = history[:, history.shape[1] - h :].reshape(history.shape[0], h * self.T)
         return torch.cat([hist, obs], dim=1).to(self.device, torch.long)
 
     def _expect(self, probs: torch.Tensor, dim: int) -> torch.Tensor:
-        return self.disc.expectation(probs.unsqueeze(-2), slice(dim, dim + 1)).squeeze(-1)
+        """E[value] of dimension `dim` under `probs` [..., V]: the bins' columns only, not
+        renormalized (a stop token's mass counts as 0, the original's value_expectation)."""
+        return self.disc.expectation(probs[..., : self.N].unsqueeze(-2), slice(dim, dim + 1)).squeeze(-1)
+
+    def _decode_actions(self, ids: np.ndarray) -> np.ndarray:
+        """Action token ids [..., A] -> values; a stop token clips to the top bin, as the
+        original's `reconstruct` clips out-of-range ids."""
+        return self.disc.decode(np.minimum(ids, self.N - 1), slice(self.O, self.O + self.A))
 
     def _snapshots(self, E, W, parents, scores, actions, rewards, values) -> list[BeamSnapshot]:
         def host(xs):
@@ -124,7 +148,7 @@ class _Base:
 
         par = [p.view(E, W).cpu().numpy() for p in parents]
         val, rew, vtg = host(scores), host(rewards), host(values)
-        act = [self.disc.decode(a.view(E, W, self.A).cpu().numpy(), slice(self.O, self.O + self.A)) for a in actions]
+        act = [self._decode_actions(a.view(E, W, self.A).cpu().numpy()) for a in actions]
         out = []
         for e in range(E):
             steps = [BeamStep(par[t][e], val[t][e], act[t][e], rew[t][e], vtg[t][e]) for t in range(len(par))]
@@ -160,7 +184,7 @@ class NaivePlanner(_Base):
             if snapshot:
                 snaps.append(snap[0])
         sequence = torch.stack(seqs)
-        acts = self.disc.decode(sequence[:, :, self.O : self.O + self.A].cpu().numpy(), slice(self.O, self.O + self.A))
+        acts = self._decode_actions(sequence[:, :, self.O : self.O + self.A].cpu().numpy())
         return PlanResult(acts, sequence, np.array(values), tokens, time.perf_counter() - t0, snaps if snapshot else None)
 
     def _next_logits(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,7 +306,7 @@ class BeamPlanner(_Base):
     def plan(self, history, obs, generator=None, snapshot=False, hooks: Optional[PlanHooks] = None) -> PlanResult:
         t0 = time.perf_counter()
         p = self.params
-        O, A, T, N = self.O, self.A, self.T, self.N
+        O, A, T, V = self.O, self.A, self.T, self.V
         W, X, S = p.beam_width, p.sample_expand, p.beam_steps
         temp = p.temperature
         prefix = self._prefix(history, obs)
@@ -297,7 +321,7 @@ class BeamPlanner(_Base):
         self.graphs.begin_plan(net, (E, W, X, self.dtype))
 
         def feed(tok: torch.Tensor, level) -> torch.Tensor:
-            """Decode one token per row at `level` (window rule first); fp32 logits [rows, N]."""
+            """Decode one token per row at `level` (window rule first); fp32 logits [rows, V]."""
             if level.length >= self.block:
                 net.crop(level, self.context)
             return self.graphs.decode(net, tok, level).float()
@@ -319,7 +343,7 @@ class BeamPlanner(_Base):
                 logits = logits / temp
             tok = sample_tokens(logits, k, cdf, generator)
             if hooks is not None:
-                r = hooks.sampled(envs, kind, logits.view(E, rows_per_env, N), tok.view(E, rows_per_env))
+                r = hooks.sampled(envs, kind, logits.view(E, rows_per_env, V), tok.view(E, rows_per_env))
                 tok = tok if r is None else r.reshape(-1).to(tok)
             return logits, tok
 
@@ -373,7 +397,7 @@ class BeamPlanner(_Base):
 
         best = value.view(E, W).argmax(1) + torch.arange(E, device=dev) * W
         sequence = plan[best].view(E, S, T)
-        actions = self.disc.decode(sequence[:, :, O : O + A].cpu().numpy(), slice(O, O + A))
+        actions = self._decode_actions(sequence[:, :, O : O + A].cpu().numpy())
         seconds = time.perf_counter() - t0  # the plan; the snapshot's copies are the view's cost
         snaps = self._snapshots(E, W, parents, vals, acts, rews, vtgs) if snapshot else None
         return PlanResult(actions, sequence.cpu(), value[best].cpu().numpy(), n_tokens, seconds, snaps)

@@ -1,4 +1,4 @@
-"""Training: weighted cross-entropy, AdamW + warmup/cosine schedule, resumable loop.
+"""Training: weighted cross-entropy, AdamW + the sources' schedules, resumable loop.
 
 The loop is written top to bottom in `Trainer.run`. Everything it reports goes out as
 events (tt_core.events); it knows nothing about who is watching.
@@ -7,9 +7,7 @@ events (tt_core.events); it knows nothing about who is watching.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -22,11 +20,11 @@ from tt_core.agent import Agent
 from tt_core.config import Config, TrainConfig
 from tt_core.controls import Controls
 from tt_core.data.minari_io import dataset_info, ensure_dataset
-from tt_core.data.tokens import TokenWindows, default_cache_dir, load_or_build_tokens
+from tt_core.data.tokens import ORIGINAL_MAX_PATH_LENGTH, TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
 from tt_core.device import describe
 from tt_core.distributed import World
-from tt_core.errors import CheckpointError, ConfigError, TrainingDiverged
+from tt_core.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from tt_core.events import (
     Checkpointed,
     EventBus,
@@ -41,20 +39,8 @@ from tt_core.record import GifRecorder
 from tt_core.replay import SnapshotWriter
 from tt_core.rollout import Rollout
 from tt_core.runs import Heartbeat
+from tt_core.schedule import Schedule, default_epochs, make_schedule
 from tt_core.tracking import trackers
-
-# The seed's rule: as many epochs as make 50 passes over a 1M-transition dataset.
-REFERENCE_EPOCHS = 50
-REFERENCE_TRANSITIONS = 1_000_000
-MIN_LR_FRACTION = 0.1  # cosine decay floor, as in the original TT
-
-
-def lr_multiplier(tokens: int, warmup_tokens: int, final_tokens: int) -> float:
-    """Linear warmup over `warmup_tokens`, then cosine decay to 10% at `final_tokens`."""
-    if tokens < warmup_tokens:
-        return tokens / max(1, warmup_tokens)
-    progress = (tokens - warmup_tokens) / max(1, final_tokens - warmup_tokens)
-    return max(MIN_LR_FRACTION, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
 def target_kinds(seq_tokens: int, observation_dim: int, action_dim: int) -> torch.Tensor:
@@ -133,36 +119,6 @@ def compute_gradients(
     return loss, kind_sum, kind_count, norm
 
 
-@dataclass
-class Schedule:
-    """Where training stands and where it ends, in steps and tokens."""
-
-    steps_per_epoch: int
-    total_steps: int
-    tokens_per_step: int
-    warmup_tokens: int
-
-    @property
-    def final_tokens(self) -> int:
-        return self.total_steps * self.tokens_per_step
-
-
-def make_schedule(cfg: Config, num_windows: int, num_transitions: int, seq_tokens: int) -> Schedule:
-    batch = min(cfg.train.batch_size, num_windows)
-    steps_per_epoch = max(1, num_windows // batch)
-    epochs = cfg.train.epochs or max(
-        1, int(REFERENCE_EPOCHS * REFERENCE_TRANSITIONS / max(1, num_transitions))
-    )
-    total = epochs * steps_per_epoch
-    if cfg.train.max_steps is not None:
-        total = min(total, cfg.train.max_steps)
-    tokens_per_step = batch * seq_tokens
-    warmup = cfg.train.warmup_tokens
-    if warmup is None:
-        warmup = steps_per_epoch * tokens_per_step
-    return Schedule(steps_per_epoch, total, tokens_per_step, warmup)
-
-
 class WindowSampler:
     """Deterministic shuffled batches: batch i of epoch e depends only on (seed, e, i).
 
@@ -209,6 +165,7 @@ def _dataset_meta(cfg: Config, traj: Trajectories, info) -> dict:
         "behaviour_mean_return": info.mean_return,
         "ref_min_score": info.ref_min_score,
         "ref_max_score": info.ref_max_score,
+        "max_episode_steps": info.max_episode_steps,
     }
 
 
@@ -247,7 +204,7 @@ class Trainer:
                                 should_stop=lambda: self.controls.stop_requested)
             info = dataset_info(ds)
             t0 = time.perf_counter()
-            traj, disc, windows, cached = load_or_build_tokens(
+            traj, disc, tokens, cached = load_or_build_tokens(
                 cfg.dataset.id, ds, cfg.dataset, default_cache_dir()
             )
         how = "loaded from cache" if cached else "tokenized"
@@ -256,8 +213,16 @@ class Trainer:
             loaded.discretizer.to_arrays()["boundaries"], disc.to_arrays()["boundaries"]
         ):
             raise CheckpointError(
-                f"{loaded.run.root}: the dataset '{cfg.dataset.id}' changed since this run started"
+                f"{loaded.run.root}: the dataset '{cfg.dataset.id}' (or its binning rule) changed "
+                f"since this run started"
             )
+        windows = TokenWindows(
+            tokens, traj.episode_starts, traj.episode_lengths, cfg.dataset.seq_len,
+            stop_id=cfg.dataset.num_bins if cfg.model.stop_token else None,
+            max_path_length=info.max_episode_steps or ORIGINAL_MAX_PATH_LENGTH,
+        )
+        if not len(windows):
+            raise DataError(f"dataset '{cfg.dataset.id}': no training windows (every episode has one step)")
         self.windows: TokenWindows = windows.to(self.device)  # gather batches where the model is
         self.gpt = GPTConfig.from_config(cfg, traj.observation_dim, traj.action_dim)
         try:
@@ -271,8 +236,12 @@ class Trainer:
             ) from None
         self.optimizer = make_optimizer(self.model, cfg.train, self.device)
         seq_tokens = self.gpt.block_size
-        self.schedule = make_schedule(cfg, len(windows), traj.num_transitions, seq_tokens)
         self.sampler = WindowSampler(len(windows), cfg.train.batch_size, cfg.train.seed)
+        t = cfg.train
+        self.schedule: Schedule = make_schedule(
+            t.schedule, t.lr, t.epochs or default_epochs(len(windows)), t.max_steps, self.sampler.batch,
+            cfg.dataset.seq_len, traj.transition_dim, windows.real_transitions(), t.warmup_tokens,
+        )
         if self.sampler.batch % self.world.size:
             raise ConfigError(
                 f"train.batch_size: {self.sampler.batch} does not split evenly over "
@@ -290,6 +259,7 @@ class Trainer:
             [1.0, t.action_weight, t.reward_weight, t.value_weight], device=self.device
         )
         self.step = 0
+        self.tokens = 0  # what the schedule has counted so far (tt_core/schedule.py)
         self.discretizer = disc
         self.plan_cfg = cfg.plan  # live edits made during an evaluation carry over
         if loaded is not None:
@@ -328,6 +298,9 @@ class Trainer:
             raise CheckpointError(f"{loaded.run.root}: checkpoint does not fit the model ({first})") from None
         self.step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
+        # The batches are a function of (seed, epoch, step), so the schedule's count is
+        # replayed rather than stored: runs saved before it resume on the same footing.
+        self.tokens = sum(self.schedule.batch_tokens(self.sampler.indices(s).numpy()) for s in range(self.step))
 
     def _trainer_state(self) -> dict:
         return {
@@ -378,13 +351,13 @@ class Trainer:
         n_summed, t_log = 0, time.perf_counter()
         while self.step < sched.total_steps and not world.any(self.controls.stop_requested):
             self.controls.wait_while_paused()
-            tokens = self.step * sched.tokens_per_step
-            lr = cfg.train.lr * lr_multiplier(tokens, sched.warmup_tokens, sched.final_tokens)
+            # the global batch a single process would draw; each rank takes its share
+            batch = self.sampler.indices(self.step)
+            counted = sched.batch_tokens(batch.numpy())  # host arithmetic: no device sync
+            lr = sched.step_lr(self.step, self.tokens, counted)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-            # the global batch a single process would draw; each rank takes its share
-            batch = self.sampler.indices(self.step)
             share = len(batch) // world.size
             x, y, mask = self.windows.batch(batch[world.rank * share : (world.rank + 1) * share])
             x, y, mask = (t.to(self.device, non_blocking=True) for t in (x, y, mask))
@@ -401,6 +374,7 @@ class Trainer:
                 )
             self.optimizer.step()
             self.step += 1
+            self.tokens += counted
             # logged values are the global batch's: each rank's equal share of the mean
             # loss, and each kind's CE sum and count over all ranks
             stats = world.sum_(torch.cat([loss.detach()[None] / world.size, kind_sum, kind_count]))

@@ -125,7 +125,7 @@ def train(
         run_files = RunFiles(find_run_root(resume)[0])  # a missing run: exit 3, one line
         if not run_files.config.exists():
             raise CheckpointError(f"{run_files.config}: missing (not a tt-tui run directory?)")
-        cfg = load_config(run_files.config, overrides)
+        cfg = load_config(run_files.config, overrides, saved_run=True)
     elif config is None:
         raise ConfigError("give a CONFIG file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     else:
@@ -144,7 +144,7 @@ def train(
         if resume is not None:  # said once here, not once per rank
             from tt_core.train import check_resume_compatible
 
-            check_resume_compatible(load_config(run_files.config), cfg)
+            check_resume_compatible(load_config(run_files.config, saved_run=True), cfg)
         _launch_local(nproc)
         return
 

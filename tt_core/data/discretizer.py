@@ -1,9 +1,13 @@
 """Per-dimension discretization of transitions into token ids (and back).
 
-Each of the D dimensions has its own N bins given by N+1 ascending boundaries.
-Encoding clips values outside [first, last] boundary into the edge bins; decoding
-returns bin centers; `expectation` turns per-bin probabilities into a value.
-All three accept numpy arrays or torch tensors and answer in kind.
+Each of the D dimensions has its own N bins given by N+1 non-decreasing boundaries.
+A value's bin is the last boundary at or below it, clipped to [0, N-1] -- the original
+TT's `QuantileDiscretizer.discretize` (`largest_nonzero_index` of `x >= thresholds`), so
+with repeated boundaries a value equal to them lands in the last of their bins and the
+zero-width ones are never encoded into. Decoding returns bin centers (the midpoints of
+a bin's boundaries, the original's `reconstruct`); `expectation` turns per-bin
+probabilities into a value. All three accept numpy arrays or torch tensors and answer
+in kind.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Union
 
 import numpy as np
 import torch
+
+from tt_core.errors import ConfigError
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -33,15 +39,33 @@ def _strictly_increasing(b: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(b - ramp, axis=1) + ramp
 
 
+def original_quantile_boundaries(x: np.ndarray, num_bins: int) -> np.ndarray:
+    """The original TT's quantile thresholds (`utils/discretization.py`): per dimension,
+    the sorted values taken every ceil(n / N) rows, plus the maximum. Repeated values
+    stay repeated. Returns [D, N+1]; the rule gives fewer than N bins when n is small
+    against N (e.g. n = 101, N = 50: 34 bins), which is refused."""
+    n = x.shape[0]
+    every = -(-n // num_bins)  # ceil(n / N)
+    edges = np.concatenate([np.sort(x, axis=0)[::every], x.max(axis=0, keepdims=True)])
+    if edges.shape[0] != num_bins + 1:
+        raise ConfigError(
+            f"dataset.num_bins: {num_bins} quantile bins need more data; the original's rule "
+            f"(an edge every ceil({n} / {num_bins}) = {every} sorted values) gives "
+            f"{edges.shape[0] - 1} bins for {n} transitions: lower dataset.num_bins or use "
+            f"strategy uniform"
+        )
+    return np.ascontiguousarray(edges.T)
+
+
 class Discretizer:
-    """Per-dimension bins. boundaries: float64 [D, N+1] ascending; centers [D, N]."""
+    """Per-dimension bins. boundaries: float64 [D, N+1] non-decreasing; centers [D, N]."""
 
     def __init__(self, boundaries: np.ndarray):
         b = np.asarray(boundaries, dtype=np.float64)
         if b.ndim != 2 or b.shape[1] < 2:
             raise ValueError(f"boundaries must be [D, N+1] with N >= 1, got shape {b.shape}")
-        if not np.isfinite(b).all() or not (np.diff(b, axis=1) > 0).all():
-            raise ValueError("boundaries must be finite and strictly ascending per dimension")
+        if not np.isfinite(b).all() or not (np.diff(b, axis=1) >= 0).all():
+            raise ValueError("boundaries must be finite and non-decreasing per dimension")
         self.boundaries = b
         self.centers = (b[:, :-1] + b[:, 1:]) / 2
         # (device, dtype) -> (inner boundaries, centers) as tensors, made on first use.
@@ -49,7 +73,9 @@ class Discretizer:
 
     @classmethod
     def fit(cls, data: np.ndarray, num_bins: int, strategy: str) -> "Discretizer":
-        """Fit bins to `data` [n, D]: "uniform" spans min..max, "quantile" equal mass."""
+        """Fit bins to `data` [n, D]: "uniform" spans min..max in equal widths (the seed
+        project's; a constant dimension gets tiny distinct bins), "quantile" equal mass by
+        the original TT's rule (`original_quantile_boundaries`)."""
         x = np.asarray(data, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"data must be a non-empty [n, D] array, got shape {x.shape}")
@@ -60,11 +86,10 @@ class Discretizer:
         if strategy == "uniform":
             lo, hi = x.min(axis=0), x.max(axis=0)
             b = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, num_bins + 1)
-        elif strategy == "quantile":
-            b = np.quantile(x, np.linspace(0.0, 1.0, num_bins + 1), axis=0).T
-        else:
-            raise ValueError(f"unknown strategy {strategy!r} (uniform or quantile)")
-        return cls(_strictly_increasing(np.ascontiguousarray(b)))
+            return cls(_strictly_increasing(np.ascontiguousarray(b)))
+        if strategy == "quantile":
+            return cls(original_quantile_boundaries(x, num_bins))
+        raise ValueError(f"unknown strategy {strategy!r} (uniform or quantile)")
 
     @property
     def num_bins(self) -> int:
@@ -92,7 +117,8 @@ class Discretizer:
             if x.shape[-1] != inner.shape[0]:
                 raise ValueError(f"last axis has {x.shape[-1]} values, dims select {inner.shape[0]}")
             flat = x.to(dtype).reshape(-1, inner.shape[0]).T.contiguous()
-            # right=True: a value equal to a boundary belongs to the bin above it.
+            # right=True: count the inner boundaries at or below x, i.e. the last bin whose
+            # left boundary is <= x (repeated boundaries: the last of their bins).
             ids = torch.searchsorted(inner, flat, right=True)
             return ids.T.reshape(x.shape)
         inner = self.boundaries[sl, 1:-1]

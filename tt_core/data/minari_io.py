@@ -36,6 +36,7 @@ class DatasetInfo:
     mean_return: float
     ref_min_score: float | None
     ref_max_score: float | None
+    max_episode_steps: int | None = None  # the env's time limit, when its spec names one
 
 
 def _check_id(dataset_id: str) -> None:
@@ -242,6 +243,7 @@ def dataset_info(ds: minari.MinariDataset) -> DatasetInfo:
         mean_return=float(returns.mean()) if returns.size else float("nan"),
         ref_min_score=None if ref_min is None else float(ref_min),
         ref_max_score=None if ref_max is None else float(ref_max),
+        max_episode_steps=getattr(ds.env_spec, "max_episode_steps", None),
     )
 
 

@@ -1,9 +1,8 @@
 """Token ids for the whole dataset, training windows over them, and a disk cache.
 
 The dataset is discretized once into `tokens [N, T]` (per-dimension bin ids; the
-model adds per-dimension offsets). A training window starts at every transition
-and covers `seq_len` transitions; the part past its episode's end is padding that
-the loss mask hides.
+model adds per-dimension offsets). `TokenWindows` cuts training windows of `seq_len`
+transitions out of it, by one of two rules (see its docstring).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -25,9 +24,13 @@ from tt_core.data.discretizer import Discretizer
 from tt_core.data.trajectories import Trajectories, build_trajectories
 
 # Bump when the cached arrays change meaning, so old caches are rebuilt.
-CACHE_FORMAT = 1
+# 2: quantile bins follow the original TT's rule.
+CACHE_FORMAT = 2
 _TRAJ_FIELDS = ("observations", "actions", "rewards", "values", "terminals",
                 "episode_starts", "episode_lengths")
+# The original's SequenceDataset(max_path_length=1000), used when the dataset's env
+# names no time limit.
+ORIGINAL_MAX_PATH_LENGTH = 1000
 
 
 def default_cache_dir() -> Path:
@@ -35,7 +38,19 @@ def default_cache_dir() -> Path:
 
 
 class TokenWindows:
-    """The whole dataset tokenized once; windows of seq_len transitions for training."""
+    """The whole dataset tokenized once; windows of seq_len transitions for training.
+
+    With a stop token (`stop_id` = N, the original TT's `datasets/sequence.py`): a window
+    starts at every transition of an episode but its last (`range(length - 1)`); every
+    position after the episode's end holds the stop token and is trained; a target is
+    masked only when the token it follows (the mask is aligned to the inputs, as the
+    original's `mask[:-1]`) lies at or past `max_path_length` steps into its episode.
+
+    Without one (`stop_id` None: runs made before the stop token, so that they resume on
+    exactly the windows they started with): a window starts at every transition, positions
+    past the episode's end are id 0 and a target is trained on only when the token it
+    predicts is real data.
+    """
 
     def __init__(
         self,
@@ -43,39 +58,55 @@ class TokenWindows:
         episode_starts: np.ndarray | torch.Tensor,
         episode_lengths: np.ndarray | torch.Tensor,
         seq_len: int,
+        stop_id: Optional[int] = None,
+        max_path_length: int = ORIGINAL_MAX_PATH_LENGTH,
     ):
         self.tokens = tokens.long()
         self.seq_len = seq_len
-        self.episode_starts = torch.as_tensor(episode_starts, dtype=torch.long, device=tokens.device)
-        self.episode_lengths = torch.as_tensor(episode_lengths, dtype=torch.long, device=tokens.device)
-        # Exclusive end of the episode that holds each transition.
-        self.episode_end = torch.repeat_interleave(
-            self.episode_starts + self.episode_lengths, self.episode_lengths
-        )
-        self._offsets = torch.arange(seq_len, device=tokens.device)
+        self.stop_id = stop_id
+        self.max_path_length = max_path_length
+        dev = tokens.device
+        starts = torch.as_tensor(episode_starts, dtype=torch.long, device=dev)
+        lengths = torch.as_tensor(episode_lengths, dtype=torch.long, device=dev)
+        self._episode_starts, self._episode_lengths = starts, lengths
+        # Per transition: the first and (exclusive) last index of its episode.
+        self.episode_begin = torch.repeat_interleave(starts, lengths)
+        self.episode_end = torch.repeat_interleave(starts + lengths, lengths)
+        every = torch.arange(self.tokens.shape[0], device=dev)
+        self.window_starts = every if stop_id is None else every[every + 1 < self.episode_end]
+        self._offsets = torch.arange(seq_len, device=dev)
 
     def __len__(self) -> int:
-        return self.tokens.shape[0]
+        return self.window_starts.shape[0]
 
     def to(self, device: torch.device | str) -> "TokenWindows":
         """Move the token table next to the model so batches gather on-device."""
         return TokenWindows(
-            self.tokens.to(device), self.episode_starts, self.episode_lengths, self.seq_len
+            self.tokens.to(device), self._episode_starts, self._episode_lengths, self.seq_len,
+            self.stop_id, self.max_path_length,
         )
+
+    def real_transitions(self) -> np.ndarray:
+        """Per window (host int64): how many of its seq_len transitions are data."""
+        start = self.window_starts
+        return (self.episode_end[start] - start).clamp(max=self.seq_len).cpu().numpy()
 
     def batch(self, window_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows -> (x, y, mask), each [B, seq_len*T - 1]; y is x shifted by one token."""
-        ids = window_ids.to(self.tokens.device).long()
-        rows = ids[:, None] + self._offsets  # [B, S] transition indices
-        valid = rows < self.episode_end[ids][:, None]
-        rows = torch.where(valid, rows, torch.zeros_like(rows))
-        seq = self.tokens[rows] * valid[..., None]  # padding -> id 0
-        mask = valid[..., None].expand_as(seq)
-        batch = ids.shape[0]
-        seq = seq.reshape(batch, -1)
-        mask = mask.reshape(batch, -1)
-        # A target is trained on only when the token it predicts is real data.
-        return seq[:, :-1], seq[:, 1:], mask[:, 1:].float()
+        start = self.window_starts[window_ids.to(self.tokens.device).long()]
+        rows = start[:, None] + self._offsets  # [B, S] transition indices
+        valid = rows < self.episode_end[start][:, None]
+        seq = self.tokens[torch.where(valid, rows, torch.zeros_like(rows))]  # [B, S, T]
+        batch, transition_dim = seq.shape[0], seq.shape[2]
+        if self.stop_id is None:
+            seq = (seq * valid[..., None]).reshape(batch, -1)  # padding -> id 0
+            mask = valid[..., None].expand(-1, -1, transition_dim).reshape(batch, -1)
+            # A target is trained on only when the token it predicts is real data.
+            return seq[:, :-1], seq[:, 1:], mask[:, 1:].float()
+        seq = torch.where(valid[..., None], seq, self.stop_id).reshape(batch, -1)
+        in_path = (rows - self.episode_begin[start][:, None]) < self.max_path_length
+        mask = in_path[..., None].expand(-1, -1, transition_dim).reshape(batch, -1)
+        return seq[:, :-1], seq[:, 1:], mask[:, :-1].float()
 
 
 def tokenize(traj: Trajectories, disc: Discretizer) -> torch.Tensor:
@@ -155,8 +186,8 @@ def _write_cache(path: Path, key: str, traj: Trajectories, disc: Discretizer, to
 
 def load_or_build_tokens(
     dataset_id: str, ds: Any, cfg: DatasetConfig, cache_dir: Path
-) -> tuple[Trajectories, Discretizer, TokenWindows, bool]:
-    """Trajectories, fitted discretizer and windows; the bool says they came from cache."""
+) -> tuple[Trajectories, Discretizer, torch.Tensor, bool]:
+    """Trajectories, fitted discretizer and tokens [N, T]; the bool says they came from cache."""
     key = _cache_key(dataset_id, ds, cfg)
     safe_id = dataset_id.replace("/", "__")
     path = Path(cache_dir) / f"{safe_id}-{key[:16]}.npz"
@@ -170,5 +201,4 @@ def load_or_build_tokens(
         tokens = tokenize(traj, disc)
         _write_cache(path, key, traj, disc, tokens)
         from_cache = False
-    windows = TokenWindows(tokens, traj.episode_starts, traj.episode_lengths, cfg.seq_len)
-    return traj, disc, windows, from_cache
+    return traj, disc, tokens, from_cache
