@@ -238,6 +238,33 @@ def test_a_plan_starts_from_the_history_the_original_crops_to(seq_len):
                 assert prefix[e].tolist() == original_first_input(hist[e], obs[e], c, seq_len).tolist(), (h, c)
 
 
+@pytest.mark.parametrize("seq_len, beam_context", [(4, 2), (4, 3), (5, 3), (3, 3), (3, 5)])
+def test_the_window_is_the_originals_at_a_plans_start_and_after_every_crop(seq_len, beam_context):
+    """The original feeds every token the longest run of whole transitions that fits in
+    min(seq_len, beam_context) * T - 1 tokens. tt-tui's window always holds that one (it is
+    a suffix of the same sequence), equals it at a plan's first token and right after each
+    crop, and everywhere when beam_context >= seq_len."""
+    model, disc = make_model(seq_len), make_disc()
+    hist, obs = context(1, 6)
+    planner = NaivePlanner(model, disc, params(beam_context=beam_context, beam_steps=5, **GREEDY))
+    lengths = []
+    handle = model.register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
+    try:
+        planner.plan(hist, obs)
+    finally:
+        handle.remove()
+    start = planner.history_transitions * T + O
+    block = min(seq_len, beam_context) * T - 1
+    for i, held in enumerate(lengths):
+        full = start + i  # one forward per sampled token
+        excess = max(0, full - block)
+        original = full - (excess + (T - excess % T) % T if excess else 0)
+        assert original <= held <= seq_len * T - 1, (i, held, original)
+        if i == 0 or held < lengths[i - 1] or beam_context >= seq_len:
+            assert held == original, (i, held, original)
+    assert any(b < a for a, b in zip(lengths, lengths[1:]))  # the plan did crop
+
+
 # ---------------------------------------------------------------- sampling
 
 

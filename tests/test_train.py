@@ -95,6 +95,14 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
 
     resumed = Trainer(load_config(run_dir / "config.yaml"), EventBus(), resume=run_dir)
     assert resumed.step == 10
+    # the lr schedule's count came back with the checkpoint; one saved without it
+    # replays the batches trained on and finds the same count
+    trainer_file = run_dir / "checkpoints" / "step_000000010" / "trainer.pt"
+    state = torch.load(trainer_file, weights_only=True)
+    counted = state.pop("schedule_tokens")
+    assert resumed.tokens == counted > 0
+    torch.save(state, trainer_file)
+    assert Trainer(load_config(run_dir / "config.yaml"), EventBus(), resume=run_dir).tokens == counted
     resumed.run()
     for name, p in straight.model.state_dict().items():
         assert torch.equal(p, resumed.model.state_dict()[name]), name

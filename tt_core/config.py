@@ -71,12 +71,12 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     batch_size: int = 256
-    # None = 50 x 1M / dataset transitions (the seed's rule), at least 1.
+    # None = 50 x 1M / training windows (both sources' rule), at least 1.
     epochs: Optional[int] = None
     # Hard cap on optimizer steps; it only stops training (the schedule is the epochs').
     max_steps: Optional[int] = None
     # The learning-rate schedule (tt_core/schedule.py): "original" = the original TT's
-    # (warmup one epoch, cosine over 20 epochs of non-stop targets, floor 10 %);
+    # (warmup one epoch of tokens, cosine to 20 epochs, counted in non-stop targets, floor 10 %);
     # "ftt" = the seed project's (warmup one epoch, cosine over the whole run).
     schedule: Literal["original", "ftt"] = "original"
     # None = one epoch of tokens, as each schedule counts them.

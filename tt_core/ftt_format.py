@@ -656,6 +656,7 @@ def _build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) ->
             action_weight=t.get("action_weight", float, 5.0),
             reward_weight=t.get("reward_weight", float, 1.0),
             value_weight=t.get("value_weight", float, 1.0),
+            schedule="ftt",  # the seed's own rule
         )
     except (IndexError, TypeError, ValueError):
         raise CheckpointError(

@@ -36,12 +36,14 @@ sampled, never fed). Before feeding a token at window position `block_size` (it 
 not fit), the window is cropped like `TrajectoryGPT.crop(cache, c)`: with L tokens held,
 the first ceil((L - c*T) / T) whole transitions are dropped (the partial current
 transition counts as one of the c kept) and the kept tokens are re-encoded from
-position 0. c = min(beam_context, seq_len - 1), so a crop always frees room. At a plan's
-start and right after a crop the window is exactly the original's (c - 1 whole
-transitions and the current partial one, for beam_context < seq_len); between crops the
-model sees up to its trained `seq_len` transitions, where the original re-encodes a
-sliding window of `beam_context * T - 1` tokens for every token, which a cache cannot
-do cheaply: positions are absolute.
+position 0. c = max(1, min(beam_context, seq_len) - 1), so a crop always frees room. At
+a plan's start and right after a crop the window is exactly the original's, which keeps
+the longest run of whole transitions that fits in `beam_context * T - 1` tokens (at the
+start: min(beam_context, seq_len) - 1 past transitions and the current observation; at a
+crop, made right before a value token: c whole transitions once it is fed). Between
+crops the model sees up to its trained `seq_len` transitions, where the original
+re-encodes that sliding window for every token, which a cache cannot do cheaply:
+positions are absolute.
 
 Cascade cache (why `BeamPlanner` is fast): all beams of an env share the context
 prefix, and the `sample_expand` copies of a beam share everything before the current
@@ -112,16 +114,20 @@ class _Base:
         self.params = replace(params)
 
     @property
-    def context(self) -> int:
-        """Transitions a crop keeps, the current partial one included."""
-        return min(self.params.beam_context, self.model.cfg.seq_len - 1)
-
-    @property
     def history_transitions(self) -> int:
         """Whole past transitions a plan starts from: what is left of `beam_context`
         transitions (or the model's window) once the current observation is in, the
         original's crop to `beam_context * T - 1` tokens."""
         return min(self.params.beam_context, self.model.cfg.seq_len) - 1
+
+    @property
+    def context(self) -> int:
+        """Transitions a crop keeps, the current partial one included. A crop comes right
+        before a value token is fed, which then completes the last of them: the window
+        the original's crop leaves there, `history_transitions` whole transitions (at
+        least the current one: the original cannot run beam_context 1, its crop would
+        leave nothing)."""
+        return max(1, self.history_transitions)
 
     def _prefix(self, history: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         if history.dim() != 3 or history.shape[2] != self.T:

@@ -298,13 +298,15 @@ class Trainer:
             raise CheckpointError(f"{loaded.run.root}: checkpoint does not fit the model ({first})") from None
         self.step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
-        # The batches are a function of (seed, epoch, step), so the schedule's count is
-        # replayed rather than stored: runs saved before it resume on the same footing.
-        self.tokens = sum(self.schedule.batch_tokens(self.sampler.indices(s).numpy()) for s in range(self.step))
+        self.tokens = state.get("schedule_tokens")
+        if self.tokens is None:  # saved before the count was: replay the batches it trained on
+            self.tokens = sum(self.schedule.batch_tokens(self.sampler.indices(s).numpy())
+                              for s in range(self.step))
 
     def _trainer_state(self) -> dict:
         return {
             "step": self.step,
+            "schedule_tokens": self.tokens,  # what the lr schedule has counted (tt_core/schedule.py)
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
