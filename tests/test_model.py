@@ -206,25 +206,32 @@ def test_head_and_embedding_shapes_follow_the_config():
     assert "mask" not in model.state_dict()  # derived tables are not checkpointed
 
 
-def test_initialisation_follows_the_originals_rules_for_every_parameter():
-    """The original GPT (models/transformers.py, ein.py): Linear and Embedding weights
-    N(0, 0.02), biases 0, LayerNorms 1 / 0, positions zeros (its _init_weights never
-    touches pos_emb), the EinLinear head kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(E), 1/sqrt(E))."""
-    cfg = dataclasses.replace(CFG, embedding_dim=256, n_heads=4, n_layers=2)
+@pytest.mark.parametrize("init", ["original", "ftt"])
+def test_initialisation_follows_its_sources_rules_for_every_parameter(init):
+    """original (models/transformers.py, ein.py): Linear and Embedding weights N(0, 0.02),
+    biases 0, LayerNorms 1 / 0, positions zeros (its _init_weights never touches pos_emb),
+    the EinLinear head kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(E), 1/sqrt(E)).
+    ftt (the seed's gpt.py): the same, but nn.MultiheadAttention's own xavier-uniform
+    in-projection (q, k, v as one [3E, E] matrix) and positions N(0, 0.02)."""
+    cfg = dataclasses.replace(CFG, embedding_dim=256, n_heads=4, n_layers=2, init=init)
     torch.manual_seed(0)
     model = TrajectoryGPT(cfg)
     E = cfg.embedding_dim
     for name, p in model.named_parameters():
         x = p.detach().double().flatten()
-        if name == "pos_emb" or name.endswith(".bias"):
+        if name.endswith(".bias") or (name == "pos_emb" and init == "original"):
             assert torch.equal(x, torch.zeros_like(x)), name
         elif name == "head":
             bound = 1 / math.sqrt(E)
             assert x.abs().max() <= bound and x.abs().max() > 0.99 * bound, name
             assert x.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02), name  # uniform's std
-        elif name.split(".")[-2].startswith("ln"):  # ln1, ln2, ln_f weights
+        elif name.endswith("c_attn.weight") and init == "ftt":
+            bound = math.sqrt(6 / (E + 3 * E))  # xavier_uniform of a [3E, E] matrix
+            assert x.abs().max() <= bound and x.abs().max() > 0.99 * bound, name
+            assert x.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02), name
+        elif name.split(".")[-2:][0].startswith("ln"):  # ln1, ln2, ln_f weights
             assert torch.equal(x, torch.ones_like(x)), name
-        else:  # tok_emb, c_attn, c_proj, mlp.0, mlp.2 weights
+        else:  # tok_emb, c_attn (original), c_proj, mlp.0, mlp.2 weights; positions (ftt)
             assert x.mean().abs().item() < 0.02 * 5 / math.sqrt(x.numel()), name
             assert x.std().item() == pytest.approx(0.02, rel=0.03), name
 

@@ -53,6 +53,10 @@ class ModelConfig:
     # The original TT's stop token: one more output per dimension, trained on every
     # position after an episode's end. false: runs made before it and FTT imports.
     stop_token: bool = True
+    # Initial weights (tt_core/model.py): "original" = the original TT's GPT (N(0, 0.02)
+    # attention projections, zero positions); "ftt" = the seed project's (PyTorch's
+    # MultiheadAttention init: xavier-uniform in-projection; positions N(0, 0.02)).
+    init: Literal["original", "ftt"] = "ftt"
 
 
 @dataclass

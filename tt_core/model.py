@@ -56,6 +56,7 @@ class GPTConfig:
     n_heads: int = 4
     dropout: float = 0.1
     stop_token: bool = True  # one more output per dimension: id N, "the episode has ended"
+    init: str = "ftt"  # initial weights: "original" (the original TT's GPT) or "ftt" (the seed's)
 
     def __post_init__(self) -> None:
         if self.embedding_dim % self.n_heads != 0:
@@ -80,6 +81,7 @@ class GPTConfig:
             n_heads=m.n_heads,
             dropout=m.dropout,
             stop_token=m.stop_token,
+            init=m.init,
         )
 
     @property
@@ -176,7 +178,7 @@ class TrajectoryGPT(nn.Module):
         self.cfg = cfg
         T, N, E = cfg.transition_dim, cfg.num_bins, cfg.embedding_dim
         self.tok_emb = nn.Embedding(T * N + 1, E)  # the last row: the stop token's
-        self.pos_emb = nn.Parameter(torch.zeros(cfg.block_size, E))  # zeros, as the original
+        self.pos_emb = nn.Parameter(torch.zeros(cfg.block_size, E))  # zeros: the original's init
         self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(E)
@@ -188,9 +190,19 @@ class TrajectoryGPT(nn.Module):
         self.register_buffer("mask", attention_mask(cfg.block_size, T), persistent=False)
 
         self.apply(self._init_weights)
-        # The original's EinLinear: kaiming_uniform_(a=sqrt(5)) per dimension, i.e.
-        # U(-1/sqrt(E), 1/sqrt(E)) (its GPT init leaves EinLinear alone).
+        # Both sources' EinLinear: kaiming_uniform_(a=sqrt(5)) per dimension, i.e.
+        # U(-1/sqrt(E), 1/sqrt(E)) (their GPT init leaves EinLinear alone).
         nn.init.uniform_(self.head, -E**-0.5, E**-0.5)
+        if cfg.init == "ftt":
+            # The seed's nn.MultiheadAttention keeps its own xavier-uniform in-projection
+            # (its GPT init touches only Linear, Embedding and LayerNorm), and it draws
+            # positions N(0, 0.02). In short runs this learns the dynamics faster than
+            # the original's N(0, 0.02) projections and zero positions (README).
+            for block in self.blocks:
+                nn.init.xavier_uniform_(block.attn.c_attn.weight)
+            nn.init.normal_(self.pos_emb, mean=0.0, std=0.02)
+        elif cfg.init != "original":
+            raise ValueError(f"unknown init {cfg.init!r} (original or ftt)")
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
