@@ -26,7 +26,8 @@ from tt_core.events import (
     RecordingStopped,
 )
 from tt_core.record import GifRecorder
-from tt_core.rollout import Rollout, normalized_score
+from tt_core.data.discretizer import Discretizer
+from tt_core.rollout import Rollout, env_tokens, normalized_score, transition_tokens
 from tt_core.train import Trainer
 
 
@@ -88,6 +89,18 @@ def _events(bus):
     seen = []
     bus.subscribe(seen.append)
     return seen
+
+
+def test_env_values_are_binned_from_their_float64_value_as_the_dataset_was():
+    # an edge at 0.1: just below it is bin 0, although the float32 copy rounds up to the edge
+    disc = Discretizer(np.array([[0.0, 0.1, 1.0]] * 3))
+    below = np.nextafter(0.1, 0.0)
+    assert np.float32(below) >= 0.1  # the rounding the old float32 path suffered from
+    obs = np.array([[below, 0.1, 0.5]])
+    assert env_tokens(disc, obs, slice(0, 3), torch.device("cpu")).tolist() == [[0, 1, 1]]
+    # the history's action and reward tokens take the same path
+    row = transition_tokens(disc, torch.zeros(1, 1, dtype=torch.long), np.array([[below]]), np.array([below]))
+    assert row.tolist() == [[0, 0, 0, 0]]
 
 
 def test_normalized_score_prefers_reference_scores_then_behaviour_mean():

@@ -75,6 +75,13 @@ def score_basis(meta: dict) -> str:
     return "% of the dataset's behaviour mean return"
 
 
+def env_tokens(disc: Discretizer, values: np.ndarray, dims: slice, device: torch.device) -> torch.Tensor:
+    """Bin ids of values from the env, on `device`. Binned from the values themselves
+    (float64, as the dataset was and as the original bins them): a float32 copy can round
+    across a bin edge and give the plan a token the data never would."""
+    return torch.as_tensor(disc.encode(np.asarray(values, dtype=np.float64), dims=dims), device=device)
+
+
 def transition_tokens(disc: Discretizer, obs_tok: torch.Tensor, actions: np.ndarray,
                       rewards: np.ndarray) -> torch.Tensor:
     """Tokens [k, T] of k executed transitions for the history: the observation tokens
@@ -84,9 +91,7 @@ def transition_tokens(disc: Discretizer, obs_tok: torch.Tensor, actions: np.ndar
     act_rew = np.concatenate([actions, np.nan_to_num(rewards)[:, None]], axis=1)
     row = torch.zeros(len(obs_tok), O + A + 2, dtype=torch.long, device=obs_tok.device)
     row[:, :O] = obs_tok
-    row[:, O : O + A + 1] = disc.encode(
-        torch.as_tensor(act_rew, dtype=torch.float32, device=obs_tok.device), dims=slice(O, O + A + 1)
-    )
+    row[:, O : O + A + 1] = env_tokens(disc, act_rew, slice(O, O + A + 1), obs_tok.device)
     return row
 
 
@@ -306,8 +311,7 @@ class Rollout:
 
     def _observation_tokens(self, ep: "_Episodes", idx: np.ndarray) -> torch.Tensor:
         """The active envs' observations as tokens: the plans' prefix, the histories' next row."""
-        obs = torch.as_tensor(ep.obs[idx], dtype=torch.float32, device=self.device)
-        return self.agent.discretizer.encode(obs, dims=slice(0, self.agent.observation_dim))
+        return env_tokens(self.agent.discretizer, ep.obs[idx], slice(0, self.agent.observation_dim), self.device)
 
     def _plan_if_due(self, ep: "_Episodes", idx: np.ndarray, obs_tok: torch.Tensor,
                      streams: EnvStreams, step: int) -> None:
