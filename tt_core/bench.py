@@ -278,7 +278,7 @@ def bench_headline(
 
     from tt_core.config import PlanConfig
     from tt_core.planner import BeamPlanner
-    from tt_core.rollout import transition_tokens
+    from tt_core.rollout import env_tokens, transition_tokens
     from tt_core.sampling import EnvStreams
 
     dev = resolve_device(device)
@@ -299,7 +299,7 @@ def bench_headline(
         plan_seconds = 0.0
         t0 = time.perf_counter()
         for _ in range(env_steps):
-            obs_tok = disc.encode(torch.as_tensor(obs, dtype=torch.float32, device=dev), dims=slice(0, O))
+            obs_tok = env_tokens(disc, obs, slice(0, O), dev)
             result = planner.plan(history, obs_tok, generator=streams)
             plan_seconds += result.seconds
             actions = np.asarray(result.actions[:, 0], dtype=np.float32)

@@ -79,7 +79,7 @@ def env_tokens(disc: Discretizer, values: np.ndarray, dims: slice, device: torch
     """Bin ids of values from the env, on `device`. Binned from the values themselves
     (float64, as the dataset was and as the original bins them): a float32 copy can round
     across a bin edge and give the plan a token the data never would."""
-    return torch.as_tensor(disc.encode(np.asarray(values, dtype=np.float64), dims=dims), device=device)
+    return torch.as_tensor(disc.encode(values, dims=dims), device=device)  # numpy: float64
 
 
 def transition_tokens(disc: Discretizer, obs_tok: torch.Tensor, actions: np.ndarray,
