@@ -18,13 +18,13 @@ import pytest
 from textual.widgets import Input
 
 from conftest import write_tiny_config
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 from tt_core.config import load_config
-from tt_core.engine import eval_job, train_job
-from tt_core.runner import Engine
+from tt_core.jobs.factories import eval_job, train_job
+from tt_core.jobs.thread import JobThread
 from tt_core.events import EventBus, Message
 from tt_core.events import BeamSnapshot, BeamStep
-from tt_core.train import Trainer
+from tt_core.train.trainer import Trainer
 from tt_tui.app import TTApp
 from tt_tui.beams import read_snapshot
 from tt_tui.demo import demo_app, eval_events, settle, train_events
@@ -72,7 +72,7 @@ def tiny_run(tmp_path_factory):
 def test_training_in_the_app_plots_saves_on_s_and_stops_cleanly_on_q(tmp_path):
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000,
                                         epochs=1000, log_every=1, checkpoint_every=100_000))
-    engine = Engine(train_job(cfg, device="cpu"))
+    engine = JobThread(train_job(cfg, device="cpu"))
     app = TTApp(engine, "train")
 
     async def drive():
@@ -103,7 +103,7 @@ def test_a_worker_exception_is_shown_the_app_stays_responsive_and_exits_non_zero
         bus.emit(Message("about to fail"))
         raise RuntimeError("boom in the worker")
 
-    app = TTApp(Engine(job), "train", screenshot_dir=tmp_path)
+    app = TTApp(JobThread(job), "train", screenshot_dir=tmp_path)
 
     async def drive():
         async with app.run_test() as pilot:
@@ -130,7 +130,7 @@ def test_a_worker_exception_is_shown_the_app_stays_responsive_and_exits_non_zero
 
 def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_and_r_records(tiny_run, tmp_path):
     gifs = tmp_path / "gifs"
-    engine = Engine(eval_job(tiny_run, ["eval.episodes=2", "eval.max_steps=300"], "cpu",
+    engine = JobThread(eval_job(tiny_run, ["eval.episodes=2", "eval.max_steps=300"], "cpu",
                              record_dir=gifs, snapshots=True))
     engine.controls.set_paused(True)  # hold the first step until the edits are in
     sent = []
@@ -207,9 +207,9 @@ def test_real_beam_snapshot_is_read_with_the_chosen_path():
 def test_the_cache_size_the_engine_reports_is_what_the_planner_allocates(tiny_run, dtype):
     import torch
 
-    from tt_core.agent import load_agent
-    from tt_core.cache_size import cascade_cache_bytes
-    from tt_core.planner import BeamPlanner
+    from tt_core.plan.agent import load_agent
+    from tt_core.model.cache_size import cascade_cache_bytes
+    from tt_core.plan.beam_search import BeamPlanner
 
     agent = load_agent(tiny_run, torch.device("cpu"))
     plan = replace_plan(agent.config.plan, beam_width=6, sample_expand=3, dtype=dtype)
@@ -357,8 +357,9 @@ def _files(run: Path) -> dict[str, bytes]:
 
 
 def test_show_replays_a_finished_run_with_its_beam_trees_and_leaves_it_untouched(tmp_path):
-    from tt_core.metrics import read_metrics
-    from tt_core.replay import SNAPSHOTS_FILE, show_job
+    from tt_core.runs.metrics import read_metrics
+    from tt_core.runs.snapshots import SNAPSHOTS_FILE
+    from tt_core.jobs.show import show_job
 
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20,
                                         log_every=5, eval_every=10))
@@ -366,7 +367,7 @@ def test_show_replays_a_finished_run_with_its_beam_trees_and_leaves_it_untouched
     assert (run / SNAPSHOTS_FILE).exists()  # evaluations keep their last beam trees
     before = _files(run)
     steps = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "TrainStep"]
-    engine = Engine(show_job(run))
+    engine = JobThread(show_job(run))
     app = TTApp(engine, "train", read_only=True, screenshot_dir=tmp_path)
 
     async def drive():
@@ -391,7 +392,7 @@ def test_show_follows_a_run_that_is_still_training(tmp_path):
     import subprocess
     import sys
 
-    from tt_core.replay import show_job
+    from tt_core.jobs.show import show_job
 
     config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000, epochs=1000,
                                log_every=2, checkpoint_every=100_000)
@@ -402,7 +403,7 @@ def test_show_follows_a_run_that_is_still_training(tmp_path):
         while not list((tmp_path / "runs").glob("*/metrics.jsonl")) and time.monotonic() < deadline:
             time.sleep(0.2)
         (run,) = [p.parent for p in (tmp_path / "runs").glob("*/metrics.jsonl")]
-        app = TTApp(Engine(show_job(run)), "train", read_only=True)
+        app = TTApp(JobThread(show_job(run)), "train", read_only=True)
 
         async def drive():
             async with app.run_test(size=(100, 30)) as pilot:
@@ -421,13 +422,13 @@ def test_show_follows_a_run_that_is_still_training(tmp_path):
 
 
 def test_show_follows_a_resumed_run_whose_metrics_were_rewritten_shorter(tmp_path):
-    from tt_core.metrics import truncate_after_step
-    from tt_core.replay import show_job
+    from tt_core.runs.metrics import truncate_after_step
+    from tt_core.jobs.show import show_job
 
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20,
                                         log_every=2, checkpoint_every=10))
     run = Trainer(cfg, EventBus()).run()
-    app = TTApp(Engine(show_job(run)), "train", read_only=True)
+    app = TTApp(JobThread(show_job(run)), "train", read_only=True)
 
     async def drive():
         async with app.run_test(size=(100, 30)) as pilot:

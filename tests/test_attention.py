@@ -1,4 +1,4 @@
-"""Training-time attention and dropout (tt_core/attention.py): the CPU path computes the
+"""Training-time attention and dropout (tt_core/model/attention.py): the CPU path computes the
 written-out TT formula, softmax(q k^T / sqrt(d) + mask) -> dropout -> @ v, and draws its
 dropout decisions with the right probability, independently."""
 
@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from tt_core import attention
-from tt_core.attention import Dropout, causal_attention, keep_mask
-from tt_core.model import attention_mask
+from tt_core.model import attention
+from tt_core.model.attention import Dropout, causal_attention, keep_mask
+from tt_core.model.gpt import attention_mask
 
 T_DIM, T = 7, 27  # transition_dim and block_size of the tests' small model
 MASK = attention_mask(T, T_DIM)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tt_core.cache import CascadeCache
-from tt_core.ftt_format import FTT_BLOCK_KEY, NORM_RESIDUAL, PRE_NORM, adapt_model
-from tt_core.model import GPTConfig, TrajectoryGPT
+from tt_core.model.cache import CascadeCache
+from tt_core.pretrained.ftt.weights import FTT_BLOCK_KEY, NORM_RESIDUAL, PRE_NORM, adapt_model
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 
 CFG = GPTConfig(observation_dim=3, action_dim=2, num_bins=11, seq_len=4, embedding_dim=32, n_layers=2, n_heads=4)
 T, N, BLOCK = CFG.transition_dim, CFG.num_bins, CFG.block_size

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 from tt_core.config import load_config
 from tt_core.errors import CheckpointError, TrainingDiverged
 from tt_core.events import EventBus
-from tt_core.train import Trainer
+from tt_core.train.trainer import Trainer
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_a_state_holding_nan_or_inf_is_never_saved_and_the_newest_checkpoint_sta
 
 
 KILL_POINTS = {
-    # name: (function of tt_core.checkpoint to replace, which call of it kills)
+    # name: (function of tt_core.runs.checkpoint to replace, which call of it kills)
     "after the weights, before trainer.pt": ("torch.save", 1),
     "checkpoint complete, before its rename": ("os.replace", 1),
     "renamed, before latest.json": ("atomic_write_text", 1),
@@ -144,7 +144,7 @@ KILL_POINTS = {
 _KILLER = """
 import os, signal, sys
 from pathlib import Path
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 run, target, nth = ckpt.RunFiles(Path(sys.argv[1])), sys.argv[2], int(sys.argv[3])
 owner, name = (ckpt.torch, "save") if target == "torch.save" else (ckpt.os, "replace") if target == "os.replace" else (ckpt, target)
 real, calls = getattr(owner, name), []

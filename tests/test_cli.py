@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import write_tiny_config
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 
 
 def tt(*args, timeout=180, **env):
@@ -212,7 +212,7 @@ def test_eval_refuses_weights_holding_nan_with_one_line_and_exit_3(tmp_path):
 
     from tt_core.config import load_config
     from tt_core.events import EventBus
-    from tt_core.train import Trainer
+    from tt_core.train.trainer import Trainer
 
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10))
     run = Trainer(cfg, EventBus()).run()
@@ -263,7 +263,7 @@ def test_negative_seeds_and_over_long_dataset_ids_are_refused_like_any_bad_value
 def test_a_run_config_of_random_bytes_is_a_checkpoint_error(tmp_path):
     from tt_core.config import load_config
     from tt_core.events import EventBus
-    from tt_core.train import Trainer
+    from tt_core.train.trainer import Trainer
 
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10))
     run = Trainer(cfg, EventBus()).run()
@@ -276,7 +276,7 @@ def test_a_run_config_of_random_bytes_is_a_checkpoint_error(tmp_path):
 def test_latest_json_pointing_outside_the_run_and_a_run_without_checkpoints_are_named(tmp_path):
     from tt_core.config import load_config
     from tt_core.events import EventBus
-    from tt_core.train import Trainer
+    from tt_core.train.trainer import Trainer
 
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10))
     run = Trainer(cfg, EventBus()).run()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_tiny_config
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 
 NO_DROPOUT = "{embedding_dim: 16, n_layers: 1, n_heads: 2, dropout: 0.0}"
 LOSS_KEYS = ("loss", "loss_obs", "loss_action", "loss_reward", "loss_value")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tt_core.cache import FlatCache
-from tt_core.model import GPTConfig, TrajectoryGPT
+from tt_core.model.cache import FlatCache
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 
 import dataclasses
 import math

@@ -2,7 +2,7 @@
 full-forward oracle.
 
 Tiny random models (O=3, A=2, N=11 -> T=7). With seq_len 3 the window holds 20
-tokens, so the crop (window rule, see tt_core/planner.py) happens mid-plan. The last
+tokens, so the crop (window rule, see tt_core/plan/beam_search.py) happens mid-plan. The last
 section repeats the proofs for both block kinds a checkpoint can have (pre-norm, and
 the FTT seed's norm-residual), with random weights and with a trained Hopper model.
 """
@@ -15,9 +15,9 @@ import torch
 
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
-from tt_core.ftt_format import FTT_BLOCK_KEY, NORM_RESIDUAL, PRE_NORM, adapt_model
-from tt_core.model import GPTConfig, TrajectoryGPT
-from tt_core.planner import BeamPlanner, NaivePlanner
+from tt_core.pretrained.ftt.weights import FTT_BLOCK_KEY, NORM_RESIDUAL, PRE_NORM, adapt_model
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
+from tt_core.plan.beam_search import BeamPlanner, NaivePlanner
 
 O, A, N = 3, 2, 11
 T = O + A + 2
@@ -418,10 +418,10 @@ def trained_hopper(tmp_path_factory):
     (so plans crop mid-plan), weights, discretizer and dimensions as eval loads them."""
     from conftest import write_tiny_config
 
-    from tt_core.agent import load_agent
+    from tt_core.plan.agent import load_agent
     from tt_core.config import load_config
     from tt_core.events import EventBus
-    from tt_core.train import Trainer
+    from tt_core.train.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained")
     cfg = load_config(write_tiny_config(root / "c.yaml", root / "runs", max_steps=120,
@@ -508,7 +508,7 @@ def test_bf16_planner_follows_the_models_weights_when_they_change_in_place():
 def test_with_env_streams_an_envs_sampled_plan_does_not_depend_on_its_batch_mates():
     """What env e draws comes from its own stream: planned alone or among others, and by
     either planner, its sampled plan is the same (the ground of distributed evaluation)."""
-    from tt_core.sampling import EnvStreams
+    from tt_core.model.sampling import EnvStreams
 
     model, disc = make_model(3), make_disc()
     p = params(cdf_act=0.6)  # sampled actions and observations
@@ -579,7 +579,7 @@ def test_on_the_cpu_every_decode_is_the_eager_decode():
 def test_cuda_graph_plans_equal_eager_plans_across_replays_edits_and_shrinking_batches():
     """Three plans per layout (eager, captured, replayed), then a live width edit, then
     envs leaving the batch: the graphed planner picks the eager planner's tokens."""
-    from tt_core.sampling import EnvStreams
+    from tt_core.model.sampling import EnvStreams
 
     model, disc = make_model(3).cuda(), make_disc()
     hist, obs = context(E, 3)
@@ -605,7 +605,7 @@ def test_cuda_graph_plans_equal_eager_plans_across_replays_edits_and_shrinking_b
 def test_consecutive_plans_walk_the_same_decode_layouts_for_odd_and_even_step_counts(monkeypatch):
     """What lets CUDA graphs replay: plan k+1 decodes through the very buffers, rows and
     lengths of plan k, although each beam selection swaps level 1's two buffers."""
-    from tt_core.decode_graphs import DecodeGraphs
+    from tt_core.model.decode_graphs import DecodeGraphs
 
     walked: list[tuple] = []
     real = DecodeGraphs.decode

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from ftt_seed import git_blob, write_seed_dir
-from tt_core import pretrained as pt
+from tt_core.pretrained import catalog as pt
 from tt_core.errors import CheckpointError, DownloadError
 from tt_core.events import Downloaded, DownloadProgress
-from tt_core.ftt_format import BLOCK_KINDS, PUBLISHED_MODELS, is_ftt_checkpoint
+from tt_core.pretrained.ftt.weights import BLOCK_KINDS, PUBLISHED_MODELS
+from tt_core.pretrained.ftt.loader import is_ftt_checkpoint
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FILES = ("config.yaml", "discretizer.pt", "model_last.pt")

@@ -14,7 +14,7 @@ import torch
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 
 from conftest import write_tiny_config
-from tt_core.agent import load_agent
+from tt_core.plan.agent import load_agent
 from tt_core.config import EvalConfig, load_config
 from tt_core.controls import Controls
 from tt_core.events import (
@@ -25,10 +25,10 @@ from tt_core.events import (
     PlanSnapshot,
     RecordingStopped,
 )
-from tt_core.record import GifRecorder
+from tt_core.plan.gif import GifRecorder
 from tt_core.data.discretizer import Discretizer
-from tt_core.rollout import Rollout, env_tokens, normalized_score, transition_tokens
-from tt_core.train import Trainer
+from tt_core.plan.rollout import Rollout, env_tokens, normalized_score, transition_tokens
+from tt_core.train.trainer import Trainer
 
 
 class FlakyHopper(HopperEnv):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from conftest import write_tiny_config
-from tt_core.runs import HEARTBEAT_FILE, STALE_AFTER_S, list_runs, summarize_run
+from tt_core.runs.listing import HEARTBEAT_FILE, STALE_AFTER_S, list_runs, summarize_run
 
 
 def tt(*args, cwd: Path, timeout=300):

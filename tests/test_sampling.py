@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tt_core.config import PlanConfig
-from tt_core.sampling import filter_cdf, sample_tokens, top_k_logits
+from tt_core.model.sampling import filter_cdf, sample_tokens, top_k_logits
 
 
 def original_filter_cdf_kept(probs: list[float], threshold: float) -> set[int]:

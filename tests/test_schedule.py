@@ -15,8 +15,8 @@ import torch
 from conftest import write_tiny_config
 from tt_core.config import load_config
 from tt_core.events import EventBus, TrainStep
-from tt_core.schedule import default_epochs, lr_multiplier, make_schedule
-from tt_core.train import Trainer
+from tt_core.train.schedule import default_epochs, lr_multiplier, make_schedule
+from tt_core.train.trainer import Trainer
 
 
 def original_lrs(batch_counts, lr, warmup_tokens, final_tokens):

@@ -6,11 +6,11 @@ import json
 import pytest
 
 from conftest import write_tiny_config
-from tt_core import tracking
+from tt_core.train import tracking
 from tt_core.config import load_config
 from tt_core.events import EventBus, Message, TrainStep
-from tt_core.metrics import read_metrics
-from tt_core.train import Trainer
+from tt_core.runs.metrics import read_metrics
+from tt_core.train.trainer import Trainer
 
 
 def _train(tmp_path, *overrides):

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from conftest import write_tiny_config
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 from tt_core.config import load_config
 from tt_core.controls import Controls
 from tt_core.errors import ConfigError
 from tt_core.events import Checkpointed, EventBus, TrainFinished, TrainStarted, TrainStep
-from tt_core.metrics import read_metrics
-from tt_core.train import Trainer, target_kinds, weighted_loss
+from tt_core.runs.metrics import read_metrics
+from tt_core.train.trainer import Trainer, target_kinds, weighted_loss
 
 
 def _collect_events(bus: EventBus) -> list:
@@ -200,8 +200,8 @@ def test_a_run_saved_before_the_stop_token_and_the_schedule_key_loads_plans_and_
     resumes on its own windows to the weights of an uninterrupted run, bit for bit."""
     import yaml
 
-    from tt_core.agent import load_agent
-    from tt_core.planner import BeamPlanner
+    from tt_core.plan.agent import load_agent
+    from tt_core.plan.beam_search import BeamPlanner
 
     config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=20)
     legacy = ["model.stop_token=false", "train.schedule=ftt"]

@@ -53,7 +53,7 @@ class ModelConfig:
     # The original TT's stop token: one more output per dimension, trained on every
     # position after an episode's end. false: runs made before it and FTT imports.
     stop_token: bool = True
-    # Initial weights (tt_core/model.py): "original" = the original TT's GPT (N(0, 0.02)
+    # Initial weights (tt_core/model/gpt.py): "original" = the original TT's GPT (N(0, 0.02)
     # attention projections, zero positions); "ftt" = the seed project's (PyTorch's
     # MultiheadAttention init: xavier-uniform in-projection; positions N(0, 0.02)).
     init: Literal["original", "ftt"] = "ftt"
@@ -79,7 +79,7 @@ class TrainConfig:
     epochs: Optional[int] = None
     # Hard cap on optimizer steps; it only stops training (the schedule is the epochs').
     max_steps: Optional[int] = None
-    # The learning-rate schedule (tt_core/schedule.py): "original" = the original TT's
+    # The learning-rate schedule (tt_core/train/schedule.py): "original" = the original TT's
     # (warmup one epoch of tokens, cosine to 20 epochs, counted in non-stop targets, floor 10 %);
     # "ftt" = the seed project's (warmup one epoch, cosine over the whole run).
     schedule: Literal["original", "ftt"] = "original"

@@ -57,7 +57,7 @@ EVAL_ONLY = {"prev_env", "next_env", "freeze", "snap_prev", "snap_next", "record
 
 
 class TTApp(App[int]):
-    """`engine` is a tt_core.runner.Engine that has not been started (or any object
+    """`engine` is a tt_core.jobs.thread.JobThread that has not been started (or any object
     with start(), drain(), running, exit_code and controls)."""
 
     CSS_PATH = "app.tcss"

@@ -109,10 +109,10 @@ def train(
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torch.distributed.run: nccl on CUDA, gloo on CPU)."),
 ) -> None:
     """Train a Trajectory Transformer (or resume a run)."""
-    from tt_core.checkpoint import RunFiles, find_run_root
+    from tt_core.runs.checkpoint import RunFiles, find_run_root
     from tt_core.config import load_config
     from tt_core.distributed import join, launched_by_torchrun, leave
-    from tt_core.engine import train_job
+    from tt_core.jobs.factories import train_job
     from tt_core.errors import CheckpointError, ConfigError
 
     overrides = list(overrides or [])
@@ -142,7 +142,7 @@ def train(
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} does not split evenly over "
                               f"--nproc {nproc} processes (it is the global batch)")
         if resume is not None:  # said once here, not once per rank
-            from tt_core.train import check_resume_compatible
+            from tt_core.train.trainer import check_resume_compatible
 
             check_resume_compatible(load_config(run_files.config, saved_run=True), cfg)
         _launch_local(nproc)
@@ -273,7 +273,7 @@ def runs(
     from rich.console import Console
     from rich.table import Table
 
-    from tt_core.runs import list_runs, started_text
+    from tt_core.runs.listing import list_runs, started_text
 
     rows = list_runs(folder)
     if as_json:
@@ -308,7 +308,7 @@ def show(run: Path = typer.Argument(..., help="A run directory (tt-tui runs list
     """Open the dashboard on a run, read-only: its whole history, followed live while it
     trains (here, under torchrun or elsewhere on a shared disk). q leaves it untouched."""
     from tt_core.errors import CheckpointError, ConfigError
-    from tt_core.replay import show_job
+    from tt_core.jobs.show import show_job
 
     if not run.exists():
         raise CheckpointError(f"{run}: no such run directory")
@@ -316,10 +316,10 @@ def show(run: Path = typer.Argument(..., help="A run directory (tt-tui runs list
     if not _use_app(False):
         raise ConfigError("tt-tui show draws the dashboard and needs a terminal; for scripts, "
                           "`tt-tui runs --json` or the run's metrics.jsonl")
-    from tt_core.runner import Engine
+    from tt_core.jobs.thread import JobThread
     from tt_tui.app import TTApp
 
-    engine = Engine(job)
+    engine = JobThread(job)
     TTApp(engine, "train", read_only=True).run()
     engine.stop(timeout=5)
 
@@ -417,7 +417,7 @@ def _run_argument(run: Optional[Path], command: str) -> Optional[Path]:
     """RUN as given, or one line before anything starts: a dotted override in its place
     (eval/record take flags), or a path that does not exist."""
     from tt_core.errors import CheckpointError, ConfigError
-    from tt_core.pretrained import locate
+    from tt_core.pretrained.catalog import locate
 
     if run is None:
         return None
@@ -480,7 +480,7 @@ def eval_cmd(
         run = _planning_source(run)  # fetched once, before the ranks start
         _launch_local(nproc)
         return
-    from tt_core.engine import eval_job
+    from tt_core.jobs.factories import eval_job
 
     world = join(device or "auto")
     try:
@@ -535,7 +535,7 @@ def record(
     ftt_block: Optional[FttBlock] = _FTT_BLOCK_OPTION,
 ) -> None:
     """Plan episodes and write one GIF per episode (MuJoCo offscreen rendering)."""
-    from tt_core.engine import eval_job
+    from tt_core.jobs.factories import eval_job
 
     block = ftt_block.value if ftt_block else None
     _writable_folder(out, "--out")
@@ -553,8 +553,8 @@ def _planning_source(run: Optional[Path]) -> Path:
     """The directory eval/record plan with: the newest run by default; for a pinned
     pretrained model, its era folder once every file is there and verified (fetched on
     first use with a progress bar)."""
-    from tt_core.engine import newest_run
-    from tt_core.pretrained import fetch, locate
+    from tt_core.jobs.factories import newest_run
+    from tt_core.pretrained.catalog import fetch, locate
 
     if run is None:
         return newest_run(Path("runs"))
@@ -607,12 +607,12 @@ def _run_app(job, mode: str):
     """Run `job` under the Textual app (engine on its own thread). After the app closes,
     print the headless reporter's final lines (run directory, results table, the error)
     and exit with the job's code; returns the reporter (eval: its `report` for --json)."""
-    from tt_core.runner import Engine
+    from tt_core.jobs.thread import JobThread
     from tt_core.events import EvalFinished, EvalStarted, Failed, TrainFinished
     from tt_tui.app import TTApp
     from tt_tui.headless import EvalReporter, HeadlessReporter
 
-    engine = Engine(job)
+    engine = JobThread(job)
     final: list = []
     keep = (EvalStarted, EvalFinished, TrainFinished, Failed)
     engine.subscribe(lambda event: final.append(event) if isinstance(event, keep) else None)
@@ -642,7 +642,7 @@ def pretrained_list(
     from rich.console import Console
     from rich.table import Table
 
-    from tt_core.pretrained import REPO_CATALOG, catalog, file_state
+    from tt_core.pretrained.catalog import REPO_CATALOG, catalog, file_state
 
     root = folder or REPO_CATALOG
     table = Table(title=f"pretrained models in {root}", box=None, pad_edge=False)
@@ -686,7 +686,7 @@ def pretrained_fetch(
 ) -> None:
     """Download pinned models ahead of time; every file is verified by its git blob id."""
     from tt_core.errors import ConfigError
-    from tt_core.pretrained import REPO_CATALOG, catalog, fetch
+    from tt_core.pretrained.catalog import REPO_CATALOG, catalog, fetch
     from tt_tui.headless import DownloadReporter
 
     models = {m.name: m for m in catalog(folder or REPO_CATALOG)}
@@ -715,7 +715,7 @@ def bench_train_cmd(
     ),
 ) -> None:
     """Training tokens/s of the walker2d-size model (batch x 249 tokens), variants side by side."""
-    from tt_core.bench import TRAIN_VARIANTS, bench_train, train_table
+    from tt_core.jobs.bench import TRAIN_VARIANTS, bench_train, train_table
 
     variants = tuple(dict.fromkeys(variant or TRAIN_VARIANTS))
     if bad := [v for v in variants if v not in TRAIN_VARIANTS]:
@@ -740,7 +740,7 @@ def bench_plan_cmd(
 ) -> None:
     """ms per plan and planning tokens/s, batched planner vs the naive reference (markdown).
     By default 32 x 5 beams only (under a minute on 2 CPU cores); --full adds 128 x 15."""
-    from tt_core.bench import bench_plan, plan_table
+    from tt_core.jobs.bench import bench_plan, plan_table
 
     shapes = [(32, 5), (128, 15)] if full else [(32, 5)]
     width = width or [w for w, _ in shapes]
@@ -764,7 +764,7 @@ def bench_gpu_cmd(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes: check on any device that the script runs."),
 ) -> None:
     """The GPU benchmark in one table: training, planning and the seed's 25 x 1000 headline."""
-    from tt_core.bench import bench_gpu
+    from tt_core.jobs.bench import bench_gpu
     from tt_core.device import resolve_device
     from tt_core.errors import ConfigError
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from tt_core.cache_size import cascade_cache_bytes
+from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.events import (
     BeamSnapshot,
     BeamStep,
@@ -123,15 +123,15 @@ def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
 
 
 def demo_app(mode: str, events: Iterable[Any], **kwargs):
-    """A TTApp on the real Engine running `scripted_job(events)`, with fixed memory
+    """A TTApp on the real JobThread running `scripted_job(events)`, with fixed memory
     numbers so screenshots are reproducible."""
-    from tt_core.runner import Engine
+    from tt_core.jobs.thread import JobThread
     from tt_tui.app import TTApp
 
     kwargs.setdefault("rss", lambda: 180 * 2**20)
     kwargs.setdefault("available", lambda: 8 * 2**30)
     job = scripted_job(events)
-    app = TTApp(Engine(job), mode, **kwargs)
+    app = TTApp(JobThread(job), mode, **kwargs)
     app.demo_emitted = job.emitted
     return app
 

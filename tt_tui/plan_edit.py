@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from tt_core.cache_size import cascade_cache_bytes
+from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.config import PlanConfig, apply_plan_update
 from tt_core.errors import ConfigError
 from tt_tui.resources import ModelDims, human_bytes

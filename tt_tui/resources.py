@@ -2,7 +2,7 @@
 
 The TUI never imports torch, so memory comes from /proc (Linux) or `resource`, and
 the model's dimensions come from the EvalStarted event (the cache size itself from
-tt_core.cache_size).
+tt_core.model.cache_size).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Trajectory Transformer beam search, batched over (envs x beams).
 
 `BeamPlanner` decodes every token through the model's own cached decode
-(`TrajectoryGPT.decode`) on a `CascadeCache` (tt_core/cache.py); `NaivePlanner` runs a
+(`TrajectoryGPT.decode`) on a `CascadeCache` (tt_core/model/cache.py); `NaivePlanner` runs a
 full forward pass of the window for every token and is the oracle of the tests.
 
 `BeamPlanner.plan` runs the original TT `beam_plan` / `sample_n` (Janner et al., 2021)
@@ -10,7 +10,7 @@ transitions of history + the current observation's tokens (the original crops it
 to `beam_context * T - 1` tokens in whole transitions, which leaves exactly that),
 start with `beam_width` identical beams. For each step t: repeat every beam `sample_expand` times, sample A
 action tokens (logits / temperature, then the original `filter_cdf` with `cdf_act`,
-then top-k with `k_act`, softmax, a draw; tt_core/sampling.py), sample the reward
+then top-k with `k_act`, softmax, a draw; tt_core/model/sampling.py), sample the reward
 and the value token (top-k `k_reward`, default 1 = greedy as the original's k_rew;
 no cdf filter: the original's cdf_rew defaults to None and is not offered) and keep their RAW probabilities (softmax of logits /
 temperature, before filtering): rewards[:, t] = E[r_t], rewards[:, t+1] = E[V_t] (the
@@ -63,13 +63,13 @@ from typing import Optional, Protocol
 import numpy as np
 import torch
 
-from tt_core.cache import CascadeCache
+from tt_core.model.cache import CascadeCache
 from tt_core.config import PlanConfig
 from tt_core.data.discretizer import Discretizer
-from tt_core.decode_graphs import DecodeGraphs
+from tt_core.model.decode_graphs import DecodeGraphs
 from tt_core.events import BeamSnapshot, BeamStep
-from tt_core.model import TrajectoryGPT, crop_drop
-from tt_core.sampling import EnvStreams, sample_tokens
+from tt_core.model.gpt import TrajectoryGPT, crop_drop
+from tt_core.model.sampling import EnvStreams, sample_tokens
 
 
 @dataclass
@@ -275,7 +275,7 @@ class BeamPlanner(_Base):
     token-for-token equal to fp32 ones; fp32 equals `NaivePlanner` up to float
     reassociation.
 
-    On CUDA the one-token decodes run as CUDA graphs (tt_core/decode_graphs.py), equal to
+    On CUDA the one-token decodes run as CUDA graphs (tt_core/model/decode_graphs.py), equal to
     the eager decode; `graphs=False` keeps them eager.
     """
 

@@ -3,7 +3,7 @@
 A model folder `pretrained/<name>/` in the repository holds `manifest.json` (which
 upstream files, at which commit, with which git blob ids) and `MODEL.md`. The files of
 one era of weights are fetched into `pretrained/<name>/<name>-<era>/`, which is then an
-FTT-format directory (ftt_format.py); `pretrained/<name>` itself stands for the
+FTT-format directory (pretrained/ftt/); `pretrained/<name>` itself stands for the
 manifest's default era.
 
 A download goes to a hidden `.<file>.part` beside its place, resumes from there with an
@@ -38,7 +38,7 @@ BASE_URL_ENV = "TT_PRETRAINED_URL"  # replaces the manifest's base URL: a mirror
 TIMEOUT_S = 10.0  # per connection attempt and per read: offline ends well within 30 s
 CHUNK_BYTES = 1 << 16
 MAX_UNSIZED_BYTES = 1 << 30  # a file pinned without a size may not grow past this
-REPO_CATALOG = Path(__file__).resolve().parents[1] / "pretrained"  # this clone's manifests
+REPO_CATALOG = Path(__file__).resolve().parents[2] / "pretrained"  # this clone's manifests
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -74,7 +74,7 @@ class Era:
 
     name: str
     commit: str
-    block: str  # ftt_format.NORM_RESIDUAL or PRE_NORM
+    block: str  # ftt.weights.NORM_RESIDUAL or PRE_NORM
     note: str
     files: tuple[PinnedFile, ...]
 

@@ -18,11 +18,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tt_core.agent import Agent
+from tt_core.plan.agent import Agent
 from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
-from tt_core.cache_size import cascade_cache_bytes
+from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
 from tt_core.events import (
@@ -39,9 +39,9 @@ from tt_core.events import (
     RecordingStopped,
     Throughput,
 )
-from tt_core.planner import BeamPlanner
-from tt_core.record import GifRecorder
-from tt_core.sampling import EnvStreams
+from tt_core.plan.beam_search import BeamPlanner
+from tt_core.plan.gif import GifRecorder
+from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from tt_core import events
 from tt_core.events import to_record
@@ -79,3 +79,20 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+_BY_NAME = {cls.__name__: cls for cls in RECORDED}
+
+
+def from_record(record: dict) -> Optional[Any]:
+    """The event a metrics.jsonl record holds (None for a record of no known kind)."""
+    cls = _BY_NAME.get(record.get("event", ""))
+    if cls is None:
+        return None
+    fields = {k: v for k, v in record.items() if k not in ("event", "time")}
+    try:
+        if cls is events.EvalFinished:
+            fields["results"] = tuple(fields.get("results", ()))
+        return cls(**fields)
+    except TypeError:  # a record of another version of the event: skip it
+        return None

@@ -23,11 +23,11 @@ What differs from a plain GPT, and why:
 - Dropout modules are called only in training: a planner decodes one token at a time
   for a few dozen rows, where every Python-level call is a measurable share of a step.
 
-Inference: `TrajectoryGPT.decode` appends tokens to a key/value cache (tt_core/cache.py)
+Inference: `TrajectoryGPT.decode` appends tokens to a key/value cache (tt_core/model/cache.py)
 through the same blocks `forward` runs: each attention layer projects the new tokens
 once and asks the cache to store their keys/values and attend under the model's mask.
 This is the only inference path; the planner's cascade cache is one of the caches, so a
-block variant (e.g. an FTT checkpoint's norm-residual block, tt_core/ftt_format.py) is
+block variant (e.g. an FTT checkpoint's norm-residual block, tt_core/pretrained/ftt/weights.py) is
 planned with exactly the code it is evaluated with.
 """
 
@@ -40,8 +40,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from tt_core.attention import Dropout, causal_attention
-from tt_core.cache import FlatCache
+from tt_core.model.attention import Dropout, causal_attention
+from tt_core.model.cache import FlatCache
 from tt_core.config import Config
 
 
@@ -136,7 +136,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], cache=None) -> torch.Tensor:
         """x: [B, n, E]. Without a cache: the whole window, mask [n, n] (True = attend).
         With one (decode): x holds the new tokens and the cache stores their keys and
-        values and attends over everything they may see (see tt_core/cache.py)."""
+        values and attends over everything they may see (see tt_core/model/cache.py)."""
         B, n, E = x.shape
         qkv = self.c_attn(x).view(B, n, 3, self.n_heads, E // self.n_heads)
         if cache is not None:
@@ -291,7 +291,7 @@ class TrajectoryGPT(nn.Module):
         one, i.e. the next token's distribution ([B, V], "next"), or nothing ("none",
         e.g. re-encoding after a crop). Equals
         `forward` on the whole sequence the cache holds (in eval mode), for any cache of
-        tt_core/cache.py. n > 1 prefills in one batched pass. Raises ValueError past
+        tt_core/model/cache.py. n > 1 prefills in one batched pass. Raises ValueError past
         block_size: crop first.
         """
         B, n = idx.shape

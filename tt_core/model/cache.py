@@ -1,6 +1,6 @@
 """Key/value caches for `TrajectoryGPT.decode`: where a layer's keys live and how it attends.
 
-The network (tt_core/model.py) projects each new token's query, key and value and hands
+The network (tt_core/model/gpt.py) projects each new token's query, key and value and hands
 them to the cache: `cache.attend(layer, qkv)` stores the keys and values and returns the
 attention of q over every key the new tokens can see, under the model's own mask. Only
 the cache knows its layout, so one network code path (any block class) serves both:
@@ -170,7 +170,7 @@ class CascadeCache:
 
         Every plan starts level 1 on the same one of its two buffers (each `select`
         swaps them), so a plan of any step count walks the buffer addresses of the plan
-        before it (what lets tt_core/decode_graphs.py replay its graphs)."""
+        before it (what lets tt_core/model/decode_graphs.py replay its graphs)."""
         if self._spare is not None and self._spare is self._home:
             self.levels[1], self._spare = self._spare, self.levels[1]
         for j in range(self.LEVELS):
@@ -317,7 +317,7 @@ class CascadeLevel:
 
     def advance(self, n: int) -> None:
         """The n tokens written at the end of this level are now held (the host half of
-        a decode; a replayed CUDA graph wrote the device half, tt_core/decode_graphs.py)."""
+        a decode; a replayed CUDA graph wrote the device half, tt_core/model/decode_graphs.py)."""
         self.cascade.levels[self.j].length += n
 
     def layout(self) -> tuple:

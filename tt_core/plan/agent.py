@@ -8,12 +8,13 @@ from typing import Optional
 
 import torch
 
-from tt_core import checkpoint as ckpt
+from tt_core.runs import checkpoint as ckpt
 from tt_core.config import Config
 from tt_core.data.discretizer import Discretizer
 from tt_core.errors import CheckpointError
-from tt_core.model import GPTConfig, TrajectoryGPT
-from tt_core.ftt_format import adapt_model, is_ftt_checkpoint, load_ftt_checkpoint
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
+from tt_core.pretrained.ftt.weights import adapt_model
+from tt_core.pretrained.ftt.loader import is_ftt_checkpoint, load_ftt_checkpoint
 
 
 @dataclass
@@ -45,7 +46,7 @@ def load_agent(path: Path, device: torch.device, ftt_block: Optional[str] = None
     """Load weights for inference from a run dir, a checkpoint dir or a FTT-format dir.
 
     `ftt_block` only matters for FTT-format dirs (None: told from the model file, see
-    ftt_format.load_ftt_checkpoint).
+    tt_core/pretrained/ftt/loader.py).
     """
     path = Path(path)
     if is_ftt_checkpoint(path):

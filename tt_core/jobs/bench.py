@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from tt_core.device import describe, resolve_device
-from tt_core.model import GPTConfig, TrajectoryGPT
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.config import TrainConfig
-from tt_core.train import compute_gradients, make_optimizer, target_kinds
+from tt_core.train.trainer import compute_gradients, make_optimizer, target_kinds
 
 # The walker2d-size model of the seed project: 17 obs + 6 action dims, 10 transitions.
 WALKER2D = GPTConfig(
@@ -172,7 +172,7 @@ def bench_plan(
     dtypes of a case are interleaved so a noisy machine hits them alike.
     """
     from tt_core.config import PlanConfig
-    from tt_core.planner import BeamPlanner, NaivePlanner
+    from tt_core.plan.beam_search import BeamPlanner, NaivePlanner
 
     dev = resolve_device(device)
     model, disc = _bench_planning_setup(dev, seed)
@@ -277,9 +277,9 @@ def bench_headline(
     import numpy as np
 
     from tt_core.config import PlanConfig
-    from tt_core.planner import BeamPlanner
-    from tt_core.rollout import env_tokens, transition_tokens
-    from tt_core.sampling import EnvStreams
+    from tt_core.plan.beam_search import BeamPlanner
+    from tt_core.plan.rollout import env_tokens, transition_tokens
+    from tt_core.model.sampling import EnvStreams
 
     dev = resolve_device(device)
     model, disc = _bench_planning_setup(dev, seed)
@@ -317,8 +317,8 @@ def graphs_check(device: str = "cuda", envs: int = 3, plans: int = 3) -> str:
     weights, context and random streams; `plans` plans in a row, so the later ones
     replay the graphs the earlier ones captured."""
     from tt_core.config import PlanConfig
-    from tt_core.planner import BeamPlanner
-    from tt_core.sampling import EnvStreams
+    from tt_core.plan.beam_search import BeamPlanner
+    from tt_core.model.sampling import EnvStreams
 
     dev = resolve_device(device)
     model, disc = _bench_planning_setup(dev, 0)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tt_core import checkpoint as ckpt
-from tt_core.agent import Agent
+from tt_core.runs import checkpoint as ckpt
+from tt_core.plan.agent import Agent
 from tt_core.config import Config, TrainConfig
 from tt_core.controls import Controls
 from tt_core.data.minari_io import dataset_info, ensure_dataset
@@ -33,14 +33,14 @@ from tt_core.events import (
     TrainStarted,
     TrainStep,
 )
-from tt_core.metrics import MetricsWriter, truncate_after_step
-from tt_core.model import GPTConfig, TrajectoryGPT
-from tt_core.record import GifRecorder
-from tt_core.replay import SnapshotWriter
-from tt_core.rollout import Rollout
-from tt_core.runs import Heartbeat
-from tt_core.schedule import Schedule, default_epochs, make_schedule
-from tt_core.tracking import trackers
+from tt_core.runs.metrics import MetricsWriter, truncate_after_step
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
+from tt_core.plan.gif import GifRecorder
+from tt_core.runs.snapshots import SnapshotWriter
+from tt_core.plan.rollout import Rollout
+from tt_core.runs.listing import Heartbeat
+from tt_core.train.schedule import Schedule, default_epochs, make_schedule
+from tt_core.train.tracking import trackers
 
 
 def target_kinds(seq_tokens: int, observation_dim: int, action_dim: int) -> torch.Tensor:
@@ -259,7 +259,7 @@ class Trainer:
             [1.0, t.action_weight, t.reward_weight, t.value_weight], device=self.device
         )
         self.step = 0
-        self.tokens = 0  # what the schedule has counted so far (tt_core/schedule.py)
+        self.tokens = 0  # what the schedule has counted so far (tt_core/train/schedule.py)
         self.discretizer = disc
         self.plan_cfg = cfg.plan  # live edits made during an evaluation carry over
         if loaded is not None:
@@ -306,7 +306,7 @@ class Trainer:
     def _trainer_state(self) -> dict:
         return {
             "step": self.step,
-            "schedule_tokens": self.tokens,  # what the lr schedule has counted (tt_core/schedule.py)
+            "schedule_tokens": self.tokens,  # what the lr schedule has counted (tt_core/train/schedule.py)
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }

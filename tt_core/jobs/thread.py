@@ -19,7 +19,7 @@ from tt_core.events import EventBus, Failed, Message
 Job = Callable[[EventBus, Controls], Any]
 
 
-class Engine:
+class JobThread:
     """Runs one job on a daemon thread; events reach the view through `events`.
 
     `exit_code` follows the CLI's codes once the job ends: 0, the TTError's code, or 1.

@@ -28,8 +28,8 @@ from typing import Hashable
 
 import torch
 
-from tt_core.cache import CascadeLevel
-from tt_core.model import TrajectoryGPT
+from tt_core.model.cache import CascadeLevel
+from tt_core.model.gpt import TrajectoryGPT
 
 MAX_GRAPHS = 4096  # a 128 x 15 walker2d plan walks ~375 layouts
 

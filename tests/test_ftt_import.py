@@ -18,16 +18,16 @@ import yaml
 from ftt_seed import (
     A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, git_blob, seed_config, transitions, write_seed_dir,
 )
-from tt_core import ftt_format as sf
+from tt_core.pretrained.ftt import config as ftt_config, discretizer as ftt_discretizer, loader, unpickler, weights
 from tt_core.errors import CheckpointError
-from tt_core.model import GPTConfig, TrajectoryGPT
+from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 
 
 def build(loaded):
-    """What tt_core.agent does with a LoadedRun, plus the seed block adaptation."""
+    """What tt_core.plan.agent does with a LoadedRun, plus the seed block adaptation."""
     meta = loaded.dataset_meta
     model = TrajectoryGPT(GPTConfig.from_config(loaded.config, meta["observation_dim"], meta["action_dim"]))
-    sf.adapt_model(model, meta)
+    weights.adapt_model(model, meta)
     model.load_state_dict(loaded.model_state)  # strict: every name and shape fits
     return model.eval()
 
@@ -39,20 +39,20 @@ def random_tokens(batch, t, seed=1):
 # ----------------------------------------------------------------- the model
 
 
-@pytest.mark.parametrize("block", [sf.NORM_RESIDUAL, sf.PRE_NORM])
+@pytest.mark.parametrize("block", [weights.NORM_RESIDUAL, weights.PRE_NORM])
 def test_imported_model_gives_the_seed_networks_logits(seed_dir, block):
     path, seed_model, _ = seed_dir
-    model = build(sf.load_ftt_checkpoint(path, block=block))
+    model = build(loader.load_ftt_checkpoint(path, block=block))
     tokens = random_tokens(3, L - 1)  # a full window: seq_len transitions minus the target
     with torch.no_grad():
-        want = seed_model(tokens, norm_residual=(block == sf.NORM_RESIDUAL))
+        want = seed_model(tokens, norm_residual=(block == weights.NORM_RESIDUAL))
         got = model(tokens)
     assert got.shape == (3, L - 1, N)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     # Partial windows too (the seed slices its mask and positions the same way).
     with torch.no_grad():
         torch.testing.assert_close(
-            model(tokens[:, :20]), seed_model(tokens[:, :20], block == sf.NORM_RESIDUAL),
+            model(tokens[:, :20]), seed_model(tokens[:, :20], block == weights.NORM_RESIDUAL),
             atol=1e-4, rtol=1e-4,
         )
 
@@ -65,10 +65,10 @@ def test_the_two_block_kinds_really_differ(seed_dir):
         assert not torch.allclose(seed_model(tokens, True), seed_model(tokens, False), atol=1e-3)
 
 
-@pytest.mark.parametrize("block", [sf.NORM_RESIDUAL, sf.PRE_NORM])
+@pytest.mark.parametrize("block", [weights.NORM_RESIDUAL, weights.PRE_NORM])
 def test_cached_decoding_of_an_imported_model_equals_its_full_forward(seed_dir, block):
     path, _, _ = seed_dir
-    model = build(sf.load_ftt_checkpoint(path, block=block))
+    model = build(loader.load_ftt_checkpoint(path, block=block))
     tokens = random_tokens(2, 2 * T + 5, seed=3)
     cache = model.new_cache(2)
     with torch.no_grad():
@@ -84,35 +84,35 @@ def blob_id(path) -> str:
 
 def test_the_published_model_ids_are_upstreams_three_files_of_each_era():
     by_era = {}
-    for blob, (env, kind) in sf.PUBLISHED_MODELS.items():
+    for blob, (env, kind) in weights.PUBLISHED_MODELS.items():
         assert len(blob) == 40 and int(blob, 16) >= 0
         by_era.setdefault(kind, set()).add(env)
-    assert by_era == {sf.NORM_RESIDUAL: {"halfcheetah", "hopper", "walker2d"},
-                      sf.PRE_NORM: {"halfcheetah", "hopper", "walker2d"}}
-    assert sf.PUBLISHED_MODELS["f0705b82cd81b6f038e21cbc49cd16665ce17880"] == ("walker2d", sf.NORM_RESIDUAL)
-    assert sf.PUBLISHED_MODELS["05186222bfec9d32f0520b726ed62eb9f349d02b"] == ("walker2d", sf.PRE_NORM)
+    assert by_era == {weights.NORM_RESIDUAL: {"halfcheetah", "hopper", "walker2d"},
+                      weights.PRE_NORM: {"halfcheetah", "hopper", "walker2d"}}
+    assert weights.PUBLISHED_MODELS["f0705b82cd81b6f038e21cbc49cd16665ce17880"] == ("walker2d", weights.NORM_RESIDUAL)
+    assert weights.PUBLISHED_MODELS["05186222bfec9d32f0520b726ed62eb9f349d02b"] == ("walker2d", weights.PRE_NORM)
 
 
-@pytest.mark.parametrize("era", [sf.NORM_RESIDUAL, sf.PRE_NORM])
+@pytest.mark.parametrize("era", [weights.NORM_RESIDUAL, weights.PRE_NORM])
 def test_a_published_file_is_planned_with_the_block_of_its_era_without_flags(seed_dir, monkeypatch, era):
     path, seed_model, _ = seed_dir
     # The files in the table are upstream's; this one stands in for one of them.
-    monkeypatch.setitem(sf.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", era))
-    loaded = sf.load_ftt_checkpoint(path)
+    monkeypatch.setitem(weights.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", era))
+    loaded = loader.load_ftt_checkpoint(path)
     assert loaded.dataset_meta["ftt_block"] == era
     note = loaded.dataset_meta["ftt_block_note"]
     assert "published hopper model" in note and era in note
-    assert ("before" if era == sf.NORM_RESIDUAL else "after") in note
+    assert ("before" if era == weights.NORM_RESIDUAL else "after") in note
     tokens = random_tokens(2, 30)
     with torch.no_grad():
-        want = seed_model(tokens, norm_residual=(era == sf.NORM_RESIDUAL))
+        want = seed_model(tokens, norm_residual=(era == weights.NORM_RESIDUAL))
         torch.testing.assert_close(build(loaded)(tokens), want, atol=1e-4, rtol=1e-4)
 
 
 def test_an_unknown_file_gets_the_current_pre_norm_block_and_a_line_saying_how_to_override(seed_dir):
     path, _, _ = seed_dir
-    meta = sf.load_ftt_checkpoint(path).dataset_meta
-    assert meta["ftt_block"] == sf.PRE_NORM
+    meta = loader.load_ftt_checkpoint(path).dataset_meta
+    assert meta["ftt_block"] == weights.PRE_NORM
     note = meta["ftt_block_note"]
     assert "not one of upstream's published files" in note and "--ftt-block norm-residual" in note
     assert "\n" not in note
@@ -120,24 +120,24 @@ def test_an_unknown_file_gets_the_current_pre_norm_block_and_a_line_saying_how_t
 
 def test_without_the_manifests_the_era_is_unknown_and_the_line_says_so(seed_dir, monkeypatch):
     path, _, _ = seed_dir
-    monkeypatch.setattr(sf, "PUBLISHED_MODELS", {})
-    meta = sf.load_ftt_checkpoint(path).dataset_meta
-    assert meta["ftt_block"] == sf.PRE_NORM
+    monkeypatch.setattr(weights, "PUBLISHED_MODELS", {})
+    meta = loader.load_ftt_checkpoint(path).dataset_meta
+    assert meta["ftt_block"] == weights.PRE_NORM
     assert "manifests are not installed" in meta["ftt_block_note"] and "--ftt-block" in meta["ftt_block_note"]
 
 
 def test_an_explicit_block_overrides_the_detection(seed_dir, monkeypatch):
     path, _, _ = seed_dir
-    monkeypatch.setitem(sf.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", sf.PRE_NORM))
-    meta = sf.load_ftt_checkpoint(path, block=sf.NORM_RESIDUAL).dataset_meta
-    assert meta["ftt_block"] == sf.NORM_RESIDUAL and "--ftt-block" in meta["ftt_block_note"]
+    monkeypatch.setitem(weights.PUBLISHED_MODELS, blob_id(path / "model_last.pt"), ("hopper", weights.PRE_NORM))
+    meta = loader.load_ftt_checkpoint(path, block=weights.NORM_RESIDUAL).dataset_meta
+    assert meta["ftt_block"] == weights.NORM_RESIDUAL and "--ftt-block" in meta["ftt_block_note"]
     with pytest.raises(CheckpointError, match="FTT block kind"):
-        sf.load_ftt_checkpoint(path, block="post-norm")
+        loader.load_ftt_checkpoint(path, block="post-norm")
 
 
 def test_imported_weights_keep_the_seed_values(seed_dir):
     path, seed_model, _ = seed_dir
-    state = sf.load_ftt_checkpoint(path).model_state
+    state = loader.load_ftt_checkpoint(path).model_state
     seed_state = seed_model.state_dict()
     assert torch.equal(state["tok_emb.weight"][:-1], seed_state["tok_emb.weight"])
     assert torch.equal(state["tok_emb.weight"][-1], torch.zeros(E))  # our unused spare row
@@ -151,7 +151,7 @@ def test_imported_weights_keep_the_seed_values(seed_dir):
 
 def test_config_and_dataset_facts_come_from_the_seed_config(seed_dir):
     path, _, _ = seed_dir
-    loaded = sf.load_ftt_checkpoint(path)
+    loaded = loader.load_ftt_checkpoint(path)
     cfg = loaded.config
     assert (cfg.dataset.id, cfg.dataset.num_bins, cfg.dataset.seq_len) == ("hopper-medium-v2", N, SEQ)
     assert (cfg.model.embedding_dim, cfg.model.n_layers, cfg.model.n_heads) == (E, LAYERS, HEADS)
@@ -183,7 +183,7 @@ def test_plan_defaults_are_the_seed_evals_when_the_trainer_section_is_absent(see
     data = seed_config()
     del data["trainer"]
     (path / "config.yaml").write_text(yaml.safe_dump(data))
-    p = sf.load_ftt_checkpoint(path).config.plan
+    p = loader.load_ftt_checkpoint(path).config.plan
     assert (p.beam_width, p.beam_steps, p.beam_context, p.sample_expand) == (128, 15, 5, 2)
     assert (p.k_obs, p.k_act, p.k_reward) == (1, None, 1)
 
@@ -200,9 +200,9 @@ def test_plan_defaults_are_the_seed_evals_when_the_trainer_section_is_absent(see
     ],
 )
 def test_d4rl_names_map_to_gymnasium_v5_ids_and_reference_scores(name, env_id, lo, hi):
-    env = sf.ftt_env(name)
+    env = ftt_config.ftt_env(name)
     assert (env.env_id, env.ref_min_score, env.ref_max_score) == (env_id, lo, hi)
-    assert name.lower() in sf.D4RL_ENVS
+    assert name.lower() in ftt_config.D4RL_ENVS
 
 
 @pytest.mark.parametrize("name, env_id, dims", [
@@ -211,7 +211,7 @@ def test_d4rl_names_map_to_gymnasium_v5_ids_and_reference_scores(name, env_id, l
     ("Swimmer-v5", "Swimmer-v5", (8, 2)),
 ])
 def test_any_registered_gymnasium_env_is_accepted_without_reference_scores(name, env_id, dims):
-    env = sf.ftt_env(name)
+    env = ftt_config.ftt_env(name)
     assert (env.env_id, (env.observation_dim, env.action_dim)) == (env_id, dims)
     assert env.ref_min_score is None and env.ref_max_score is None
 
@@ -219,13 +219,13 @@ def test_any_registered_gymnasium_env_is_accepted_without_reference_scores(name,
 @pytest.mark.parametrize("name", ["ant-medium-v1", "hopper-medium", "hopper-medium-v3", "walker-rand-params"])
 def test_names_that_are_neither_d4rl_nor_gymnasium_are_refused(name):
     with pytest.raises(CheckpointError, match="neither a D4RL dataset name .* nor a registered Gymnasium id"):
-        sf.ftt_env(name)
+        ftt_config.ftt_env(name)
 
 
 @pytest.mark.parametrize("name", ["CartPole-v1", "FrozenLake-v1"])
 def test_gymnasium_envs_without_box_spaces_are_refused(name):
     with pytest.raises(CheckpointError, match="must be Box spaces"):
-        sf.ftt_env(name)
+        ftt_config.ftt_env(name)
 
 
 # --------------------------------------------------------------- discretizer
@@ -250,7 +250,7 @@ def _probe_values(disc, rng):
 def test_imported_discretizer_bins_values_like_the_seed(seed_module, strategy):
     data = transitions(seed=2)
     seed = KBinsDiscretizer(data, N, strategy)
-    ours = sf.discretizer_from_ftt(vars(seed))
+    ours = ftt_discretizer.discretizer_from_ftt(vars(seed), "discretizer.pt")
     x = _probe_values(seed, np.random.default_rng(0))
     np.testing.assert_array_equal(ours.encode(x), seed.encode(x))
     np.testing.assert_array_equal(ours.encode(torch.as_tensor(x)).numpy(), seed.encode(x))
@@ -266,17 +266,17 @@ def test_repeated_quantile_edges_keep_point_masses_in_the_seeds_bin(seed_module)
     data[:, 5] = 3.0  # a constant dimension: every edge equal
     seed = KBinsDiscretizer(data, N, "quantile")
     assert (np.diff(seed.bin_edges[2]) == 0).any()
-    ours = sf.discretizer_from_ftt(vars(seed))
+    ours = ftt_discretizer.discretizer_from_ftt(vars(seed), "discretizer.pt")
     np.testing.assert_array_equal(ours.encode(data), seed.encode(data))
 
 
 def test_discretizer_file_round_trips_through_the_restricted_unpickler(seed_dir):
     path, _, disc = seed_dir
-    state = sf.read_ftt_discretizer(path / "discretizer.pt")
+    state = unpickler.read_ftt_discretizer(path / "discretizer.pt")
     assert isinstance(state, dict) and state["n_bins"] == N and state["strategy"] == "uniform"
     np.testing.assert_array_equal(state["bin_edges"], disc.bin_edges)
     assert torch.equal(state["bin_centers_torch"], disc.bin_centers_torch)
-    loaded = sf.load_ftt_checkpoint(path)
+    loaded = loader.load_ftt_checkpoint(path)
     x = transitions(50, seed=9)
     np.testing.assert_array_equal(loaded.discretizer.encode(x), disc.encode(x))
 
@@ -307,7 +307,7 @@ def test_a_discretizer_pickle_that_would_run_code_is_refused_and_nothing_runs(se
     marker = tmp_path / "pwned"
     torch.save(_Exec(marker), path / "discretizer.pt")
     with pytest.raises(CheckpointError) as err:
-        sf.load_ftt_checkpoint(path)
+        loader.load_ftt_checkpoint(path)
     assert "discretizer.pt: refused to unpickle builtins.exec" in str(err.value)
     assert "\n" not in str(err.value)
     assert not marker.exists()
@@ -319,10 +319,10 @@ def test_code_hidden_inside_the_discretizers_state_or_a_plain_pickle_is_refused(
     disc.extra = _System(marker)  # inside an otherwise valid KBinsDiscretizer
     torch.save(disc, path / "discretizer.pt")
     with pytest.raises(CheckpointError, match=r"refused to unpickle (posix|nt)\.system"):
-        sf.load_ftt_checkpoint(path)
+        loader.load_ftt_checkpoint(path)
     (path / "discretizer.pt").write_bytes(pickle.dumps(_Exec(marker)))  # not a torch zip
     with pytest.raises(CheckpointError, match="not a torch.save zip archive"):
-        sf.load_ftt_checkpoint(path)  # torch's legacy reader is never reached
+        loader.load_ftt_checkpoint(path)  # torch's legacy reader is never reached
     assert not marker.exists()
 
 
@@ -371,11 +371,11 @@ def test_hostile_numpy_content_in_a_discretizer_is_refused_without_crashing(seed
         files.append(str(tmp_path / f"{name}.pt"))
     script = (
         "import sys\n"
-        "from tt_core import ftt_format as sf\n"
+        "from tt_core.pretrained.ftt import discretizer as ftt_discretizer, unpickler\n"
         "from tt_core.errors import CheckpointError\n"
         "for f in sys.argv[1:]:\n"
         "    try:\n"
-        "        sf.discretizer_from_ftt(sf.read_ftt_discretizer(f))\n"
+        "        ftt_discretizer.discretizer_from_ftt(unpickler.read_ftt_discretizer(f), f)\n"
         "        print('LOADED', f)\n"
         "    except CheckpointError as e:\n"
         "        print('REFUSED', e)\n"
@@ -397,7 +397,7 @@ def test_odd_discretizer_fields_are_one_line_checkpoint_errors(seed_dir, field, 
     setattr(disc, field, value)
     torch.save(disc, path / "discretizer.pt")
     with pytest.raises(CheckpointError, match=message) as err:
-        sf.load_ftt_checkpoint(path)
+        loader.load_ftt_checkpoint(path)
     assert "\n" not in str(err.value)
 
 
@@ -421,7 +421,7 @@ def test_model_weights_are_loaded_without_unpickling_objects(seed_dir, tmp_path)
     marker = tmp_path / "pwned"
     torch.save({"tok_emb.weight": _Exec(marker)}, path / "model_last.pt")
     with pytest.raises(CheckpointError, match="model_last.pt: unreadable, corrupt or not a state dict"):
-        sf.load_ftt_checkpoint(path)
+        loader.load_ftt_checkpoint(path)
     assert not marker.exists()
 
 
@@ -473,7 +473,7 @@ def test_missing_or_damaged_files_give_one_line_checkpoint_errors(seed_dir, dama
     path, _, _ = seed_dir
     damage(path)
     with pytest.raises(CheckpointError) as err:
-        sf.load_ftt_checkpoint(path)
+        loader.load_ftt_checkpoint(path)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
     assert err.value.exit_code == 3
@@ -483,7 +483,7 @@ def test_a_discretizer_of_other_dimensions_is_refused(seed_dir, seed_module):
     path, _, _ = seed_dir
     torch.save(KBinsDiscretizer(transitions()[:, :-1], N, "uniform"), path / "discretizer.pt")
     with pytest.raises(CheckpointError, match="15 dims x 7 bins, config.yaml says 16 x 7"):
-        sf.load_ftt_checkpoint(path)
+        loader.load_ftt_checkpoint(path)
 
 
 # -------------------------------------------------------------- detection
@@ -491,20 +491,20 @@ def test_a_discretizer_of_other_dimensions_is_refused(seed_dir, seed_module):
 
 def test_seed_directories_are_recognised_by_their_files(seed_dir, tmp_path):
     path, _, _ = seed_dir
-    assert sf.is_ftt_checkpoint(path)
+    assert loader.is_ftt_checkpoint(path)
     (path / "model_last.pt").rename(path / "model_12.pt")
     (path / "model_3.pt").write_bytes(b"older")
-    assert sf.is_ftt_checkpoint(path)
-    assert sf.load_ftt_checkpoint(path).dataset_meta["ftt_weights"] == "model_12.pt"
+    assert loader.is_ftt_checkpoint(path)
+    assert loader.load_ftt_checkpoint(path).dataset_meta["ftt_weights"] == "model_12.pt"
     (path / "model_12.pt").unlink()
     (path / "model_3.pt").unlink()
-    assert not sf.is_ftt_checkpoint(path)
-    assert not sf.is_ftt_checkpoint(tmp_path / "nowhere")
+    assert not loader.is_ftt_checkpoint(path)
+    assert not loader.is_ftt_checkpoint(tmp_path / "nowhere")
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("{}")
     (run / "discretizer.npz").write_bytes(b"")
-    assert not sf.is_ftt_checkpoint(run)
+    assert not loader.is_ftt_checkpoint(run)
 
 
 def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():
@@ -515,26 +515,26 @@ def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():
     raw = pickle.dumps(edges, protocol=2)
     assert b"numpy._core.multiarray" in raw
     old = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-    np.testing.assert_array_equal(sf._restricted_load(io.BytesIO(old)), edges)
+    np.testing.assert_array_equal(unpickler._restricted_load(io.BytesIO(old)), edges)
 
 
 def test_adapt_model_leaves_tt_tui_runs_alone_and_refuses_unknown_kinds(seed_dir):
     path, _, _ = seed_dir
-    loaded = sf.load_ftt_checkpoint(path, block=sf.NORM_RESIDUAL)
+    loaded = loader.load_ftt_checkpoint(path, block=weights.NORM_RESIDUAL)
     model = TrajectoryGPT(GPTConfig.from_config(loaded.config, O, A))
-    sf.adapt_model(model, {"dataset_id": "x"})
+    weights.adapt_model(model, {"dataset_id": "x"})
     assert all(type(b).__name__ == "Block" for b in model.blocks)
-    sf.adapt_model(model, loaded.dataset_meta)
-    assert all(isinstance(b, sf.NormResidualBlock) for b in model.blocks)
+    weights.adapt_model(model, loaded.dataset_meta)
+    assert all(isinstance(b, weights.NormResidualBlock) for b in model.blocks)
     with pytest.raises(CheckpointError, match="unknown ftt_block"):
-        sf.adapt_model(model, {"ftt_block": "post-norm"})
+        weights.adapt_model(model, {"ftt_block": "post-norm"})
 
 
 @pytest.mark.parametrize(
     "module, name, target",
     [
         ("torch._utils", "_rebuild_tensor_v2", lambda: torch._utils._rebuild_tensor_v2),
-        ("trajectory.utils.discretization", "KBinsDiscretizer", lambda: sf.FttKBinsState),
+        ("trajectory.utils.discretization", "KBinsDiscretizer", lambda: unpickler.FttKBinsState),
     ],
 )
 def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
@@ -547,8 +547,8 @@ def test_a_pickle_cannot_modify_the_allowed_globals(module, name, target):
 
     raw = f"c{module}\n{name}\n".encode() + b"N}" + text("__doc__") + text("pwned") + b"s\x86b."
     before = target().__doc__
-    with pytest.raises(sf._Refused, match="setting the state"):
-        sf._restricted_load(io.BytesIO(raw))
+    with pytest.raises(unpickler._Refused, match="setting the state"):
+        unpickler._restricted_load(io.BytesIO(raw))
     assert target().__doc__ == before != "pwned"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tt_core.durable import atomic_write_text
-from tt_core.metrics import read_metrics
+from tt_core.runs.metrics import read_metrics
 
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_EVERY_S = 10.0

@@ -1,8 +1,8 @@
-"""Jobs: train, eval and record (tt_core/replay.py has show's).
+"""Jobs: train, eval and record (tt_core/jobs/show.py has show.s).
 
 A job is a function of (EventBus, Controls): it reports only through the bus and
 listens only to the controls, so the same job runs in the foreground for the headless
-CLI and on a worker thread for the TUI (tt_core/runner.py).
+CLI and on a worker thread for the TUI (tt_core/jobs/thread.py).
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from pathlib import Path
 
 import torch
 
-from tt_core.agent import Agent, load_agent
+from tt_core.plan.agent import Agent, load_agent
 from tt_core.config import Config, apply_overrides
 from tt_core.controls import Controls
 from tt_core.distributed import World
 from tt_core.errors import CheckpointError
 from tt_core.events import EventBus, Message
-from tt_core.record import GifRecorder
-from tt_core.rollout import EpisodeResult, Rollout
-from tt_core.ftt_format import FTT_BLOCK_NOTE_KEY
-from tt_core.runner import Job
-from tt_core.train import Trainer
+from tt_core.plan.gif import GifRecorder
+from tt_core.plan.rollout import EpisodeResult, Rollout
+from tt_core.pretrained.ftt.weights import FTT_BLOCK_NOTE_KEY
+from tt_core.jobs.thread import Job
+from tt_core.train.trainer import Trainer
 
 
 def train_job(

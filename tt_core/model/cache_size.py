@@ -1,6 +1,6 @@
 """How many bytes the planner's key/value cache takes, without torch.
 
-BeamPlanner keeps a CascadeCache (tt_core/cache.py) with three levels: the prefix once
+BeamPlanner keeps a CascadeCache (tt_core/model/cache.py) with three levels: the prefix once
 per env, each beam's planned tokens (two buffers of envs x width rows, swapped when
 beams are selected) and the candidates' current action + reward tokens (envs x width x
 expand rows). Every level holds keys and values of every layer. The UI checks a live

@@ -1,0 +1,1 @@
+"""Training: the trainer, its learning-rate schedules and the experiment trackers."""
