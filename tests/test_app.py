@@ -19,7 +19,7 @@ from textual.widgets import Input
 
 from conftest import write_tiny_config
 from tt_core.runs import checkpoint as ckpt
-from tt_core.config import load_config
+from tt_core.config import PlanConfig, PlanningPatch, load_config
 from tt_core.jobs.factories import eval_job, train_job
 from tt_core.jobs.thread import JobThread
 from tt_core.events import EventBus, Message
@@ -72,7 +72,8 @@ def tiny_run(tmp_path_factory):
 def test_training_in_the_app_plots_saves_on_s_and_stops_cleanly_on_q(tmp_path):
     cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000,
                                         epochs=1000, log_every=1, checkpoint_every=100_000))
-    engine = JobThread(train_job(cfg, device="cpu"))
+    cfg.train.device = "cpu"
+    engine = JobThread(train_job(cfg))
     app = TTApp(engine, "train")
 
     async def drive():
@@ -130,7 +131,7 @@ def test_a_worker_exception_is_shown_the_app_stays_responsive_and_exits_non_zero
 
 def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_and_r_records(tiny_run, tmp_path):
     gifs = tmp_path / "gifs"
-    engine = JobThread(eval_job(tiny_run, ["eval.episodes=2", "eval.max_steps=300"], "cpu",
+    engine = JobThread(eval_job(tiny_run, PlanningPatch.checked({"eval.episodes": 2, "eval.max_steps": 300}), "cpu",
                              record_dir=gifs, snapshots=True))
     engine.controls.set_paused(True)  # hold the first step until the edits are in
     sent = []
@@ -156,7 +157,7 @@ def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_and_r_rec
             assert sent == [{"beam_width": 8}]
             await pilot.press("escape", "r", "p")  # record env 0, resume
             await wait_for(pilot, lambda: logged(app, "planning: beam_width=8"), what="planner answer")
-            assert app.query_one(PlanControls).current["beam_width"] == 8
+            assert app.query_one(PlanControls).current.beam_width == 8
             await wait_for(pilot, lambda: logged(app, "recording env 0"), what="recording start")
             await pilot.press("r")
             await wait_for(pilot, lambda: logged(app, "recorded env 0"), what="GIF written")
@@ -231,13 +232,26 @@ def replace_plan(plan, **kw):
 
 def test_plan_edit_checks_numbers_ranges_and_memory():
     dims = ModelDims(n_layers=4, embedding_dim=128, transition_dim=25, seq_len=10, action_dim=6)
-    current = dict(beam_width=128, beam_steps=15, beam_context=5, sample_expand=2)
+    current = PlanConfig(beam_width=128, beam_steps=15, beam_context=5, sample_expand=2)
     ok = check_plan_edit({"beam_width": "64"}, current, 10, dims, lambda: 64 * 2**30)
     assert ok.params == {"beam_width": 64} and ok.error is None
     assert check_plan_edit({"beam_width": "x"}, current, 10, dims, lambda: None).params is None
     assert "must be in [1, 4096]" in check_plan_edit({"beam_width": "5000"}, current, 10, dims, lambda: None).error
     big = check_plan_edit({"beam_width": "4096"}, current, 1000, dims, lambda: 2**30)
     assert big.params is None and "only 1.0 GB is available" in big.error
+
+
+def test_the_edit_panel_takes_its_bounds_from_the_config():
+    """One place for the bounds: the panel's input limits are tt_core.config.LIMITS."""
+    from tt_core.config import LIMITS
+    from tt_tui.plan_edit import EDITABLE, edit_bounds
+
+    for key in EDITABLE:
+        lo, hi = edit_bounds(key)
+        assert lo in LIMITS[f"plan.{key}"] and hi in LIMITS[f"plan.{key}"] and hi + 1 not in LIMITS[f"plan.{key}"]
+    dims = ModelDims(n_layers=1, embedding_dim=8, transition_dim=5, seq_len=2, action_dim=1)
+    refused = check_plan_edit({"sample_expand": "257"}, PlanConfig(), 1, dims, lambda: None)
+    assert refused.error == f"expand: 257 must be {LIMITS['plan.sample_expand']}" == "expand: 257 must be in [1, 256]"
 
 
 # ---------------------------------------------------------------- snapshots (deterministic events)
@@ -443,3 +457,19 @@ def test_show_follows_a_resumed_run_whose_metrics_were_rewritten_shorter(tmp_pat
 
     asyncio.run(drive())
     assert app.return_code == 0
+
+
+def test_the_bindings_the_help_screen_and_the_docs_table_all_come_from_one_key_list():
+    """tt_tui/keys.py is the one source: every key there is bound (or Textual's own), and
+    the docs/app.md key table names exactly those keys."""
+    import re
+
+    from tt_tui.keys import KEYS, shown
+
+    bound = {(b.key, b.action) for b in TTApp.BINDINGS}
+    listed = {(key, k.action) for k in KEYS if k.action for key in k.keys}
+    assert bound == listed
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "app.md").read_text()
+    table = doc[doc.index("| key | action |"):].split("\n\n")[0]
+    in_docs = {key for row in table.splitlines()[2:] for key in re.findall(r"`([^`]+)`", row.split("|")[1])}
+    assert in_docs == {shown(key) for k in KEYS for key in k.keys}

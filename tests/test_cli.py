@@ -386,7 +386,7 @@ def test_ctrl_c_while_training_collects_its_dataset_stops_at_once_and_writes_no_
 
 
 def test_once_a_job_has_ended_a_further_ctrl_c_changes_nothing():
-    from tt_tui import cli
+    from tt_tui.foreground import run_job
 
     stops = []
 
@@ -405,7 +405,7 @@ def test_once_a_job_has_ended_a_further_ctrl_c_changes_nothing():
             return False
 
     try:
-        cli._run_job(job, Reporter())
+        run_job(job, Reporter())
         os.kill(os.getpid(), signal.SIGINT)  # a second press after the stop completed
         time.sleep(0.1)
         assert stops == [True]
@@ -428,11 +428,11 @@ def test_an_immutable_output_folder_is_found_before_planning(tmp_path):
 
 def test_eval_and_record_take_the_same_planning_flags():
     """One definition: every planning flag of eval is a flag of record too."""
-    from tt_tui.cli import PLAN_FLAGS
+    from tt_tui.commands.planning import PLANNING_FLAGS
 
     for command in ("eval", "record"):
         help_text = tt(command, "--help").stdout
-        missing = [f for f in PLAN_FLAGS if f not in help_text]
+        missing = [f.name for f in PLANNING_FLAGS if f.name not in help_text]
         assert missing == [], (command, missing)
 
 

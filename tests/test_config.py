@@ -119,3 +119,24 @@ def test_yaml_merge_keys_still_work_while_repeated_keys_are_refused(tmp_path):
     assert load_config(merged).model.embedding_dim == 32
     merged.write_text("model:\n  <<: {embedding_dim: 32, n_layers: 2}\n  n_heads: 4\n")
     assert load_config(merged).model.n_layers == 2  # ... but merging into a section works
+
+
+def test_a_planning_patch_is_typed_checked_where_given_and_changes_only_its_keys():
+    """The typed path of eval/record flags: values are checked against their field's type
+    and limits when the patch is made (naming the flag), and applying it leaves the run's
+    own config untouched."""
+    from tt_core.config import Config, PlanningPatch
+
+    run = Config()
+    run.plan.beam_width, run.eval.episodes = 64, 7
+    patch = PlanningPatch.checked({"plan.beam_width": 3, "plan.k_act": None, "eval.seed": 5},
+                                  {"plan.beam_width": "--beam-width 3"})
+    cfg = patch.apply(run)
+    assert (cfg.plan.beam_width, cfg.plan.k_act, cfg.eval.seed, cfg.eval.episodes) == (3, None, 5, 7)
+    assert run.plan.beam_width == 64 and cfg.train == run.train and cfg.model == run.model
+    with pytest.raises(ConfigError, match=r"^plan.beam_width: 0 must be in \[1, 4096\] \(from --beam-width 0\)$"):
+        PlanningPatch.checked({"plan.beam_width": 0}, {"plan.beam_width": "--beam-width 0"})
+    with pytest.raises(ConfigError, match="plan.temperature: expected a number, got 'hot'"):
+        PlanningPatch.checked({"plan.temperature": "hot"})
+    with pytest.raises(ConfigError, match="unknown planning key 'train.lr'"):
+        PlanningPatch.checked({"train.lr": 1.0})

@@ -96,7 +96,7 @@ def test_a_run_resumes_on_another_number_of_processes(one_process, tmp_path, fir
 def test_a_global_batch_that_does_not_split_over_the_processes_is_a_config_error(tmp_path):
     result = tt("train", config(tmp_path, "odd", batch_size=15), "--headless", "--nproc", 2, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: train.batch_size: 15 does not split evenly over --nproc 2 "
+    assert result.stderr.strip() == ("error: train.batch_size: 15 does not split evenly over 2 "
                                      "processes (it is the global batch)")
 
 

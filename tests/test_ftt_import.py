@@ -614,9 +614,9 @@ def test_every_sampling_knob_can_be_set_from_the_eval_command_line(tmp_path, see
 ])
 def test_a_bad_sampling_flag_is_refused_before_anything_loads(flag, value, message):
     from tt_core.errors import ConfigError
-    from tt_tui.cli import PLAN_FLAGS, _planning_args
+    from tt_tui.commands.planning import PLANNING_FLAGS, patch_from_flags
 
-    params = {key.rsplit(".", 1)[1]: None for key in PLAN_FLAGS.values()}
-    params[PLAN_FLAGS[flag].rsplit(".", 1)[1]] = float(value) if flag == "--temperature" else value
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        _planning_args("eval", None, None, params)
+    (given,) = [f for f in PLANNING_FLAGS if f.name == flag]
+    with pytest.raises(ConfigError) as refused:
+        patch_from_flags({given: float(value) if flag == "--temperature" else value})
+    assert str(refused.value) == f"{message} (from {flag} {float(value) if flag == '--temperature' else value})"

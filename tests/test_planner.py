@@ -425,8 +425,9 @@ def trained_hopper(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("trained")
     cfg = load_config(write_tiny_config(root / "c.yaml", root / "runs", max_steps=120,
-                                        model="{embedding_dim: 32, n_layers: 2, n_heads: 4, dropout: 0.1}"))
-    agent = load_agent(Trainer(cfg, EventBus(), device="cpu").run(), torch.device("cpu"))
+                                        model="{embedding_dim: 32, n_layers: 2, n_heads: 4, dropout: 0.1}"),
+                      ["train.device=cpu"])
+    agent = load_agent(Trainer(cfg, EventBus()).run(), torch.device("cpu"))
     return agent.model.state_dict(), agent.model.cfg, agent.discretizer
 
 

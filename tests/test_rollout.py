@@ -163,7 +163,7 @@ def test_live_planning_edits_apply_at_the_next_plan_or_are_refused(agent):
     rollout.run()
     assert widths[:2] == [4, 4] and set(widths[2:]) == {7}
     (applied,) = [e for e in events if isinstance(e, PlanParamsApplied)]
-    assert applied.params == {"beam_width": 7}
+    assert applied.changed == ("beam_width",) and applied.plan.beam_width == 7
     assert applied.cache_bytes == rollout.planner.cache.nbytes  # what the planner holds for width 7
     (refused,) = [e for e in events if isinstance(e, PlanParamsRefused)]
     assert refused.error.startswith("plan.beam_width: 0 must be in [1, 4096]")
@@ -225,7 +225,7 @@ def test_eval_command_prints_the_table_and_writes_json(tiny_run, tmp_path):
 def test_eval_rejects_bad_flags_with_exit_2(tiny_run):
     result = tt("eval", tiny_run, "--beam-width", 0, "--headless")
     assert result.returncode == 2
-    assert "plan.beam_width: 0 must be in [1, 4096] (from command line 'plan.beam_width=0')" in result.stderr
+    assert "plan.beam_width: 0 must be in [1, 4096] (from --beam-width 0)" in result.stderr
 
 
 def test_eval_of_a_missing_run_exits_3(tmp_path):

@@ -142,52 +142,95 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-# Range checks: (dotted key, predicate, what the value must be).
-_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("dataset.discount", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    ("dataset.num_bins", lambda v: v >= 2, ">= 2"),
-    ("dataset.seq_len", lambda v: v >= 1, ">= 1 transition"),
-    ("dataset.collect.steps", lambda v: v >= 1, ">= 1"),
-    ("dataset.collect.seed", lambda v: v >= 0, ">= 0"),
-    ("dataset.id", lambda v: 0 < len(v) and all(0 < len(part.encode()) <= 200 for part in v.split("/")),
-     "non-empty, each /-separated part at most 200 bytes (it names directories)"),
-    ("train.seed", lambda v: v >= 0, ">= 0"),
-    ("eval.seed", lambda v: v >= 0, ">= 0"),
-    ("model.embedding_dim", lambda v: v >= 1, ">= 1"),
-    ("model.n_layers", lambda v: v >= 1, ">= 1"),
-    ("model.n_heads", lambda v: v >= 1, ">= 1"),
-    ("model.dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-    ("train.lr", lambda v: v > 0, "> 0"),
-    ("train.betas", lambda v: all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
-    ("train.weight_decay", lambda v: v >= 0, ">= 0"),
-    ("train.grad_clip", lambda v: v > 0, "> 0"),
-    ("train.batch_size", lambda v: v >= 1, ">= 1"),
-    ("train.epochs", lambda v: v >= 1, ">= 1"),
-    ("train.max_steps", lambda v: v >= 1, ">= 1"),
-    ("train.warmup_tokens", lambda v: v >= 0, ">= 0"),
-    ("train.action_weight", lambda v: v >= 0, ">= 0"),
-    ("train.reward_weight", lambda v: v >= 0, ">= 0"),
-    ("train.value_weight", lambda v: v >= 0, ">= 0"),
-    ("train.device", lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
-     "one of auto, cpu, cuda, cuda:N, mps"),
-    ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
-    ("train.log_every", lambda v: v >= 1, ">= 1"),
-    ("train.eval_every", lambda v: v >= 1, ">= 1"),
-    ("plan.beam_width", lambda v: 1 <= v <= 4096, "in [1, 4096]"),
-    ("plan.beam_steps", lambda v: v >= 1, ">= 1"),
-    ("plan.beam_context", lambda v: v >= 1, ">= 1"),
-    ("plan.sample_expand", lambda v: v >= 1, ">= 1"),
-    ("plan.k_obs", lambda v: v >= 1, ">= 1"),
-    ("plan.k_act", lambda v: v >= 1, ">= 1"),
-    ("plan.k_reward", lambda v: v >= 1, ">= 1"),
-    ("plan.cdf_obs", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    ("plan.cdf_act", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    ("plan.temperature", lambda v: v > 0, "> 0"),
-    ("plan.discount", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    ("plan.plan_every", lambda v: v >= 1, ">= 1"),
-    ("eval.episodes", lambda v: v >= 1, ">= 1"),
-    ("eval.max_steps", lambda v: v >= 1, ">= 1"),
-]
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key may take: lo..hi, each end open or closed."""
+
+    lo: float
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        lo = f"{self.lo:g}"
+        if self.hi == math.inf:
+            return f"{'>' if self.lo_open else '>='} {lo}"
+        return f"in {'(' if self.lo_open else '['}{lo}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A rule that is not a plain range: `ok(value)`, else the value must be `what`."""
+
+    ok: Callable[[Any], bool]
+    what: str
+
+    def __contains__(self, value: Any) -> bool:
+        return self.ok(value)
+
+    def __str__(self) -> str:
+        return self.what
+
+
+AT_LEAST_1 = Range(1)
+POSITIVE = Range(0, lo_open=True)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1, lo_open=True)  # (0, 1]: discounts and probability masses
+
+# What each key may hold, beyond its type: the one place the bounds live (the config
+# file, command-line flags, live edits in the app and its edit panel all read them).
+# The planning upper bounds are far beyond any useful plan (the original plans 15 steps
+# ahead with a context of 5): they catch typos such as 100000000 before a plan starts.
+LIMITS: dict[str, Range | Check] = {
+    "dataset.discount": FRACTION,
+    "dataset.num_bins": Range(2),
+    "dataset.seq_len": Check(lambda v: v >= 1, ">= 1 transition"),
+    "dataset.collect.steps": AT_LEAST_1,
+    "dataset.collect.seed": NON_NEGATIVE,
+    "dataset.id": Check(lambda v: 0 < len(v) and all(0 < len(part.encode()) <= 200 for part in v.split("/")),
+                        "non-empty, each /-separated part at most 200 bytes (it names directories)"),
+    "train.seed": NON_NEGATIVE,
+    "eval.seed": NON_NEGATIVE,
+    "model.embedding_dim": AT_LEAST_1,
+    "model.n_layers": AT_LEAST_1,
+    "model.n_heads": AT_LEAST_1,
+    "model.dropout": Range(0, 1, hi_open=True),
+    "train.lr": POSITIVE,
+    "train.betas": Check(lambda v: all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
+    "train.weight_decay": NON_NEGATIVE,
+    "train.grad_clip": POSITIVE,
+    "train.batch_size": AT_LEAST_1,
+    "train.epochs": AT_LEAST_1,
+    "train.max_steps": AT_LEAST_1,
+    "train.warmup_tokens": NON_NEGATIVE,
+    "train.action_weight": NON_NEGATIVE,
+    "train.reward_weight": NON_NEGATIVE,
+    "train.value_weight": NON_NEGATIVE,
+    "train.device": Check(lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
+                          "one of auto, cpu, cuda, cuda:N, mps"),
+    "train.checkpoint_every": AT_LEAST_1,
+    "train.log_every": AT_LEAST_1,
+    "train.eval_every": AT_LEAST_1,
+    "plan.beam_width": Range(1, 4096),
+    "plan.beam_steps": Range(1, 1000),
+    "plan.beam_context": Range(1, 1000),
+    "plan.sample_expand": Range(1, 256),
+    "plan.k_obs": AT_LEAST_1,
+    "plan.k_act": AT_LEAST_1,
+    "plan.k_reward": AT_LEAST_1,
+    "plan.cdf_obs": FRACTION,
+    "plan.cdf_act": FRACTION,
+    "plan.temperature": POSITIVE,
+    "plan.discount": FRACTION,
+    "plan.plan_every": AT_LEAST_1,
+    "eval.episodes": AT_LEAST_1,
+    "eval.max_steps": AT_LEAST_1,
+}
 
 
 def _type_name(tp: Any) -> str:
@@ -272,13 +315,18 @@ def _get(cfg: Config, dotted: str) -> Any:
     return obj
 
 
+def check_limit(key: str, value: Any, source: str | None) -> None:
+    """Refuse `value` for dotted `key` when LIMITS says it cannot hold it (None: unset)."""
+    limit = LIMITS.get(key)
+    if value is not None and limit is not None and value not in limit:
+        where = f" (from {source})" if source else ""
+        raise ConfigError(f"{key}: {value!r} must be {limit}{where}")
+
+
 def validate(cfg: Config, sources: dict[str, str]) -> None:
     """Apply the range checks; `sources` maps dotted keys to where they were set."""
-    for key, ok, what in _CHECKS:
-        value = _get(cfg, key)
-        if value is not None and not ok(value):
-            src = _source_of(key, sources)
-            raise ConfigError(f"{key}: {value!r} must be {what} (from {src})")
+    for key in LIMITS:
+        check_limit(key, _get(cfg, key), _source_of(key, sources))
     if cfg.model.embedding_dim % cfg.model.n_heads:
         src = _source_of("model.n_heads", sources)
         raise ConfigError(
@@ -289,14 +337,53 @@ def validate(cfg: Config, sources: dict[str, str]) -> None:
 
 def apply_plan_update(current: PlanConfig, update: dict[str, Any]) -> PlanConfig:
     """A live edit of the planning parameters, checked like the config file would be."""
-    data = {**to_dict(current), **update}
-    new = _build(PlanConfig, data, "plan", lambda key: "live edit")
-    for key, ok, what in _CHECKS:
-        section, _, name = key.partition(".")
-        value = getattr(new, name, None) if section == "plan" else None
-        if value is not None and not ok(value):
-            raise ConfigError(f"{key}: {value!r} must be {what}")
+    new = _build(PlanConfig, {**to_dict(current), **update}, "plan", lambda key: "live edit")
+    for name in update:
+        check_limit(f"plan.{name}", getattr(new, name), None)
     return new
+
+
+def plan_from_record(data: dict) -> PlanConfig:
+    """The PlanConfig a metrics record holds; keys it predates take today's defaults and
+    keys since dropped are ignored (a run written by any version reads back)."""
+    names = {f.name for f in dataclasses.fields(PlanConfig)}
+    return _build(PlanConfig, {k: v for k, v in data.items() if k in names}, "plan", lambda key: "metrics.jsonl")
+
+
+@dataclass(frozen=True)
+class PlanningPatch:
+    """Planning settings given for one eval or record (command-line flags), typed and
+    checked where they are given; `apply` lays them over a run's own config once the
+    run is loaded. `values` maps dotted keys (plan.* and eval.* only) to typed values;
+    `sources` says where each was set, for error lines."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def checked(cls, given: dict[str, Any], sources: dict[str, str] | None = None) -> "PlanningPatch":
+        """The patch of `given` (dotted key -> value), each value checked against its
+        field's type and LIMITS: a bad one raises ConfigError naming its source."""
+        sources = dict(sources or {})
+        where = lambda key: sources.get(key, "command line")  # noqa: E731
+        values = {}
+        for key, value in given.items():
+            section, _, name = key.partition(".")
+            cls_ = {"plan": PlanConfig, "eval": EvalConfig}.get(section)
+            hints = typing.get_type_hints(cls_) if cls_ else {}
+            if name not in hints:
+                raise ConfigError(f"unknown planning key '{key}' (from {where(key)})")
+            values[key] = _coerce(value, hints[name], key, where)
+            check_limit(key, values[key], where(key))
+        return cls(values, sources)
+
+    def apply(self, cfg: Config) -> Config:
+        """`cfg` with these settings in place of its own (a new Config; `cfg` is kept)."""
+        sections = {}
+        for section in ("plan", "eval"):
+            changes = {k.split(".", 1)[1]: v for k, v in self.values.items() if k.startswith(section + ".")}
+            sections[section] = dataclasses.replace(getattr(cfg, section), **changes)
+        return dataclasses.replace(cfg, **sections)
 
 
 def _source_of(key: str, sources: dict[str, str]) -> str:

@@ -111,6 +111,13 @@ class World:
         return t
 
 
+def check_batch_split(batch_size: int, processes: int) -> None:
+    """The global batch must split evenly over the ranks (each takes an equal share)."""
+    if batch_size % processes:
+        raise ConfigError(f"train.batch_size: {batch_size} does not split evenly over {processes} "
+                          "processes (it is the global batch)")
+
+
 def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 

@@ -1,7 +1,7 @@
 """Events the engine emits for its views (headless reporter, TUI, metrics file).
 
-Small frozen dataclasses of plain Python values: a view never needs torch to read
-them, and `to_record` turns any of them into a JSON-ready dict.
+Small frozen dataclasses of plain Python values and config sections: a view never
+needs torch to read them, and `to_record` turns any of them into a JSON-ready dict.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 import numpy as np
+
+from tt_core.config import PlanConfig
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class EvalStarted:
     episodes: int
     source: str  # the run or checkpoint directory planned with
     device: str
-    plan: dict  # planning parameters in force at the start
+    plan: PlanConfig  # planning parameters in force at the start
     model: dict  # n_layers, embedding_dim, transition_dim, seq_len, action_dim (memory estimates)
     memory_available: int | None = None  # free accelerator memory in bytes (CUDA), else None
     cache_bytes: int | None = None  # the planner's key/value cache for this layout and dtype
@@ -141,7 +143,8 @@ class EvalFinished:
 class PlanParamsApplied:
     """A live edit of the planning parameters took effect (from the next plan)."""
 
-    params: dict  # the changed keys and their new values
+    plan: PlanConfig  # the parameters in force from the next plan
+    changed: tuple[str, ...]  # the keys this edit changed
     cache_bytes: int  # the planner's key/value cache with them
 
 

@@ -38,12 +38,13 @@ from tt_core.events import (
     TrainStarted,
     TrainStep,
 )
-from tt_tui.event_text import event_line
+from tt_tui.event_text import event_line, plan_line
 from tt_tui.messages import EnvSelected, PlanEditRefused, PlanParamsRequested
 from tt_tui.resources import available_memory_bytes, model_dims_from, process_rss_bytes
 from tt_tui.widgets.beam_tree import BeamTreePanel
 from tt_tui.widgets.env_returns import ReturnsPanel
 from tt_tui.widgets.event_log import EventLog
+from tt_tui.keys import KEYS, SHOWN, STEERING, actions
 from tt_tui.widgets.help_screen import HelpScreen
 from tt_tui.widgets.loss_plot import LossPanel
 from tt_tui.widgets.plan_controls import PlanControls
@@ -51,9 +52,8 @@ from tt_tui.widgets.run_status import RunStatus
 from tt_tui.widgets.throughput import ThroughputPanel
 
 MODES = ("train", "eval", "record")
-TRAIN_ONLY = {"save", "toggle_lr"}
-STEERING = {"pause", "save", "record", "edit_plan"}  # what a read-only view cannot do
-EVAL_ONLY = {"prev_env", "next_env", "freeze", "snap_prev", "snap_next", "record", "edit_plan"}
+TRAIN_ONLY = actions("train")
+EVAL_ONLY = actions("eval")
 
 
 class TTApp(App[int]):
@@ -65,23 +65,9 @@ class TTApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-        Binding("p", "pause", "Pause"),
-        Binding("s", "save", "Save"),
-        Binding("l", "toggle_lr", "Loss/LR"),
-        Binding("left_square_bracket", "prev_env", "Env-", key_display="["),
-        Binding("right_square_bracket", "next_env", "Env+", key_display="]"),
-        Binding("f", "freeze", "Freeze"),
-        Binding("left", "snap_prev", "Prev plan", show=False),
-        Binding("right", "snap_next", "Next plan", show=False),
-        Binding("r", "record", "Rec"),
-        Binding("e", "edit_plan", "Edit plan"),
-        Binding("escape", "leave_input", "Done editing"),
-        Binding("ctrl+s", "screenshot", "Screenshot", show=False),
-        Binding("S", "screenshot", "Screenshot", show=False),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("f1", "help", "Help", show=False),
+        Binding(key, k.action, k.footer or "", show=k.footer is not None and n == 0,
+                priority=key in k.priority, key_display=SHOWN.get(key) if k.footer else None)
+        for k in KEYS if k.action for n, key in enumerate(k.keys)
     ]
 
     def __init__(
@@ -290,7 +276,7 @@ class TTApp(App[int]):
         self.notify(text, title="eval")
 
     def _show_plan_applied(self, ev: PlanParamsApplied) -> None:
-        self.plan_controls.confirm(ev.params, ev.cache_bytes)
+        self.plan_controls.confirm(ev.plan, ev.cache_bytes)
         self.event_log.add(event_line(ev))
         self.notify(event_line(ev), title="planner")
 
@@ -314,7 +300,6 @@ class TTApp(App[int]):
         self.device = ev.device
         self.has_eval = True
         self._layout_for_size(self._size_seen)
-        self.plan = dict(ev.plan)
         self._device_free = ev.memory_available
         tp.device = ev.device
         tp.redraw()
@@ -324,15 +309,11 @@ class TTApp(App[int]):
         status.where = ev.source
         if self.mode != "train":  # in training the bar keeps counting optimizer steps
             status.set_progress(0, ev.episodes, self._plan_text())
-        self.event_log.add(f"evaluating {ev.source} on {ev.env_id}: {ev.episodes} episodes, "
-                           f"{self._plan_text()}, {ev.device}")
+        self.event_log.add(event_line(ev))
 
     def _plan_text(self) -> str:
-        p = self.plan_controls.current
-        if not p:
-            return ""
-        return (f"beam {p.get('beam_width')}x{p.get('beam_steps')} "
-                f"ctx {p.get('beam_context')} exp {p.get('sample_expand')}")
+        plan = self.plan_controls.current
+        return plan_line(plan) if plan is not None else ""
 
     def _available(self) -> int | None:
         """Memory a new KV cache may take: host memory on CPU; unknown on accelerators

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from tt_core.config import PlanConfig
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.events import (
     BeamSnapshot,
@@ -83,16 +84,14 @@ def beam_snapshot(step: int, width: int = 4, steps: int = 3, action_dim: int = 3
     return BeamSnapshot(records, chosen)
 
 
-def _cache_bytes(envs: int, plan: dict) -> int:
+def _cache_bytes(envs: int, plan: PlanConfig) -> int:
     """What the engine would report for the demo model (2 layers, 64 wide, 5 x 16 tokens)."""
-    return cascade_cache_bytes(envs, plan["beam_width"], plan["sample_expand"], n_layers=2,
+    return cascade_cache_bytes(envs, plan.beam_width, plan.sample_expand, n_layers=2,
                                embedding_dim=64, block_tokens=5 * 16 - 1, action_dim=3)
 
 
 def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
-    plan = dict(beam_width=4, beam_steps=3, beam_context=2, sample_expand=2, k_obs=1,
-                k_act=None, k_reward=1, cdf_obs=None, cdf_act=0.6, temperature=1.0,
-                discount=0.99, plan_every=1)
+    plan = PlanConfig(beam_width=4, beam_steps=3, beam_context=2, sample_expand=2)
     out: list[Any] = [
         Message("loaded runs/local-hopper-random-v0-20260101-120000 (step 1000) for Hopper-v5"),
         EvalStarted("Hopper-v5", envs, "runs/local-hopper-random-v0-20260101-120000", "cpu", plan,
@@ -118,7 +117,7 @@ def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
         if step == 20:
             out.append(EpisodeEnd(envs - 1, returns[envs - 1], 20, "done", 12.5))
         out.append(Throughput(48_250.0, 21.4, 36.8))
-    out.append(PlanParamsApplied({"beam_width": 4}, _cache_bytes(envs, plan)))
+    out.append(PlanParamsApplied(plan, ("beam_width",), _cache_bytes(envs, plan)))
     return out
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tt_core.config import PlanConfig
 from tt_core.events import (
     Checkpointed,
     EpisodeEnd,
     EvalFinished,
+    EvalStarted,
     Message,
     PlanParamsApplied,
     PlanParamsRefused,
@@ -26,6 +28,18 @@ def _episode_end(ev: EpisodeEnd) -> str:
             f"{ev.episode_return:.1f}{score}{extra}")
 
 
+def plan_line(plan: PlanConfig) -> str:
+    """The beam search's shape in a few words (the status bar and the EvalStarted line):
+    beam width x steps, context transitions, candidates per beam."""
+    return (f"beam {plan.beam_width}x{plan.beam_steps} ctx {plan.beam_context} "
+            f"exp {plan.sample_expand}")
+
+
+def _eval_started(ev: EvalStarted) -> str:
+    return (f"evaluating {ev.source} on {ev.env_id}: {ev.episodes} episodes, "
+            f"{plan_line(ev.plan)}, {ev.device}")
+
+
 def _eval_finished(ev: EvalFinished) -> str:
     s = ev.summary
     text = f"evaluation done: return {s.get('return_mean', float('nan')):.1f} ± {s.get('return_std', float('nan')):.1f}"
@@ -42,8 +56,9 @@ _LINES = {
                                f"{ev.step}; run directory {ev.run_dir}"),
     Message: lambda ev: ev.text if ev.level == "info" else f"{ev.level}: {ev.text}",
     EpisodeEnd: _episode_end,
+    EvalStarted: _eval_started,
     EvalFinished: _eval_finished,
-    PlanParamsApplied: lambda ev: ("planning: " + ", ".join(f"{k}={v}" for k, v in ev.params.items())
+    PlanParamsApplied: lambda ev: ("planning: " + ", ".join(f"{k}={getattr(ev.plan, k)}" for k in ev.changed)
                                    + f" (from the next plan; KV cache ~{human_bytes(ev.cache_bytes)})"),
     PlanParamsRefused: lambda ev: f"refused: {ev.error}",
     RecordingStarted: lambda ev: f"recording env {ev.env_index}",

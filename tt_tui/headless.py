@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tt_core.config import to_dict
 from tt_core.events import (
     Checkpointed,
     Downloaded,
@@ -152,12 +153,7 @@ class EvalReporter(_Reporter):
 
     def _eval_started(self, event: EvalStarted) -> None:
         self._started = event
-        p = event.plan
-        self.console.print(
-            f"evaluating {event.source} on {event.env_id}: {event.episodes} episodes, "
-            f"beam {p['beam_width']}x{p['beam_steps']} context {p['beam_context']} "
-            f"expand {p['sample_expand']}, {event.device}"
-        )
+        self.console.print(event_line(event))
         self._task = self.progress.add_task("eval", total=None, info="")
 
     def _throughput(self, event: Throughput) -> None:
@@ -186,7 +182,7 @@ class EvalReporter(_Reporter):
         self.report = {
             "source": started.source if started else None,
             "env_id": started.env_id if started else None,
-            "plan": started.plan if started else None,
+            "plan": to_dict(started.plan) if started else None,
             "episodes": list(event.results),
             "summary": event.summary,
         }

@@ -1,8 +1,8 @@
 """Validation of live planning edits, before anything reaches the engine.
 
-The same range checks as the config file (tt_core.config.apply_plan_update, which
-does not import torch), plus a memory check: a setting whose KV cache would not
-fit in the memory available now is refused with the numbers.
+The bounds and checks are the config file's (tt_core.config.LIMITS and
+apply_plan_update, which do not import torch), plus a memory check: a setting whose
+KV cache would not fit in the memory available now is refused with the numbers.
 """
 
 from __future__ import annotations
@@ -10,19 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from tt_core.model.cache_size import cascade_cache_bytes
-from tt_core.config import PlanConfig, apply_plan_update
+from tt_core.config import LIMITS, PlanConfig, Range, apply_plan_update
 from tt_core.errors import ConfigError
+from tt_core.model.cache_size import cascade_cache_bytes
 from tt_tui.resources import ModelDims, human_bytes
 
-# The fields the controls panel edits, with their label and bounds (upper bounds
-# beyond the config's are only to catch typos like 100000000).
-EDITABLE: dict[str, tuple[str, int, int]] = {
-    "beam_width": ("width", 1, 4096),
-    "beam_steps": ("steps", 1, 1000),
-    "beam_context": ("context", 1, 1000),
-    "sample_expand": ("expand", 1, 256),
+# The fields the controls panel edits, with their labels.
+EDITABLE: dict[str, str] = {
+    "beam_width": "width",
+    "beam_steps": "steps",
+    "beam_context": "context",
+    "sample_expand": "expand",
 }
+
+
+def edit_bounds(key: str) -> tuple[int, int]:
+    """The whole numbers plan.`key` may take (the config's own range)."""
+    limit = LIMITS[f"plan.{key}"]
+    assert isinstance(limit, Range) and not (limit.lo_open or limit.hi_open), key
+    return int(limit.lo), int(limit.hi)
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class PlanEdit:
 
 def check_plan_edit(
     texts: dict[str, str],
-    current: dict,
+    current: PlanConfig,
     envs: int,
     dims: ModelDims | None,
     available: Callable[[], int | None],
@@ -44,7 +50,7 @@ def check_plan_edit(
     `in_use`: bytes of the cache allocated now, as the engine reported it."""
     values: dict[str, int] = {}
     for key, text in texts.items():
-        label, lo, hi = EDITABLE[key]
+        label = EDITABLE[key]
         text = text.strip()
         if not text:
             return PlanEdit(None, f"{label}: enter a whole number")
@@ -52,21 +58,20 @@ def check_plan_edit(
             value = int(text)
         except ValueError:
             return PlanEdit(None, f"{label}: {text!r} is not a whole number")
-        if not lo <= value <= hi:
-            return PlanEdit(None, f"{label}: {value} must be in [{lo}, {hi}]")
+        limit = LIMITS[f"plan.{key}"]
+        if value not in limit:
+            return PlanEdit(None, f"{label}: {value} must be {limit}")
         values[key] = value
-    known = {k: v for k, v in current.items() if k in {f.name for f in _fields()}}
     try:
-        apply_plan_update(PlanConfig(**known), values)
-    except (ConfigError, TypeError) as exc:
+        merged = apply_plan_update(current, values)
+    except ConfigError as exc:
         return PlanEdit(None, str(exc))
-    merged = {**current, **values}
     estimate = None
     if dims is not None and dims.seq_len is not None and dims.action_dim is not None:
         estimate = cascade_cache_bytes(
-            envs, merged["beam_width"], merged["sample_expand"], n_layers=dims.n_layers,
+            envs, merged.beam_width, merged.sample_expand, n_layers=dims.n_layers,
             embedding_dim=dims.embedding_dim, block_tokens=dims.seq_len * dims.transition_dim - 1,
-            action_dim=dims.action_dim, dtype=merged.get("dtype", "fp32"),
+            action_dim=dims.action_dim, dtype=merged.dtype,
         )
         in_use = in_use or 0
         free = available()
@@ -76,15 +81,9 @@ def check_plan_edit(
                 None,
                 f"refused: the KV cache would need ~{human_bytes(estimate)} "
                 f"(+{human_bytes(estimate - in_use)}) for {envs} envs x width "
-                f"{merged['beam_width']} x expand {merged['sample_expand']}; "
+                f"{merged.beam_width} x expand {merged.sample_expand}; "
                 f"only {human_bytes(free)} is available",
                 estimate,
             )
-    changed = {k: v for k, v in values.items() if current.get(k) != v}
+    changed = {k: v for k, v in values.items() if getattr(current, k) != v}
     return PlanEdit(changed, None, estimate)
-
-
-def _fields():
-    import dataclasses
-
-    return dataclasses.fields(PlanConfig)

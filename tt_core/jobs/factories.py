@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from tt_core.plan.agent import Agent, load_agent
-from tt_core.config import Config, apply_overrides
+from tt_core.config import Config, PlanningPatch
 from tt_core.controls import Controls
 from tt_core.distributed import World
 from tt_core.errors import CheckpointError
@@ -24,27 +24,26 @@ from tt_core.jobs.thread import Job
 from tt_core.train.trainer import Trainer
 
 
-def train_job(
-    cfg: Config, resume: Path | None = None, device: str | None = None, watch: bool = False,
-    world: World | None = None,
-) -> Job:
+def train_job(cfg: Config, resume: Path | None = None, watch: bool = False, world: World | None = None) -> Job:
+    """Train `cfg` (on cfg.train.device), or resume run `resume` with it."""
+
     def job(bus: EventBus, controls: Controls) -> Path:
-        return Trainer(cfg, bus, controls, resume=resume, device=device, watch=watch, world=world).run()
+        return Trainer(cfg, bus, controls, resume=resume, watch=watch, world=world).run()
 
     return job
 
 
 def load_for_planning(
-    path: Path, overrides: list[str], device: torch.device, ftt_block: str | None = None
+    path: Path, patch: PlanningPatch, device: torch.device, ftt_block: str | None = None
 ) -> tuple[Agent, Config]:
-    """The agent at `path` and its config with plan/eval overrides applied."""
+    """The agent at `path` and its config with the planning settings of `patch` in place."""
     agent = load_agent(path, device, ftt_block=ftt_block)
-    return agent, apply_overrides(agent.config, overrides)
+    return agent, patch.apply(agent.config)
 
 
 def eval_job(
     path: Path,
-    overrides: list[str],
+    patch: PlanningPatch = PlanningPatch(),
     device: str | None = None,
     record_dir: Path | None = None,
     record_all: bool = False,
@@ -64,7 +63,7 @@ def eval_job(
 
     def job(bus: EventBus, controls: Controls) -> list[EpisodeResult]:
         bus = bus if world.main else EventBus()  # the other ranks report nothing
-        agent, cfg = load_for_planning(path, overrides, world.device(device or "auto"), ftt_block)
+        agent, cfg = load_for_planning(path, patch, world.device(device or "auto"), ftt_block)
         bus.emit(Message(f"loaded {agent.source} (step {agent.step}) for {agent.env_id}"))
         if FTT_BLOCK_NOTE_KEY in agent.dataset_meta:  # which block an FTT model plans with, and why
             bus.emit(Message(agent.dataset_meta[FTT_BLOCK_NOTE_KEY]))

@@ -221,7 +221,7 @@ class Rollout:
         else:
             self.planner.set_params(new)
         self.plan_cfg = new
-        self.bus.emit(PlanParamsApplied(dict(update), self.cache_bytes(new)))
+        self.bus.emit(PlanParamsApplied(new, tuple(update), self.cache_bytes(new)))
 
     def cache_bytes(self, plan: PlanConfig) -> int:
         """The planner's key/value cache for this rank's envs with `plan` (layout, dtype)."""
@@ -283,7 +283,7 @@ class Rollout:
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         self.bus.emit(
             EvalStarted(agent.env_id, self.eval_cfg.episodes, str(agent.source), str(self.device),
-                        asdict(self.plan_cfg), model, free, self.cache_bytes(self.plan_cfg))
+                        self.plan_cfg, model, free, self.cache_bytes(self.plan_cfg))
         )
 
     def _reset(self, envs: gym.vector.VectorEnv, seeds: list[int]) -> "_Episodes":

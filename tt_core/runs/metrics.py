@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tt_core import events
+from tt_core.config import plan_from_record
+from tt_core.errors import ConfigError
 from tt_core.events import to_record
 
 
@@ -93,6 +95,8 @@ def from_record(record: dict) -> Optional[Any]:
     try:
         if cls is events.EvalFinished:
             fields["results"] = tuple(fields.get("results", ()))
+        if cls is events.EvalStarted:  # keys a run's records predate take today's defaults
+            fields["plan"] = plan_from_record(fields["plan"])
         return cls(**fields)
-    except TypeError:  # a record of another version of the event: skip it
+    except (TypeError, KeyError, ConfigError):  # a record of another version of the event: skip it
         return None

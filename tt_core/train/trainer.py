@@ -23,7 +23,7 @@ from tt_core.data.minari_io import dataset_info, ensure_dataset
 from tt_core.data.tokens import ORIGINAL_MAX_PATH_LENGTH, TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
 from tt_core.device import describe
-from tt_core.distributed import World
+from tt_core.distributed import World, check_batch_split
 from tt_core.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from tt_core.events import (
     Checkpointed,
@@ -178,7 +178,6 @@ class Trainer:
         bus: EventBus,
         controls: Controls | None = None,
         resume: Path | None = None,
-        device: str | None = None,
         watch: bool = False,
         world: World | None = None,
     ) -> None:
@@ -195,7 +194,7 @@ class Trainer:
         if loaded is not None:
             check_resume_compatible(loaded.config, cfg)
         self.cfg = cfg
-        self.device = self.world.device(device or cfg.train.device)
+        self.device = self.world.device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
 
@@ -242,11 +241,7 @@ class Trainer:
             t.schedule, t.lr, t.epochs or default_epochs(len(windows)), t.max_steps, self.sampler.batch,
             cfg.dataset.seq_len, traj.transition_dim, windows.real_transitions(), t.warmup_tokens,
         )
-        if self.sampler.batch % self.world.size:
-            raise ConfigError(
-                f"train.batch_size: {self.sampler.batch} does not split evenly over "
-                f"{self.world.size} processes (it is the global batch)"
-            )
+        check_batch_split(self.sampler.batch, self.world.size)
         self.net = self.model  # what the step calls: the model, or DDP around it
         if self.world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+from tt_core.config import PlanConfig
+
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.validation import Integer
 from textual.widgets import Button, Input, Label, Static
 
 from tt_tui.messages import PlanEditRefused, PlanParamsRequested
-from tt_tui.plan_edit import EDITABLE, check_plan_edit
+from tt_tui.plan_edit import EDITABLE, check_plan_edit, edit_bounds
 from tt_tui.resources import ModelDims, available_memory_bytes, human_bytes
 
 
@@ -23,14 +25,15 @@ class PlanControls(Vertical):
     def __init__(self, available: Callable[[], int | None] = available_memory_bytes, **kwargs) -> None:
         super().__init__(**kwargs)
         self.available = available
-        self.current: dict = {}
+        self.current: PlanConfig | None = None  # the parameters in force
         self.envs = 1
         self.dims: ModelDims | None = None
         self.in_use: int | None = None  # bytes of the planner's cache now (from the engine)
 
     def compose(self) -> ComposeResult:
         with Grid(id="plan-grid"):
-            for key, (label, lo, hi) in EDITABLE.items():
+            for key, label in EDITABLE.items():
+                lo, hi = edit_bounds(key)
                 yield Label(label, classes="plan-label")
                 yield Input(
                     placeholder="-", id=f"plan-{key}", type="integer", compact=True,
@@ -42,24 +45,25 @@ class PlanControls(Vertical):
     def on_mount(self) -> None:
         self.border_title = "planning · e to edit"
 
-    def set_plan(self, plan: dict, envs: int, dims: ModelDims | None, cache_bytes: int | None) -> None:
+    def set_plan(self, plan: PlanConfig, envs: int, dims: ModelDims | None, cache_bytes: int | None) -> None:
         """The parameters in force (EvalStarted.plan) and what the memory check needs."""
-        self.current = dict(plan)
+        self.current = plan
         self.envs = max(int(envs), 1)
         self.dims = dims
         self.in_use = cache_bytes
         for key in EDITABLE:
-            if key in plan:
-                self.query_one(f"#plan-{key}", Input).value = str(plan[key])
+            self.query_one(f"#plan-{key}", Input).value = str(getattr(plan, key))
         self._show_estimate()
 
-    def confirm(self, params: dict, cache_bytes: int) -> None:
-        """The engine applied `params`: they are now the values in force."""
-        self.current.update(params)
+    def confirm(self, plan: PlanConfig, cache_bytes: int) -> None:
+        """The engine applied an edit: `plan` is now in force."""
+        self.current = plan
         self.in_use = cache_bytes
         self._show_estimate()
 
     def _show_estimate(self) -> None:
+        if self.current is None:
+            return
         edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use)
         msg = self.query_one("#plan-message", Static)
         msg.remove_class("-error")
@@ -70,8 +74,7 @@ class PlanControls(Vertical):
             msg.update("")
 
     def _texts(self) -> dict[str, str]:
-        return {key: self.query_one(f"#plan-{key}", Input).value for key in EDITABLE
-                if key in self.current}
+        return {key: self.query_one(f"#plan-{key}", Input).value for key in EDITABLE}
 
     def focus_first(self) -> None:
         self.query_one("#plan-beam_width", Input).focus()
@@ -86,7 +89,7 @@ class PlanControls(Vertical):
 
     def apply(self) -> None:
         msg = self.query_one("#plan-message", Static)
-        if not self.current:
+        if self.current is None:
             self._refuse("no evaluation is running yet")
             return
         edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use)

@@ -1,0 +1,81 @@
+"""`tt-tui bench train|plan|gpu`: speed benchmarks (medians of repeated runs)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tt_tui.exits import fail, user_errors
+
+
+@user_errors
+def bench_train_cmd(
+    device: str = typer.Option("auto", "--device"),
+    batch: int = typer.Option(64, "--batch", min=1),
+    steps: int = typer.Option(10, "--steps", min=1, help="Optimizer steps per timed run."),
+    repeats: int = typer.Option(5, "--repeats", min=1),
+    variant: Optional[list[str]] = typer.Option(
+        None, "--variant", help="fp32, bf16, compile+fp32, compile+bf16 (repeatable; default: all)."
+    ),
+) -> None:
+    """Training tokens/s of the walker2d-size model (batch x 249 tokens), variants side by side."""
+    from tt_core.jobs.bench import TRAIN_VARIANTS, bench_train, train_table
+
+    variants = tuple(dict.fromkeys(variant or TRAIN_VARIANTS))
+    if bad := [v for v in variants if v not in TRAIN_VARIANTS]:
+        fail(f"--variant must be one of {', '.join(TRAIN_VARIANTS)}, got {bad[0]}", 2)
+    rows = bench_train(device=device, batch=batch, steps=steps, repeats=repeats, variants=variants)
+    typer.echo(train_table(rows))
+
+
+@user_errors
+def bench_plan_cmd(
+    device: str = typer.Option("auto", "--device"),
+    envs: list[int] = typer.Option([1, 25], "--envs", min=1, help="Env counts (repeatable)."),
+    width: Optional[list[int]] = typer.Option(None, "--width", min=1, help="Beam widths, paired with --steps (default 32)."),
+    steps: Optional[list[int]] = typer.Option(None, "--steps", min=1, help="Beam steps, paired with --width (default 5)."),
+    full: bool = typer.Option(False, "--full", help="The whole matrix: 32 x 5 and 128 x 15 (about 10 minutes on 2 cores)."),
+    expand: int = typer.Option(2, "--expand", min=1),
+    context: int = typer.Option(5, "--context", min=1, help="Context transitions."),
+    naive: bool = typer.Option(True, "--naive/--no-naive", help="Also time the naive reference where feasible."),
+    repeats: int = typer.Option(3, "--repeats", min=1),
+    dtype: list[str] = typer.Option(["fp32"], "--dtype", help="Planner compute dtype, fp32 or bf16 (repeatable: rows side by side)."),
+) -> None:
+    """ms per plan and planning tokens/s, batched planner vs the naive reference (markdown).
+    By default 32 x 5 beams only (under a minute on 2 CPU cores); --full adds 128 x 15."""
+    from tt_core.jobs.bench import bench_plan, plan_table
+
+    shapes = [(32, 5), (128, 15)] if full else [(32, 5)]
+    width = width or [w for w, _ in shapes]
+    steps = steps or [s for _, s in shapes]
+    if len(width) != len(steps):
+        fail("--width and --steps must be given the same number of times (they pair up)", 2)
+    if bad := [d for d in dtype if d not in ("fp32", "bf16")]:
+        fail(f"--dtype must be fp32 or bf16, got {bad[0]}", 2)
+    dev, rows = bench_plan(device=device, envs=tuple(envs), shapes=tuple(zip(width, steps)),
+                           expand=expand, context=context, naive=naive, repeats=repeats,
+                           dtypes=tuple(dict.fromkeys(dtype)))
+    typer.echo(plan_table(dev, rows))
+    if not full:
+        typer.echo("\n(the full matrix, 32 x 5 and 128 x 15: tt-tui bench plan --full)")
+
+
+@user_errors
+def bench_gpu_cmd(
+    device: str = typer.Option("cuda", "--device", help="The CUDA device (cuda, cuda:N)."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes: check on any device that the script runs."),
+) -> None:
+    """The GPU benchmark in one table: training, planning and the seed's 25 x 1000 headline."""
+    from tt_core.jobs.bench import bench_gpu
+    from tt_core.device import resolve_device
+    from tt_core.errors import ConfigError
+
+    try:
+        kind = resolve_device(device).type
+    except ConfigError:  # e.g. no CUDA here
+        kind = None
+    if kind != "cuda" and not quick:
+        fail(f"--device {device}: bench gpu measures a CUDA device; `tt-tui bench gpu --device cpu "
+              "--quick` checks that the script runs here", 2)
+    typer.echo(bench_gpu(device=device, quick=quick))

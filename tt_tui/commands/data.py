@@ -1,0 +1,47 @@
+"""`tt-tui collect` and `tt-tui datasets`: local Minari datasets."""
+
+from __future__ import annotations
+
+import typer
+
+from tt_tui.exits import user_errors
+
+
+@user_errors
+def collect(
+    env_id: str = typer.Argument(..., help="Gymnasium env id, e.g. Hopper-v5."),
+    dataset_id: str = typer.Option(..., "--dataset-id", help="Minari id, e.g. local/hopper/random-v0."),
+    steps: int = typer.Option(100_000, "--steps", min=1, help="Environment steps to record."),
+    policy: str = typer.Option("random", "--policy", help="Behaviour policy (random)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Record a local Minari dataset by running a policy in a real environment."""
+    from tt_core.data.minari_io import collect_dataset
+    from tt_core.errors import ConfigError
+
+    if policy != "random":
+        raise ConfigError(f"--policy: {policy!r} is not supported (available: random)")
+    if seed < 0:
+        raise ConfigError(f"--seed: {seed} must be >= 0")
+    info = collect_dataset(env_id, dataset_id, steps=steps, policy=policy, seed=seed)
+    typer.echo(
+        f"wrote {info.id}: {info.episodes} episodes, {info.steps} steps, "
+        f"mean return {info.mean_return:.1f}"
+    )
+
+
+@user_errors
+def datasets() -> None:
+    """List local Minari datasets."""
+    from tt_core.data.minari_io import list_datasets
+
+    rows = list_datasets()
+    if not rows:
+        typer.echo("no local datasets (run `tt-tui collect` or set MINARI_DATASETS_PATH)")
+        return
+    header = f"{'id':<40} {'env':<20} {'episodes':>9} {'steps':>10} {'mean return':>12}"
+    typer.echo(header)
+    for r in rows:
+        typer.echo(
+            f"{r.id:<40} {str(r.env_id):<20} {r.episodes:>9} {r.steps:>10} {r.mean_return:>12.1f}"
+        )

@@ -1,0 +1,258 @@
+"""`tt-tui eval` and `tt-tui record`: plan with a trained or pretrained model.
+
+Their planning flags are declared once (PLANNING_FLAGS) and reach the engine as one
+typed, checked `PlanningPatch` (tt_core/config.py), laid over the run's own config
+when it is loaded: a bad value ends in one line before any model loads.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from tt_tui.exits import user_errors
+from tt_tui.foreground import run_app, run_eval, run_job, use_app
+from tt_tui.launcher import launch_local
+
+
+@dataclass(frozen=True)
+class PlanningFlag:
+    """A command-line flag that sets one plan.* or eval.* key for this eval or record."""
+
+    name: str  # --beam-width
+    key: str  # plan.beam_width
+    kind: type  # what Typer parses; str for a number that may also be "none"
+    help: str
+
+    @property
+    def param(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    def value(self, given: Any) -> Any:
+        """The typed value of `given`: "none" switches a sampling knob off."""
+        if self.kind is not str or self.key.endswith(("dtype", "vector")):
+            return given
+        if given.lower() in ("none", "null"):
+            return None
+        for number in (int, float):
+            try:
+                return number(given)
+            except ValueError:
+                pass
+        return given  # the config's type check says what is wrong with it
+
+
+PLANNING_FLAGS = (
+    PlanningFlag("--beam-width", "plan.beam_width", int, "Beams kept per env."),
+    PlanningFlag("--beam-steps", "plan.beam_steps", int, "Transitions planned ahead."),
+    PlanningFlag("--beam-context", "plan.beam_context", int, "Transitions of history the plan sees."),
+    PlanningFlag("--expand", "plan.sample_expand", int, "Candidates sampled per beam."),
+    PlanningFlag("--dtype", "plan.dtype", str, "Planning precision: fp32 (exact) or bf16."),
+    PlanningFlag("--plan-every", "plan.plan_every", int, "Plan every N env steps."),
+    PlanningFlag("--max-steps", "eval.max_steps", int, "Env steps per episode at most."),
+    PlanningFlag("--seed", "eval.seed", int, "Seed of the first episode (then +1 each)."),
+    PlanningFlag("--vector", "eval.vector", str, "sync (default) or async envs."),
+    PlanningFlag("--k-obs", "plan.k_obs", str, "Top-k of observation tokens (1 = greedy), or none."),
+    PlanningFlag("--k-act", "plan.k_act", str, "Top-k of action tokens, or none."),
+    PlanningFlag("--k-reward", "plan.k_reward", str, "Top-k of reward and value tokens (1 = greedy), or none."),
+    PlanningFlag("--cdf-obs", "plan.cdf_obs", str, "Drop the observation tail holding this mass (0..1), or none."),
+    PlanningFlag("--cdf-act", "plan.cdf_act", str, "Drop the action tail holding this mass (0..1), or none."),
+    PlanningFlag("--temperature", "plan.temperature", float, "Divides every token's logits."),
+    PlanningFlag("--discount", "plan.discount", float, "Discount of the plan's score."),
+)
+# --episodes is each command's own (eval: the run's eval.episodes; record: 3)
+EPISODES = PlanningFlag("--episodes", "eval.episodes", int, "Episodes.")
+
+
+def patch_from_flags(given: dict[PlanningFlag, Any]):
+    """The typed planning patch of the flags given (None: not given)."""
+    from tt_core.config import PlanningPatch
+
+    given = {flag: value for flag, value in given.items() if value is not None}
+    return PlanningPatch.checked({flag.key: flag.value(v) for flag, v in given.items()},
+                                 {flag.key: f"{flag.name} {v}" for flag, v in given.items()})
+
+
+def planning_flags(fn: Callable) -> Callable:
+    """Give command `fn` every flag of PLANNING_FLAGS; `fn` receives them, with its own
+    `episodes`, as one checked `patch` keyword argument."""
+    signature = inspect.signature(fn)
+    own = [p for p in signature.parameters.values() if p.name != "patch"]
+    flags = [inspect.Parameter(f.param, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[f.kind],
+                               default=typer.Option(None, f.name, help=f.help)) for f in PLANNING_FLAGS]
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        given = {flag: kwargs.pop(flag.param) for flag in PLANNING_FLAGS}
+        given[EPISODES] = kwargs.pop("episodes")
+        return fn(*args, patch=patch_from_flags(given), **kwargs)
+
+    command.__signature__ = signature.replace(parameters=own + flags)
+    return command
+
+
+class FttBlock(str, enum.Enum):
+    """Residual layout of an FTT-format checkpoint (see docs/pretrained.md)."""
+
+    norm_residual = "norm-residual"  # models trained before upstream's block fix (its issue #3)
+    pre_norm = "pre-norm"  # models trained after it
+
+
+_FTT_BLOCK = typer.Option(
+    None, "--ftt-block",
+    help="FTT-format dirs only: norm-residual (before upstream's block fix) or pre-norm "
+    "(after it). Default: told from the model file (published files are known).",
+)
+_DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps.")
+_HEADLESS = typer.Option(False, "--headless", help="Progress lines instead of the app.")
+
+
+@user_errors
+@planning_flags
+def eval_cmd(
+    run: Optional[Path] = typer.Argument(
+        None, help="Run dir, checkpoint dir or FTT-format pretrained dir (default: newest under runs/)."
+    ),
+    episodes: Optional[int] = typer.Option(None, "--episodes", help="Episodes (default: the run's eval.episodes)."),
+    device: Optional[str] = _DEVICE,
+    headless: bool = _HEADLESS,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
+    ftt_block: Optional[FttBlock] = _FTT_BLOCK,
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine, each playing a share of the episodes."),
+    *,
+    patch,
+) -> None:
+    """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
+    from tt_core.distributed import join, launched_by_torchrun, leave
+    from tt_core.jobs.factories import eval_job
+
+    if nproc > 1 and launched_by_torchrun():
+        from tt_core.errors import ConfigError
+
+        raise ConfigError("--nproc: this process was started by torchrun already; drop --nproc")
+    if json_out is not None:
+        _writable_file(json_out, "--json")
+    run = _checked_sources(run, device, "eval")
+    if nproc > 1:
+        _planning_source(run)  # fetched once, before the ranks start
+        launch_local(nproc)
+        return
+    world = join(device or "auto")
+    block = ftt_block.value if ftt_block else None
+    try:
+        with world.main_first():  # rank 0 fetches a pretrained model; the others read it
+            run = _planning_source(run)
+        job = functools.partial(eval_job, run, patch, device, ftt_block=block, world=world)
+        if world.main and not world.distributed and use_app(headless):  # records (r), beam tree
+            reporter = run_app(job(record_dir=Path("recordings"), snapshots=True), "eval")
+        elif world.main:
+            reporter = run_eval(job())
+        else:
+            from tt_tui.headless import SilentReporter
+
+            run_job(job(), SilentReporter(), announce=False)
+            return
+    finally:
+        leave()
+    if json_out is not None:
+        import json
+
+        json_out.write_text(json.dumps(reporter.report, indent=2))
+        typer.echo(f"results written to {json_out}", err=True)
+
+
+@user_errors
+@planning_flags
+def record(
+    run: Optional[Path] = typer.Argument(None, help="Run/pretrained dir (default: newest under runs/)."),
+    episodes: int = typer.Option(3, "--episodes", min=1),
+    out: Path = typer.Option(Path("recordings"), "--out", help="Folder for the GIFs."),
+    fps: int = typer.Option(30, "--fps", min=1, max=100),
+    size: int = typer.Option(256, "--size", min=32, max=2048, help="Frame width and height."),
+    device: Optional[str] = _DEVICE,
+    headless: bool = _HEADLESS,
+    ftt_block: Optional[FttBlock] = _FTT_BLOCK,
+    *,
+    patch,
+) -> None:
+    """Plan episodes and write one GIF per episode (MuJoCo offscreen rendering)."""
+    from tt_core.jobs.factories import eval_job
+
+    _writable_folder(out, "--out")
+    run = _planning_source(_checked_sources(run, device, "record"))
+    job = eval_job(run, patch, device, record_dir=out, record_all=True, fps=fps, size=size,
+                   ftt_block=ftt_block.value if ftt_block else None, snapshots=use_app(headless))
+    if use_app(headless):
+        run_app(job, "record")
+    else:
+        run_eval(job)
+
+
+def _checked_sources(run: Optional[Path], device: Optional[str], command: str) -> Optional[Path]:
+    """RUN and --device checked before any model is loaded or app opened (one line,
+    exit 2 or 3): a dotted override in RUN's place (eval/record take flags), a path
+    that does not exist, an unknown or absent device."""
+    from tt_core.device import resolve_device
+    from tt_core.errors import CheckpointError, ConfigError
+    from tt_core.pretrained.catalog import locate
+
+    resolve_device(device or "auto")
+    if run is None:
+        return None
+    text = str(run)
+    if "=" in text and not run.exists():
+        key, _, value = text.partition("=")
+        flag = next((f.name for f in (*PLANNING_FLAGS, EPISODES) if f.key == key), None)
+        hint = f" (here: {flag} {value})" if flag else f" ({', '.join(f.name for f in PLANNING_FLAGS)})"
+        raise ConfigError(f"{text}: {command} takes flags, not dotted overrides{hint}")
+    if not run.exists() and locate(run) is None:
+        raise CheckpointError(f"{run}: no such run directory")
+    return run
+
+
+def _planning_source(run: Optional[Path]) -> Path:
+    """The directory eval/record plan with: the newest run by default; for a pinned
+    pretrained model, its era folder once every file is there and verified (fetched on
+    first use with a progress bar)."""
+    from tt_core.jobs.factories import newest_run
+    from tt_core.pretrained.catalog import fetch, locate
+
+    if run is None:
+        return newest_run(Path("runs"))
+    located = locate(run)
+    if located is None:
+        return run
+    from tt_tui.headless import DownloadReporter
+
+    with DownloadReporter() as reporter:
+        return fetch(*located, on_progress=reporter)
+
+
+def _writable_folder(folder: Path, what: str) -> None:
+    """Fail before any planning, not after it, when `folder` cannot take new files."""
+    import tempfile
+
+    from tt_core.errors import OutputError
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tt-tui-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{what} {folder}: not writable ({exc.strerror or exc})") from None
+
+
+def _writable_file(path: Path, what: str) -> None:
+    from tt_core.errors import OutputError
+
+    if path.is_dir():
+        raise OutputError(f"{what} {path}: is a directory, not a file")
+    _writable_folder(path.parent, what)

@@ -1,0 +1,63 @@
+"""One line and a documented exit code for every way a command can fail.
+
+Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback),
+2 usage / config error, 3 data or checkpoint error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from typing import Callable
+
+import typer
+
+debug = False  # --debug: full tracebacks (set by the top-level callback in cli.py)
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn the engine's user errors into one line + documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tt_core.errors import PeerLost, TTError, as_user_error
+
+        try:
+            return fn(*args, **kwargs)
+        except TTError as exc:
+            if debug:
+                traceback.print_exc()
+            if isinstance(exc, PeerLost):
+                exit_peer_lost(exc.exit_code)
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # a full or read-only disk, else a bug: one line unless --debug
+            if debug:
+                traceback.print_exc()
+            user = as_user_error(exc)
+            if isinstance(user, PeerLost):
+                exit_peer_lost(user.exit_code)
+            if user is not None:
+                fail(str(user), user.exit_code)
+            fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", 1)
+
+    return wrapper
+
+
+def exit_peer_lost(code: int) -> None:
+    """Leave at once and quietly: the launcher names the rank that died. A normal exit
+    would tear down the collective backend's threads mid-operation and abort noisily."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,85 @@
+"""How a command runs a job: in the foreground with a headless reporter (pipes, CI,
+torchrun ranks), or under the Textual app with the job on its own thread."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import typer
+
+
+def stop_on_sigint(controls, announce: bool = True) -> None:
+    """First Ctrl+C asks the job to stop cleanly (and save); a second one aborts.
+    `announce`: say so (rank 0 of a distributed job only)."""
+
+    def handler(signum, frame):
+        if controls.stop_requested:
+            raise KeyboardInterrupt
+        if announce:
+            typer.echo("\nstopping after this step (Ctrl+C again to abort)...", err=True)
+        controls.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_job(job, reporter, announce: bool = True) -> None:
+    """Run an engine job in the foreground with a headless reporter; Ctrl+C stops it."""
+    from tt_core.controls import Controls
+    from tt_core.errors import TTError, as_user_error
+    from tt_core.events import EventBus, Failed
+
+    bus, controls = EventBus(), Controls()
+    bus.subscribe(reporter)
+    stop_on_sigint(controls, announce)
+    with reporter:
+        try:
+            job(bus, controls)
+        except Exception as exc:  # on record (metrics.jsonl: `tt-tui runs` says why); printed once, by main
+            user = exc if isinstance(exc, TTError) else as_user_error(exc)
+            bus.listeners.remove(reporter)
+            bus.emit(Failed(str(user or exc), user.exit_code if user else 1))
+            raise
+        finally:  # the job is over (a clean stop included): a further Ctrl+C changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_eval(job):
+    """An eval job in the foreground; returns its reporter (its `report` for --json)."""
+    from tt_tui.headless import EvalReporter
+
+    reporter = EvalReporter()
+    run_job(job, reporter)
+    return reporter
+
+
+def use_app(headless: bool) -> bool:
+    """The Textual app needs a terminal on both ends; pipes and CI logs get plain output."""
+    return not headless and sys.stdout.isatty() and sys.stdin.isatty()
+
+
+def run_app(job, mode: str):
+    """Run `job` under the Textual app (engine on its own thread). After the app closes,
+    print the headless reporter's final lines (run directory, results table, the error)
+    and exit with the job's code; returns the reporter (eval: its `report` for --json)."""
+    from tt_core.events import EvalFinished, EvalStarted, Failed, TrainFinished
+    from tt_core.jobs.thread import JobThread
+    from tt_tui.app import TTApp
+    from tt_tui.headless import EvalReporter, HeadlessReporter
+
+    engine = JobThread(job)
+    final: list = []
+    keep = (EvalStarted, EvalFinished, TrainFinished, Failed)
+    engine.subscribe(lambda event: final.append(event) if isinstance(event, keep) else None)
+    app = TTApp(engine, mode)
+    app.run()
+    code = app.return_code or 0
+    if engine.running and code != 130:  # the app closed early (a UI error): stop and save
+        engine.stop(timeout=300)
+    reporter = HeadlessReporter() if mode == "train" else EvalReporter()
+    for event in final:
+        reporter(event)
+    code = code or engine.exit_code or 0
+    if code:
+        raise typer.Exit(code)
+    return reporter
