@@ -37,6 +37,12 @@ class TrainBench:
         return statistics.median(self.runs)
 
 
+def _sync(dev: torch.device) -> None:
+    """Wait for the device's queued work (timings end when the work is done)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def bench_train(
     device: str = "auto", batch: int = 64, steps: int = 10, repeats: int = 5, seed: int = 0,
     variants: tuple[str, ...] = ("fp32",),
@@ -55,10 +61,6 @@ def bench_train(
     kind = target_kinds(L, cfg.observation_dim, cfg.action_dim).to(dev)
     weights = torch.tensor([1.0, 5.0, 1.0, 1.0], device=dev)
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
     steppers = []
     for variant in variants:
         compiled, _, precision = variant.rpartition("+")
@@ -74,14 +76,14 @@ def bench_train(
 
         for _ in range(3):  # warm-up: allocator, kernels, autotuning, compilation
             one_step()
-        sync()
+        _sync(dev)
         steppers.append((variant, one_step, []))
     for _ in range(repeats):
         for _, one_step, runs in steppers:
             t0 = time.perf_counter()
             for _ in range(steps):
                 one_step()
-            sync()
+            _sync(dev)
             runs.append(steps * batch * L / (time.perf_counter() - t0))
     return [TrainBench(describe(dev), v, batch, L, steps, runs) for v, _, runs in steppers]
 
@@ -172,38 +174,17 @@ def bench_plan(
     dtypes of a case are interleaved so a noisy machine hits them alike.
     """
     from tt_core.config import PlanConfig
-    from tt_core.plan.beam_search import BeamPlanner, NaivePlanner
 
     dev = resolve_device(device)
     model, disc = _bench_planning_setup(dev, seed)
     cfg = model.cfg
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
     rows: list[PlanBenchRow] = []
     for width, steps in shapes:
         params = PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand)
         for e in envs:
             hist, obs = _context(e, context, cfg, seed)
             tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
-            planners = []
-            for name in dtypes:
-                dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name.split()[0]]
-                pl = BeamPlanner(model, disc, params, device=dev, dtype=dt, graphs="eager" not in name)
-                gen = torch.Generator(device=dev).manual_seed(seed)
-                for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
-                    pl.plan(hist, obs, generator=gen)
-                planners.append((name, pl, gen, []))
-            for _ in range(repeats):
-                for _, pl, gen, ms in planners:
-                    sync()
-                    t0 = time.perf_counter()
-                    res = pl.plan(hist, obs, generator=gen)
-                    sync()
-                    ms.append((time.perf_counter() - t0) * 1e3)
-            for name, _, _, ms in planners:
+            for name, ms in _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev):
                 rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name))
             if not naive:
                 continue
@@ -213,14 +194,45 @@ def bench_plan(
                 rows.append(PlanBenchRow("naive", e, width, steps, expand, [], tokens_per_plan,
                                          f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
                 continue
-            planner = NaivePlanner(model, disc, params, device=dev)
-            gen = torch.Generator(device=dev).manual_seed(seed)
-            sync()
-            t0 = time.perf_counter()
-            res = planner.plan(hist, obs, generator=gen)
-            sync()
-            rows.append(PlanBenchRow("naive", e, width, steps, expand, [(time.perf_counter() - t0) * 1e3], res.tokens))
+            ms, tokens = _time_naive_planner(model, disc, params, hist, obs, seed, dev)
+            rows.append(PlanBenchRow("naive", e, width, steps, expand, [ms], tokens))
     return describe(dev), rows
+
+
+def _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev) -> list[tuple[str, list[float]]]:
+    """(dtype, ms of each timed plan) of BeamPlanner per compute dtype, the dtypes' runs
+    interleaved, after two warm-up plans each."""
+    from tt_core.plan.beam_search import BeamPlanner
+
+    planners = []
+    for name in dtypes:
+        dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name.split()[0]]
+        planner = BeamPlanner(model, disc, params, device=dev, dtype=dt, graphs="eager" not in name)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
+            planner.plan(hist, obs, generator=gen)
+        planners.append((name, planner, gen, []))
+    for _ in range(repeats):
+        for _, planner, gen, ms in planners:
+            _sync(dev)
+            t0 = time.perf_counter()
+            planner.plan(hist, obs, generator=gen)
+            _sync(dev)
+            ms.append((time.perf_counter() - t0) * 1e3)
+    return [(name, ms) for name, _, _, ms in planners]
+
+
+def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[float, int]:
+    """(ms, tokens) of one NaivePlanner plan: the full-forward reference."""
+    from tt_core.plan.beam_search import NaivePlanner
+
+    planner = NaivePlanner(model, disc, params, device=dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    _sync(dev)
+    t0 = time.perf_counter()
+    result = planner.plan(hist, obs, generator=gen)
+    _sync(dev)
+    return (time.perf_counter() - t0) * 1e3, result.tokens
 
 
 def plan_table(device: str, rows: list[PlanBenchRow]) -> str:

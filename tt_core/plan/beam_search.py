@@ -148,13 +148,32 @@ class _Base:
         original's `reconstruct` clips out-of-range ids."""
         return self.disc.decode(np.minimum(ids, self.N - 1), slice(self.O, self.O + self.A))
 
-    def _snapshots(self, E, W, parents, scores, actions, rewards, values) -> list[BeamSnapshot]:
+
+
+class _SnapshotLog:
+    """What a plan's beam tree shows, recorded step by step on the device (no host
+    copies while planning) and turned into BeamSnapshots after it."""
+
+    def __init__(self, n_expand: int) -> None:
+        self.n_expand = n_expand
+        self.parents, self.scores, self.actions, self.rewards, self.values = [], [], [], [], []
+
+    def record(self, t, top, scores, actions, rewards, values) -> None:
+        """Step t's kept beams: `top` the chosen candidates per env, then their scores,
+        action tokens, expected rewards and expected values."""
+        self.parents.append(top // self.n_expand if t else torch.zeros_like(top))  # step 0: one root
+        self.scores.append(scores)
+        self.actions.append(actions)
+        self.rewards.append(rewards)
+        self.values.append(values)  # E[V_t], until the next step replaces it with a reward
+
+    def snapshots(self, planner: "_Base", E: int, W: int) -> list[BeamSnapshot]:
         def host(xs):
             return [x.view(E, W).float().cpu().numpy() for x in xs]
 
-        par = [p.view(E, W).cpu().numpy() for p in parents]
-        val, rew, vtg = host(scores), host(rewards), host(values)
-        act = [self._decode_actions(a.view(E, W, self.A).cpu().numpy()) for a in actions]
+        par = [p.view(E, W).cpu().numpy() for p in self.parents]
+        val, rew, vtg = host(self.scores), host(self.rewards), host(self.values)
+        act = [planner._decode_actions(a.view(E, W, planner.A).cpu().numpy()) for a in self.actions]
         out = []
         for e in range(E):
             steps = [BeamStep(par[t][e], val[t][e], act[t][e], rew[t][e], vtg[t][e]) for t in range(len(par))]
@@ -208,7 +227,7 @@ class NaivePlanner(_Base):
         rewards = torch.zeros(W, S + 1, device=self.device)
         discounts = p.discount ** torch.arange(S + 1, device=self.device, dtype=torch.float32)
         n_tokens = 0
-        parents, vals, acts, rews, vtgs = [], [], [], [], []
+        log = _SnapshotLog(X) if snapshot else None
 
         def sample(kind, window, k, cdf):
             window, logits = self._next_logits(window)
@@ -244,12 +263,8 @@ class NaivePlanner(_Base):
                 rr = hooks.selected(env, t, scores.unsqueeze(0), idx.unsqueeze(0))
                 idx = idx if rr is None else rr.reshape(-1).to(idx)
             window, plan, rewards, value = window[idx], plan[idx], rewards[idx], scores[idx]
-            if snapshot:
-                parents.append(idx // X if t else torch.zeros_like(idx))
-                vals.append(value)
-                acts.append(plan[:, -(A + 2) : -2])
-                rews.append(rewards[:, t].clone())
-                vtgs.append(rewards[:, t + 1].clone())  # holds E[V_t] until the next step
+            if log is not None:
+                log.record(t, idx, value, plan[:, -(A + 2) : -2], rewards[:, t].clone(), rewards[:, t + 1].clone())
             if t < S - 1:
                 for _ in range(O):
                     window, _, tok = sample("obs", window, p.k_obs, p.cdf_obs)
@@ -257,7 +272,7 @@ class NaivePlanner(_Base):
                     plan = torch.cat([plan, tok[:, None]], 1)
                 n_tokens += W * O
         best = int(torch.argmax(value))
-        snap = self._snapshots(1, W, parents, vals, acts, rews, vtgs) if snapshot else None
+        snap = log.snapshots(self, 1, W) if log is not None else None
         return plan[best].view(S, T), float(value[best]), snap, n_tokens
 
 
@@ -310,100 +325,152 @@ class BeamPlanner(_Base):
 
     @torch.inference_mode()
     def plan(self, history, obs, generator=None, snapshot=False, hooks: Optional[PlanHooks] = None) -> PlanResult:
+        """The original's `beam_plan` for every env at once; each step's comment is its own."""
         t0 = time.perf_counter()
         p = self.params
-        O, A, T, V = self.O, self.A, self.T, self.V
-        W, X, S = p.beam_width, p.sample_expand, p.beam_steps
-        temp = p.temperature
+        beam_width, n_expand, n_steps = p.beam_width, p.sample_expand, p.beam_steps
         prefix = self._prefix(history, obs)
-        E = prefix.shape[0]
-        envs = slice(0, E)
-        dev = self.device
-        net, cache = self._network(), self.cache
-        # level 0: the prefix per env; 1: each beam's planned tokens; 2: the candidates'
-        # current action and reward tokens (the value token is fed after selection)
-        cache.reset((E, E * W, E * W * X), (self.block, self.block, A + 1))
-        context, beams, cands = cache.level(0), cache.level(1), cache.level(2)
-        self.graphs.begin_plan(net, (E, W, X, self.dtype))
+        n_envs = prefix.shape[0]
+        search = _CascadeSearch(self, prefix, _TokenSampler(p.temperature, generator, hooks, n_envs))
+        log = _SnapshotLog(n_expand) if snapshot else None
 
-        def feed(tok: torch.Tensor, level) -> torch.Tensor:
-            """Decode one token per row at `level` (window rule first); fp32 logits [rows, V]."""
-            if level.length >= self.block:
-                net.crop(level, self.context)
-            return self.graphs.decode(net, tok, level).float()
+        ## the history once per env, shared by its `beam_width` beams
+        beam_logits = search.start(prefix)
+        ## rewards and discounts, to estimate the values of partial plans
+        rewards = torch.zeros(n_envs * beam_width, n_steps + 1, device=self.device)
+        discounts = p.discount ** torch.arange(n_steps + 1, device=self.device, dtype=torch.float32)
+        for t in range(n_steps):
+            ## repeat every beam `n_expand` times, then sample the candidates' actions
+            logits = search.sample_actions(beam_logits.repeat_interleave(n_expand, 0))
+            ## sample reward and value; their expectations estimate the candidate's value
+            r_t, V_t = search.sample_reward_and_value(logits)
+            rewards = rewards.repeat_interleave(n_expand, 0)
+            rewards[:, t] = r_t
+            rewards[:, t + 1] = V_t
+            ## rewards up to `t` and the terminal value at `t`, discounted
+            values = (rewards * discounts).view(n_envs, beam_width * n_expand, n_steps + 1).sum(-1)
+            ## the `beam_width` best candidates of each env (rows of all envs' candidates)
+            top = search.sampler.selected(t, values, torch.topk(values, beam_width, dim=1).indices)
+            inds = (top + search.env_base).reshape(-1)
+            rewards, values = rewards[inds], values.reshape(-1)[inds]
+            search.keep(t, inds)
+            if log is not None:
+                log.record(t, top, values, search.candidate_tokens[inds, : self.A], r_t[inds], V_t[inds])
+            ## sample the next observation, unless this was the last step
+            if t < n_steps - 1:
+                beam_logits = search.sample_observation(t)
 
-        beam_logits = net.decode(prefix, context, logits="next").float().repeat_interleave(W, 0)
-
-        plan = torch.empty(E * W, S * T, dtype=torch.long, device=dev)
-        plan_spare = torch.empty_like(plan)
-        plan[:, :O] = prefix[:, -O:].repeat_interleave(W, 0)
-        cand_tok = torch.empty(E * W * X, A + 2, dtype=torch.long, device=dev)
-        rewards = torch.zeros(E * W, S + 1, device=dev)
-        discounts = p.discount ** torch.arange(S + 1, device=dev, dtype=torch.float32)
-        env_base = (torch.arange(E, device=dev) * (W * X)).unsqueeze(1)
-        n_tokens = 0
-        parents, vals, acts, rews, vtgs = [], [], [], [], []
-
-        def sample(kind, logits, k, cdf, rows_per_env):
-            if temp != 1.0:  # x / 1.0 == x exactly: skip the op on the per-token path
-                logits = logits / temp
-            tok = sample_tokens(logits, k, cdf, generator)
-            if hooks is not None:
-                r = hooks.sampled(envs, kind, logits.view(E, rows_per_env, V), tok.view(E, rows_per_env))
-                tok = tok if r is None else r.reshape(-1).to(tok)
-            return logits, tok
-
-        for t in range(S):
-            cache.clear(2)
-            logits = beam_logits.repeat_interleave(X, 0)
-            for j in range(A):
-                _, tok = sample("act", logits, p.k_act, p.cdf_act, W * X)
-                cand_tok[:, j] = tok
-                logits = feed(tok, cands)
-            logits, tok = sample("reward", logits, p.k_reward, None, W * X)
-            r = self._expect(logits.softmax(-1), O + A)
-            cand_tok[:, A] = tok
-            logits = feed(tok, cands)
-            logits, tok = sample("value", logits, p.k_reward, None, W * X)
-            v = self._expect(logits.softmax(-1), O + A + 1)
-            cand_tok[:, A + 1] = tok
-            n_tokens += E * W * X * (A + 2)
-
-            cand_rewards = rewards.repeat_interleave(X, 0)
-            cand_rewards[:, t] = r
-            cand_rewards[:, t + 1] = v
-            scores = (cand_rewards * discounts).view(E, W * X, S + 1).sum(-1)
-            top = torch.topk(scores, W, dim=1).indices  # [E, W]
-            if hooks is not None:
-                rr = hooks.selected(envs, t, scores, top)
-                top = top if rr is None else rr.to(top)
-            cand = (top + env_base).reshape(-1)
-            parent = torch.div(cand, X, rounding_mode="floor")
-            rewards = cand_rewards[cand]
-            value = scores.reshape(-1)[cand]
-            torch.index_select(plan, 0, parent, out=plan_spare)
-            plan, plan_spare = plan_spare, plan
-            plan[:, t * T + O : (t + 1) * T] = cand_tok[cand]
-            cache.select(parent, cand)
-            if snapshot:
-                parents.append(top // X if t else torch.zeros_like(top))  # step 0: one root
-                vals.append(value)
-                acts.append(cand_tok[cand, :A])
-                rews.append(r[cand])
-                vtgs.append(v[cand])
-            if t < S - 1:
-                # value token: fed for the next obs' logits (its keys are masked for all)
-                logits = feed(plan[:, (t + 1) * T - 1], beams)
-                for j in range(O):
-                    _, tok = sample("obs", logits, p.k_obs, p.cdf_obs, W)
-                    plan[:, (t + 1) * T + j] = tok
-                    logits = feed(tok, beams)
-                beam_logits = logits
-                n_tokens += E * W * O
-
-        best = value.view(E, W).argmax(1) + torch.arange(E, device=dev) * W
-        sequence = plan[best].view(E, S, T)
-        actions = self._decode_actions(sequence[:, :, O : O + A].cpu().numpy())
+        ## the best sequence of each env
+        best = values.view(n_envs, beam_width).argmax(1) + torch.arange(n_envs, device=self.device) * beam_width
+        sequence = search.plan[best].view(n_envs, n_steps, self.T)
+        actions = self._decode_actions(sequence[:, :, self.O : self.O + self.A].cpu().numpy())
         seconds = time.perf_counter() - t0  # the plan; the snapshot's copies are the view's cost
-        snaps = self._snapshots(E, W, parents, vals, acts, rews, vtgs) if snapshot else None
-        return PlanResult(actions, sequence.cpu(), value[best].cpu().numpy(), n_tokens, seconds, snaps)
+        snaps = log.snapshots(self, n_envs, beam_width) if log is not None else None
+        return PlanResult(actions, sequence.cpu(), values[best].cpu().numpy(), search.n_tokens, seconds, snaps)
+
+
+class _TokenSampler:
+    """Token draws of one plan: logits / temperature, the original's filters and a draw
+    (tt_core/model/sampling.py), and the test hooks (PlanHooks) that may replace them."""
+
+    def __init__(self, temperature: float, generator, hooks: Optional[PlanHooks], n_envs: int) -> None:
+        self.temperature, self.generator, self.hooks = temperature, generator, hooks
+        self.envs = slice(0, n_envs)
+
+    def __call__(self, kind: str, logits: torch.Tensor, k, cdf, rows_per_env: int):
+        """(the logits drawn from, the tokens) for `logits` [rows, V]."""
+        if self.temperature != 1.0:  # x / 1.0 == x exactly: skip the op on the per-token path
+            logits = logits / self.temperature
+        tokens = sample_tokens(logits, k, cdf, self.generator)
+        if self.hooks is not None:
+            E = self.envs.stop
+            replaced = self.hooks.sampled(self.envs, kind, logits.view(E, rows_per_env, -1),
+                                          tokens.view(E, rows_per_env))
+            tokens = tokens if replaced is None else replaced.reshape(-1).to(tokens)
+        return logits, tokens
+
+    def selected(self, step: int, values: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+        """The chosen candidates [E, W] of each env (a hook may choose others)."""
+        if self.hooks is None:
+            return top
+        replaced = self.hooks.selected(self.envs, step, values, top)
+        return top if replaced is None else replaced.to(top)
+
+
+class _CascadeSearch:
+    """The buffers and decodes of one BeamPlanner.plan over the cascade cache: level 0
+    holds each env's prefix, level 1 each beam's planned tokens, level 2 the candidates'
+    current action and reward tokens (the value token is fed after selection)."""
+
+    def __init__(self, planner: "BeamPlanner", prefix: torch.Tensor, sampler: _TokenSampler) -> None:
+        p, dev = planner.params, planner.device
+        O, A, T = planner.O, planner.A, planner.T
+        E, W, X, S = prefix.shape[0], p.beam_width, p.sample_expand, p.beam_steps
+        self.planner, self.params, self.sampler = planner, p, sampler
+        self.net, self.cache, self.graphs = planner._network(), planner.cache, planner.graphs
+        self.cache.reset((E, E * W, E * W * X), (planner.block, planner.block, A + 1))
+        self.context, self.beams, self.candidates = (self.cache.level(i) for i in range(3))
+        self.graphs.begin_plan(self.net, (E, W, X, planner.dtype))
+        self.plan = torch.empty(E * W, S * T, dtype=torch.long, device=dev)  # each beam's tokens
+        self._spare = torch.empty_like(self.plan)  # selection copies into it, then swaps
+        self.plan[:, :O] = prefix[:, -O:].repeat_interleave(W, 0)
+        self.candidate_tokens = torch.empty(E * W * X, A + 2, dtype=torch.long, device=dev)
+        self.env_base = (torch.arange(E, device=dev) * (W * X)).unsqueeze(1)  # first candidate row
+        self.rows = E * W  # beams, all envs
+        self.n_tokens = 0
+
+    def _feed(self, tokens: torch.Tensor, level) -> torch.Tensor:
+        """Decode one token per row at `level` (window rule first); fp32 logits [rows, V]."""
+        if level.length >= self.planner.block:
+            self.net.crop(level, self.planner.context)
+        return self.graphs.decode(self.net, tokens, level).float()
+
+    def start(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Encode each env's prefix once; the next-token logits of every beam."""
+        logits = self.net.decode(prefix, self.context, logits="next").float()
+        return logits.repeat_interleave(self.params.beam_width, 0)
+
+    def sample_actions(self, logits: torch.Tensor) -> torch.Tensor:
+        """Draw and feed each candidate's A action tokens; the reward token's logits."""
+        p, X = self.params, self.params.sample_expand
+        self.cache.clear(2)
+        for j in range(self.planner.A):
+            _, tokens = self.sampler("act", logits, p.k_act, p.cdf_act, self.params.beam_width * X)
+            self.candidate_tokens[:, j] = tokens
+            logits = self._feed(tokens, self.candidates)
+        return logits
+
+    def sample_reward_and_value(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the reward token (fed) and the value token (fed after selection); the
+        expectations E[r_t], E[V_t] under their raw probabilities."""
+        A, O, p = self.planner.A, self.planner.O, self.params
+        rows = p.beam_width * p.sample_expand
+        logits, tokens = self.sampler("reward", logits, p.k_reward, None, rows)
+        r_t = self.planner._expect(logits.softmax(-1), O + A)
+        self.candidate_tokens[:, A] = tokens
+        logits, tokens = self.sampler("value", self._feed(tokens, self.candidates), p.k_reward, None, rows)
+        V_t = self.planner._expect(logits.softmax(-1), O + A + 1)
+        self.candidate_tokens[:, A + 1] = tokens
+        self.n_tokens += self.rows * p.sample_expand * (A + 2)
+        return r_t, V_t
+
+    def keep(self, t: int, inds: torch.Tensor) -> None:
+        """Keep candidates `inds`: their beams' tokens and cache rows, and this step's tokens."""
+        O, T = self.planner.O, self.planner.T
+        parents = torch.div(inds, self.params.sample_expand, rounding_mode="floor")
+        torch.index_select(self.plan, 0, parents, out=self._spare)
+        self.plan, self._spare = self._spare, self.plan
+        self.plan[:, t * T + O : (t + 1) * T] = self.candidate_tokens[inds]
+        self.cache.select(parents, inds)
+
+    def sample_observation(self, t: int) -> torch.Tensor:
+        """Feed the kept value token, then draw and feed the next observation's O tokens;
+        the next step's action logits."""
+        O, T, p = self.planner.O, self.planner.T, self.params
+        logits = self._feed(self.plan[:, (t + 1) * T - 1], self.beams)  # value: its keys are masked for all
+        for j in range(O):
+            _, tokens = self.sampler("obs", logits, p.k_obs, p.cdf_obs, p.beam_width)
+            self.plan[:, (t + 1) * T + j] = tokens
+            logits = self._feed(tokens, self.beams)
+        self.n_tokens += self.rows * O
+        return logits

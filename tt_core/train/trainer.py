@@ -19,7 +19,7 @@ from tt_core.runs import checkpoint as ckpt
 from tt_core.plan.agent import Agent
 from tt_core.config import Config, TrainConfig
 from tt_core.controls import Controls
-from tt_core.data.minari_io import dataset_info, ensure_dataset
+from tt_core.data.minari_io import DatasetInfo, dataset_info, ensure_dataset
 from tt_core.data.tokens import ORIGINAL_MAX_PATH_LENGTH, TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
 from tt_core.device import describe
@@ -169,6 +169,27 @@ def _dataset_meta(cfg: Config, traj: Trajectories, info) -> dict:
     }
 
 
+class _LossSums:
+    """Total and per-kind losses summed on the device between two logs (no host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(5, device=device)  # total + obs, action, reward, value
+        self.steps = 0
+        self.since = time.perf_counter()
+
+    def add(self, step_losses: torch.Tensor) -> None:
+        self.sums += step_losses
+        self.steps += 1
+
+    def take(self) -> tuple[list[float], int, float]:
+        """(mean losses, steps, seconds) since the last take; starts the next interval."""
+        now = time.perf_counter()
+        out = ((self.sums / self.steps).tolist(), self.steps, now - self.since)
+        self.sums.zero_()
+        self.steps, self.since = 0, now
+        return out
+
+
 class Trainer:
     """Owns model, optimizer and data for one run; `run()` trains until done or stopped."""
 
@@ -185,19 +206,26 @@ class Trainer:
         can record GIFs of toggled envs to recordings/. `world`: this process's rank
         under torchrun; rank 0 alone writes and reports (the other ranks' events go
         nowhere)."""
+        self.cfg = cfg
         self.world = world or World()
         self.bus = bus if self.world.main else EventBus()
-        bus = self.bus
         self.watch = watch
         self.controls = controls or Controls()
         loaded = ckpt.load_run(resume) if resume is not None else None
         if loaded is not None:
             check_resume_compatible(loaded.config, cfg)
-        self.cfg = cfg
         self.device = self.world.device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
+        traj, info = self._load_data(loaded)
+        self._build_model(traj)
+        self._build_optimizer()
+        self._open_run_dir(loaded, traj, info)
+        self._attach_recorders()
 
+    def _load_data(self, loaded: ckpt.LoadedRun | None) -> tuple[Trajectories, DatasetInfo]:
+        """The dataset (collected if the config says so), its tokens and training windows."""
+        cfg, bus = self.cfg, self.bus
         with self.world.main_first():  # rank 0 collects and caches; the others read its files
             ds = ensure_dataset(cfg.dataset, notify=lambda text: bus.emit(Message(text)),
                                 should_stop=lambda: self.controls.stop_requested)
@@ -223,6 +251,12 @@ class Trainer:
         if not len(windows):
             raise DataError(f"dataset '{cfg.dataset.id}': no training windows (every episode has one step)")
         self.windows: TokenWindows = windows.to(self.device)  # gather batches where the model is
+        self.discretizer = disc
+        return traj, info
+
+    def _build_model(self, traj: Trajectories) -> None:
+        """The network on the device, and which loss weight each target position takes."""
+        cfg = self.cfg
         self.gpt = GPTConfig.from_config(cfg, traj.observation_dim, traj.action_dim)
         try:
             self.model = TrajectoryGPT(self.gpt).to(self.device)
@@ -233,30 +267,37 @@ class Trainer:
                 f"(x4 with AdamW) and could not be allocated; lower model.embedding_dim "
                 f"({cfg.model.embedding_dim}) or model.n_layers ({cfg.model.n_layers})"
             ) from None
-        self.optimizer = make_optimizer(self.model, cfg.train, self.device)
-        seq_tokens = self.gpt.block_size
-        self.sampler = WindowSampler(len(windows), cfg.train.batch_size, cfg.train.seed)
-        t = cfg.train
-        self.schedule: Schedule = make_schedule(
-            t.schedule, t.lr, t.epochs or default_epochs(len(windows)), t.max_steps, self.sampler.batch,
-            cfg.dataset.seq_len, traj.transition_dim, windows.real_transitions(), t.warmup_tokens,
-        )
-        check_batch_split(self.sampler.batch, self.world.size)
-        self.net = self.model  # what the step calls: the model, or DDP around it
-        if self.world.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.train.compile:
-            self.net = torch.compile(self.net)
-        self.kind = target_kinds(seq_tokens, traj.observation_dim, traj.action_dim).to(self.device)
+        self.kind = target_kinds(self.gpt.block_size, traj.observation_dim, traj.action_dim).to(self.device)
         t = cfg.train
         self.kind_weights = torch.tensor(
             [1.0, t.action_weight, t.reward_weight, t.value_weight], device=self.device
         )
+
+    def _build_optimizer(self) -> None:
+        """AdamW, the batch sampler, the learning-rate schedule (over the epochs, not the
+        step cap: tt_core/train/schedule.py), and what the step calls (DDP, compile)."""
+        cfg, t = self.cfg, self.cfg.train
+        self.optimizer = make_optimizer(self.model, t, self.device)
+        self.sampler = WindowSampler(len(self.windows), t.batch_size, t.seed)
+        check_batch_split(self.sampler.batch, self.world.size)
+        self.schedule: Schedule = make_schedule(
+            t.schedule, t.lr, t.epochs or default_epochs(len(self.windows)), t.max_steps, self.sampler.batch,
+            cfg.dataset.seq_len, self.gpt.transition_dim, self.windows.real_transitions(), t.warmup_tokens,
+        )
         self.step = 0
         self.tokens = 0  # what the schedule has counted so far (tt_core/train/schedule.py)
-        self.discretizer = disc
         self.plan_cfg = cfg.plan  # live edits made during an evaluation carry over
+        self.net = self.model  # what the step calls: the model, or DDP around it
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if t.compile:
+            self.net = torch.compile(self.net)
+
+    def _open_run_dir(self, loaded: ckpt.LoadedRun | None, traj: Trajectories, info: DatasetInfo) -> None:
+        """Resume `loaded` (its weights, optimizer, step; metrics past it dropped), or
+        start a new run directory with its header (config, discretizer, dataset)."""
+        cfg, bus = self.cfg, self.bus
         if loaded is not None:
             self.run_files = loaded.run
             self.dataset_meta = loaded.dataset_meta
@@ -271,17 +312,21 @@ class Trainer:
             root = self.world.broadcast(new_run_dir(cfg) if self.world.main else None)
             self.run_files = ckpt.RunFiles(root)
             if self.world.main:
-                ckpt.write_run_header(self.run_files, cfg, disc, self.dataset_meta)
+                ckpt.write_run_header(self.run_files, cfg, self.discretizer, self.dataset_meta)
         if self.world.rank > 0:  # dropout masks of its own; rank 0 keeps the saved stream
             torch.manual_seed(cfg.train.seed * 1_000_003 + self.world.rank * 10_007 + self.step)
+
+    def _attach_recorders(self) -> None:
+        """Rank 0 writes metrics.jsonl, snapshots.json and the trackers' logs from the events."""
         self.trackers: list = []
-        if self.world.main:
-            self.metrics = MetricsWriter(self.run_files.metrics)
-            bus.subscribe(self.metrics)
-            bus.subscribe(SnapshotWriter(self.run_files.root))  # the beam trees, for `tt-tui show`
-            self.trackers = trackers(self.run_files.root, cfg, bus.emit, self.step)  # TensorBoard, W&B
-            for tracker in self.trackers:
-                bus.subscribe(tracker)
+        if not self.world.main:
+            return
+        self.metrics = MetricsWriter(self.run_files.metrics)
+        self.bus.subscribe(self.metrics)
+        self.bus.subscribe(SnapshotWriter(self.run_files.root))  # the beam trees, for `tt-tui show`
+        self.trackers = trackers(self.run_files.root, self.cfg, self.bus.emit, self.step)  # TensorBoard, W&B
+        for tracker in self.trackers:
+            self.bus.subscribe(tracker)
 
     def _restore(self, loaded: ckpt.LoadedRun) -> None:
         ckpt.load_weights(self.model, loaded.model_state, loaded.run.root)
@@ -331,6 +376,30 @@ class Trainer:
 
     def _train(self) -> Path:
         sched, cfg = self.schedule, self.cfg
+        self._announce_start()
+        self.model.train()
+        losses = _LossSums(self.device)
+        while self.step < sched.total_steps and not self.world.any(self.controls.stop_requested):
+            self.controls.wait_while_paused()
+            lr = self._train_step(losses)
+            if self.step % cfg.train.log_every == 0 or self.step == sched.total_steps:
+                self._log_losses(losses, lr)
+            if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
+                self.save()
+            every = cfg.train.eval_every
+            if every and self.step % every == 0 and self.step < sched.total_steps:
+                self.evaluate()
+                losses.since = time.perf_counter()  # tokens/s measures training only
+        stopped = self.step < sched.total_steps
+        if ckpt.latest_step(self.run_files) != self.step:
+            self.save()
+        if cfg.train.eval_every and not stopped:
+            self.evaluate()
+        self.bus.emit(TrainFinished(self.step, str(self.run_files.root), stopped_early=stopped))
+        return self.run_files.root
+
+    def _announce_start(self) -> None:
+        sched = self.schedule
         self.bus.emit(
             TrainStarted(
                 run_dir=str(self.run_files.root),
@@ -339,77 +408,59 @@ class Trainer:
                 tokens_per_step=sched.tokens_per_step,
                 device=describe(self.device),
                 num_params=sum(p.numel() for p in self.model.parameters()),
-                dataset_id=cfg.dataset.id,
+                dataset_id=self.cfg.dataset.id,
             )
         )
-        self.model.train()
-        world = self.world
-        sums = torch.zeros(5, device=self.device)  # total + 4 kinds, summed between logs
-        n_summed, t_log = 0, time.perf_counter()
-        while self.step < sched.total_steps and not world.any(self.controls.stop_requested):
-            self.controls.wait_while_paused()
-            # the global batch a single process would draw; each rank takes its share
-            batch = self.sampler.indices(self.step)
-            counted = sched.batch_tokens(batch.numpy())  # host arithmetic: no device sync
-            lr = sched.step_lr(self.step, self.tokens, counted)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
 
-            share = len(batch) // world.size
-            x, y, mask = self.windows.batch(batch[world.rank * share : (world.rank + 1) * share])
-            x, y, mask = (t.to(self.device, non_blocking=True) for t in (x, y, mask))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, kind_sum, kind_count, norm = compute_gradients(
-                self.net, self.model.parameters(), x, y, mask, self.kind, self.kind_weights,
-                cfg.train.grad_clip, cfg.train.precision,
+    def _train_step(self, losses: "_LossSums") -> float:
+        """One optimizer step on the global batch of this step; returns its lr."""
+        sched, world, t = self.schedule, self.world, self.cfg.train
+        # the global batch a single process would draw; each rank takes its share
+        batch = self.sampler.indices(self.step)
+        counted = sched.batch_tokens(batch.numpy())  # host arithmetic: no device sync
+        lr = sched.step_lr(self.step, self.tokens, counted)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        share = len(batch) // world.size
+        x, y, mask = self.windows.batch(batch[world.rank * share : (world.rank + 1) * share])
+        x, y, mask = (v.to(self.device, non_blocking=True) for v in (x, y, mask))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, kind_sum, kind_count, norm = compute_gradients(
+            self.net, self.model.parameters(), x, y, mask, self.kind, self.kind_weights, t.grad_clip, t.precision,
+        )
+        if not bool(torch.isfinite(norm)):  # one host sync a step; the step is not applied
+            raise TrainingDiverged(
+                f"training diverged at step {self.step + 1} (loss {float(loss.detach()):.4g}, gradient "
+                f"norm {float(norm):.4g}); {ckpt.newest_kept(self.run_files)}; lower train.lr "
+                f"(now {t.lr:g})"
             )
-            if not bool(torch.isfinite(norm)):  # one host sync a step; the step is not applied
-                raise TrainingDiverged(
-                    f"training diverged at step {self.step + 1} (loss {float(loss.detach()):.4g}, gradient "
-                    f"norm {float(norm):.4g}); {ckpt.newest_kept(self.run_files)}; lower train.lr "
-                    f"(now {cfg.train.lr:g})"
-                )
-            self.optimizer.step()
-            self.step += 1
-            self.tokens += counted
-            # logged values are the global batch's: each rank's equal share of the mean
-            # loss, and each kind's CE sum and count over all ranks
-            stats = world.sum_(torch.cat([loss.detach()[None] / world.size, kind_sum, kind_count]))
-            sums += torch.cat([stats[:1], stats[1:5] / stats[5:].clamp_min(1)])
-            n_summed += 1
+        self.optimizer.step()
+        self.step += 1
+        self.tokens += counted
+        # logged values are the global batch's: each rank's equal share of the mean
+        # loss, and each kind's CE sum and count over all ranks
+        stats = world.sum_(torch.cat([loss.detach()[None] / world.size, kind_sum, kind_count]))
+        losses.add(torch.cat([stats[:1], stats[1:5] / stats[5:].clamp_min(1)]))
+        return lr
 
-            if self.step % cfg.train.log_every == 0 or self.step == sched.total_steps:
-                means = (sums / n_summed).tolist()  # one device sync per log interval
-                now = time.perf_counter()
-                self.bus.emit(
-                    TrainStep(
-                        step=self.step,
-                        epoch=self.step / sched.steps_per_epoch,
-                        tokens=self.step * sched.tokens_per_step,
-                        loss=means[0],
-                        loss_obs=means[1],
-                        loss_action=means[2],
-                        loss_reward=means[3],
-                        loss_value=means[4],
-                        lr=lr,
-                        tokens_per_s=n_summed * sched.tokens_per_step / max(now - t_log, 1e-9),
-                    )
-                )
-                sums.zero_()
-                n_summed, t_log = 0, now
-            if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
-                self.save()
-            every = cfg.train.eval_every
-            if every and self.step % every == 0 and self.step < sched.total_steps:
-                self.evaluate()
-                t_log = time.perf_counter()  # tokens/s measures training only
-        stopped = self.step < sched.total_steps
-        if ckpt.latest_step(self.run_files) != self.step:
-            self.save()
-        if cfg.train.eval_every and not stopped:
-            self.evaluate()
-        self.bus.emit(TrainFinished(self.step, str(self.run_files.root), stopped_early=stopped))
-        return self.run_files.root
+    def _log_losses(self, losses: "_LossSums", lr: float) -> None:
+        """A TrainStep with the mean losses since the last one (one device sync)."""
+        sched = self.schedule
+        means, steps, seconds = losses.take()
+        self.bus.emit(
+            TrainStep(
+                step=self.step,
+                epoch=self.step / sched.steps_per_epoch,
+                tokens=self.step * sched.tokens_per_step,
+                loss=means[0],
+                loss_obs=means[1],
+                loss_action=means[2],
+                loss_reward=means[3],
+                loss_value=means[4],
+                lr=lr,
+                tokens_per_s=steps * sched.tokens_per_step / max(seconds, 1e-9),
+            )
+        )
 
     def evaluate(self) -> list:
         """Plan eval.episodes episodes with the current weights (events only), then resume.

@@ -189,16 +189,6 @@ def build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) -> 
         )
     discount = d.get("discount", float, 0.99)
     cfg_strategy = d.get("strategy", str, strategy)
-    plan = {}
-    for key, default in FTT_PLAN_DEFAULTS.items():
-        kind = float if isinstance(default, float) else int
-        if key.startswith("cdf"):
-            plan[key] = None  # the seed samples with top-k only
-        elif key == "temperature":
-            plan[key] = t.get("eval_temperature", float, default)
-        else:
-            plan[key] = t.get(f"eval_{key}", kind, default, optional=key.startswith("k_"))
-    plan["discount"] = t.get("eval_discount", float, discount)
     betas = t.get("betas", list, [0.9, 0.95])
     try:
         train = TrainConfig(
@@ -231,7 +221,7 @@ def build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) -> 
             stop_token=False,  # the seed's vocabulary is exactly N bins per dimension
         ),
         train=train,
-        plan=PlanConfig(**plan),
+        plan=_plan_config(t, discount),
         # the seed's scripts/eval.py with configs/eval_base.yaml: 25 episodes, seed 42
         eval=EvalConfig(episodes=FTT_EVAL_EPISODES,
                         seed=t.get("eval_seed", int, FTT_EVAL_SEED)),
@@ -241,3 +231,18 @@ def build_config(data: dict, spec: FttModelSpec, strategy: str, where: Path) -> 
     except ConfigError as exc:
         raise CheckpointError(f"{where}: cannot be used as a tt-tui config: {exc}") from None
     return cfg
+
+
+def _plan_config(t: Section, discount: float) -> PlanConfig:
+    """The seed's planning settings: its trainer.eval_* keys over FTT_PLAN_DEFAULTS."""
+    plan = {}
+    for key, default in FTT_PLAN_DEFAULTS.items():
+        kind = float if isinstance(default, float) else int
+        if key.startswith("cdf"):
+            plan[key] = None  # the seed samples with top-k only
+        elif key == "temperature":
+            plan[key] = t.get("eval_temperature", float, default)
+        else:
+            plan[key] = t.get(f"eval_{key}", kind, default, optional=key.startswith("k_"))
+    plan["discount"] = t.get("eval_discount", float, discount)
+    return PlanConfig(**plan)

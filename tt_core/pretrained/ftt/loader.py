@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from tt_core.pretrained.ftt.config import build_config, ftt_env, model_spec, Section
+from tt_core.pretrained.ftt.config import FttEnv, FttModelSpec, Section, build_config, ftt_env, model_spec
 from tt_core.pretrained.ftt.discretizer import discretizer_from_ftt
 from tt_core.pretrained.ftt.unpickler import read_ftt_discretizer
 from tt_core.pretrained.ftt.weights import (
@@ -66,15 +66,7 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     data = read_yaml_mapping(cfg_path)
     spec = model_spec(data, cfg_path)
     env_name = Section(data, "dataset", cfg_path).get("env_name", str)
-    try:
-        env = ftt_env(env_name)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{cfg_path}: {exc}") from None
-    if (spec.observation_dim, spec.action_dim) != (env.observation_dim, env.action_dim):
-        raise CheckpointError(
-            f"{cfg_path}: observation/action dims {spec.observation_dim}/{spec.action_dim} do not "
-            f"match {env_name} ({env.observation_dim}/{env.action_dim})"
-        )
+    env = _env_of(env_name, spec, cfg_path)
 
     disc_path = path / DISCRETIZER_FILE
     disc_state = read_ftt_discretizer(disc_path)
@@ -114,3 +106,17 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
         run=RunFiles(path), config=cfg, discretizer=disc, dataset_meta=meta,
         step=0, model_state=state, trainer_state=None,
     )
+
+
+def _env_of(env_name: str, spec: FttModelSpec, cfg_path: Path) -> FttEnv:
+    """The env the config's dataset name plays, with the model's dimensions."""
+    try:
+        env = ftt_env(env_name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{cfg_path}: {exc}") from None
+    if (spec.observation_dim, spec.action_dim) != (env.observation_dim, env.action_dim):
+        raise CheckpointError(
+            f"{cfg_path}: observation/action dims {spec.observation_dim}/{spec.action_dim} do not "
+            f"match {env_name} ({env.observation_dim}/{env.action_dim})"
+        )
+    return env

@@ -88,29 +88,14 @@ def map_ftt_state(
     tok = take("tok_emb.weight", (T * N, E))
     out["tok_emb.weight"] = torch.cat([tok, tok.new_zeros(1, E)])  # our spare row, never read
     out["pos_emb"] = take("pos_emb", (1, L, E), (L, E)).reshape(L, E)[: gpt.block_size]
-    blocked = ~attention_mask(L, T)  # the seed's convention: True = masked
     for i in range(spec.num_layers):
-        s, o = f"blocks.{i}.", f"blocks.{i}."
-        for ours, theirs in (("ln1", "norm1"), ("ln2", "norm2")):
-            out[f"{o}{ours}.weight"] = take(f"{s}{theirs}.weight", (E,))
-            out[f"{o}{ours}.bias"] = take(f"{s}{theirs}.bias", (E,))
-        out[f"{o}attn.c_attn.weight"] = take(f"{s}attention.in_proj_weight", (3 * E, E))
-        out[f"{o}attn.c_attn.bias"] = take(f"{s}attention.in_proj_bias", (3 * E,))
-        out[f"{o}attn.c_proj.weight"] = take(f"{s}attention.out_proj.weight", (E, E))
-        out[f"{o}attn.c_proj.bias"] = take(f"{s}attention.out_proj.bias", (E,))
-        out[f"{o}mlp.0.weight"] = take(f"{s}mlp.0.weight", (4 * E, E))
-        out[f"{o}mlp.0.bias"] = take(f"{s}mlp.0.bias", (4 * E,))
-        out[f"{o}mlp.2.weight"] = take(f"{s}mlp.2.weight", (E, 4 * E))
-        out[f"{o}mlp.2.bias"] = take(f"{s}mlp.2.bias", (E,))
-        mask_key = f"{s}attn_mask"
+        prefix = f"blocks.{i}."  # the same prefix in both
+        for ours, theirs, shape in _BLOCK_NAMES:
+            out[prefix + ours] = take(prefix + theirs, tuple(E * n for n in shape))
+        mask_key = prefix + "attn_mask"
         if mask_key in seed:  # a persistent buffer in the seed; not a weight of ours
-            mask = seed[mask_key]
             used.add(mask_key)
-            if tuple(mask.shape) != (L, L) or not torch.equal(mask.to(torch.bool), blocked):
-                raise CheckpointError(
-                    f"{where}: '{mask_key}' is not the causal + value-column mask "
-                    "this importer maps onto tt-tui's attention"
-                )
+            _check_mask(seed[mask_key], L, T, f"{where}: '{mask_key}'")
     out["ln_f.weight"] = take("norm.weight", (E,))
     out["ln_f.bias"] = take("norm.bias", (E,))
     out["head"] = take("head.weight", (T, N, E))
@@ -119,8 +104,32 @@ def map_ftt_state(
         raise CheckpointError(
             f"{where}: unexpected key '{extra[0]}' (not part of the seed GPT this importer knows)"
         )
+    return _as_model_state(out, gpt, where)
 
-    # The target model's own names and shapes: any drift in TrajectoryGPT shows here.
+
+# A block's weights: (our name, the seed's name, shape in multiples of the width E).
+_BLOCK_NAMES = (
+    ("ln1.weight", "norm1.weight", (1,)), ("ln1.bias", "norm1.bias", (1,)),
+    ("ln2.weight", "norm2.weight", (1,)), ("ln2.bias", "norm2.bias", (1,)),
+    ("attn.c_attn.weight", "attention.in_proj_weight", (3, 1)),
+    ("attn.c_attn.bias", "attention.in_proj_bias", (3,)),
+    ("attn.c_proj.weight", "attention.out_proj.weight", (1, 1)),
+    ("attn.c_proj.bias", "attention.out_proj.bias", (1,)),
+    ("mlp.0.weight", "mlp.0.weight", (4, 1)), ("mlp.0.bias", "mlp.0.bias", (4,)),
+    ("mlp.2.weight", "mlp.2.weight", (1, 4)), ("mlp.2.bias", "mlp.2.bias", (1,)),
+)
+
+
+def _check_mask(mask: torch.Tensor, L: int, T: int, what: str) -> None:
+    """The seed's attention mask must be ours, negated (its convention: True = masked)."""
+    if tuple(mask.shape) != (L, L) or not torch.equal(mask.to(torch.bool), ~attention_mask(L, T)):
+        raise CheckpointError(f"{what} is not the causal + value-column mask this importer maps "
+                              "onto tt-tui's attention")
+
+
+def _as_model_state(out: dict[str, torch.Tensor], gpt: GPTConfig, where: str) -> dict[str, torch.Tensor]:
+    """`out` checked against the target model's own names and shapes (any drift in
+    TrajectoryGPT shows here), in its key order."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in TrajectoryGPT(gpt).state_dict().items()}
     for key, shape in expected.items():

@@ -1,4 +1,5 @@
-"""The package layering: tt_core never reaches the UI, and its subsystems import downwards only.
+"""The package layering (tt_core never reaches the UI; its subsystems import downwards only)
+and short functions.
 
 Read from the source (every import statement, including ones inside functions), so a
 lazy import cannot hide an upward dependency.
@@ -75,3 +76,20 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from tt_core.train.trainer import Trainer\n")
     ups = [m for _, m in imports(bad) if (layer_of(m) or 0) > layer_of("tt_core.plan.beam_search")]
     assert ups == ["tt_core.train.trainer", "tt_core.train.trainer.Trainer"]
+
+
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "# long:"  # on the def line's preceding line: why this function stays long
+
+
+def test_no_function_is_over_60_lines_without_a_written_reason():
+    long = []
+    for path in sorted((ROOT / "tt_core").rglob("*.py")) + sorted((ROOT / "tt_tui").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                reason = lines[first - 2].strip().startswith(LONG_REASON) if first > 1 else False
+                if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES and not reason:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert long == []
