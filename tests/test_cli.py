@@ -386,7 +386,7 @@ def test_ctrl_c_while_training_collects_its_dataset_stops_at_once_and_writes_no_
 
 
 def test_once_a_job_has_ended_a_further_ctrl_c_changes_nothing():
-    from tt_tui.foreground import run_job
+    from tt_tui.cli.foreground import run_job
 
     stops = []
 
@@ -428,7 +428,7 @@ def test_an_immutable_output_folder_is_found_before_planning(tmp_path):
 
 def test_eval_and_record_take_the_same_planning_flags():
     """One definition: every planning flag of eval is a flag of record too."""
-    from tt_tui.commands.planning import PLANNING_FLAGS
+    from tt_tui.cli.planning import PLANNING_FLAGS
 
     for command in ("eval", "record"):
         help_text = tt(command, "--help").stdout

@@ -614,7 +614,7 @@ def test_every_sampling_knob_can_be_set_from_the_eval_command_line(tmp_path, see
 ])
 def test_a_bad_sampling_flag_is_refused_before_anything_loads(flag, value, message):
     from tt_core.errors import ConfigError
-    from tt_tui.commands.planning import PLANNING_FLAGS, patch_from_flags
+    from tt_tui.cli.planning import PLANNING_FLAGS, patch_from_flags
 
     (given,) = [f for f in PLANNING_FLAGS if f.name == flag]
     with pytest.raises(ConfigError) as refused:

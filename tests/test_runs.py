@@ -103,3 +103,22 @@ def test_a_run_that_failed_headless_says_why_and_a_nan_evaluation_is_never_the_b
     assert summary.best_eval == {"step": 20, "return": 50.0, "score": None}
     listed = tt("runs", out, "--json", cwd=tmp_path)
     assert listed.returncode == 0 and "NaN" not in listed.stdout
+
+
+def test_an_evaluation_record_written_before_a_plan_key_existed_reads_back_typed():
+    """metrics.jsonl is read by every later version: an EvalStarted record of a run made
+    before `plan.discount` and `plan.dtype` existed comes back as a PlanConfig, the
+    missing keys at today's defaults and a key since dropped ignored."""
+    from tt_core.config import PlanConfig
+    from tt_core.events import EvalStarted
+    from tt_core.runs.metrics import from_record
+
+    record = {"event": "EvalStarted", "time": 0.0, "env_id": "Hopper-v5", "episodes": 4, "source": "runs/x",
+              "device": "cpu", "model": {}, "memory_available": None, "cache_bytes": 1024,
+              "plan": {"beam_width": 8, "beam_steps": 3, "beam_context": 2, "sample_expand": 2, "k_obs": 1,
+                       "k_act": None, "k_reward": 1, "cdf_obs": None, "cdf_act": 0.6, "temperature": 1.0,
+                       "plan_every": 1, "percentile": "mean"}}
+    event = from_record(record)
+    assert isinstance(event, EvalStarted) and isinstance(event.plan, PlanConfig)
+    assert (event.plan.beam_width, event.plan.discount, event.plan.dtype) == (8, PlanConfig().discount, "fp32")
+    assert from_record({**record, "plan": {"beam_width": "wide"}}) is None  # a damaged record is skipped

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tt_tui.exits import fail, user_errors
+from tt_tui.cli.exits import fail, user_errors
 
 
 @user_errors

@@ -16,9 +16,9 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from tt_tui.exits import user_errors
-from tt_tui.foreground import run_app, run_eval, run_job, use_app
-from tt_tui.launcher import launch_local
+from tt_tui.cli.exits import user_errors
+from tt_tui.cli.foreground import run_app, run_eval, run_job, use_app
+from tt_tui.cli.launcher import launch_local
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from tt_tui.exits import fail
+from tt_tui.cli.exits import fail
 
 SHUTDOWN_GRACE_S = 600  # ranks get this long to save after a Ctrl+C (torchrun's default: 30 s)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tt_tui.exits import user_errors
+from tt_tui.cli.exits import user_errors
 
 
 @user_errors

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tt_tui.exits import user_errors
+from tt_tui.cli.exits import user_errors
 
 
 @user_errors

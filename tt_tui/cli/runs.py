@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from tt_tui.exits import user_errors
-from tt_tui.foreground import use_app
+from tt_tui.cli.exits import user_errors
+from tt_tui.cli.foreground import use_app
 
 
 @user_errors

@@ -1,5 +1,6 @@
-"""The `tt-tui` command: the Typer app, its commands (tt_tui/commands/) and the one-line
-handling of bad flags. Exit codes: tt_tui/exits.py.
+"""The `tt-tui` command: the Typer app with its commands (one module per command group in
+this package: train, planning (eval, record), data, runs, pretrained, bench) and the
+one-line handling of bad flags. Exit codes: exits.py; --nproc: launcher.py.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import sys
 
 import typer
 
-from tt_tui import exits
-from tt_tui.commands import bench, data, planning, pretrained, runs, train
+from tt_tui.cli import exits
+from tt_tui.cli import bench, data, planning, pretrained, runs, train
 
 app = typer.Typer(
     add_completion=False,
@@ -66,6 +67,3 @@ def main() -> None:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
