@@ -432,7 +432,7 @@ def test_eval_and_record_take_the_same_planning_flags():
 
     for command in ("eval", "record"):
         help_text = tt(command, "--help").stdout
-        missing = [f.name for f in PLANNING_FLAGS if f.name not in help_text]
+        missing = [f.name for f in PLANNING_FLAGS if f.name.split("/")[0] not in help_text]
         assert missing == [], (command, missing)
 
 

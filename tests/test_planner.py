@@ -576,6 +576,45 @@ def test_on_the_cpu_every_decode_is_the_eager_decode():
     assert stats.captured == stats.replayed == 0
 
 
+class _FailingGraph:
+    """Stands in for a torch.cuda.CUDAGraph whose replay raises (a driver error, say)."""
+
+    def replay(self):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+@pytest.mark.parametrize("fails", ["capture", "replay"])
+def test_a_cuda_graph_that_raises_finishes_the_plan_eagerly_and_graphs_stay_off(fails):
+    """The graph path driven on the CPU (the CUDA calls replaced): a capture, or a replay
+    of a captured graph, that raises is rewound and decoded eagerly; the plan equals the
+    eager planner's, the planner stays eager for the run and says why once."""
+    from tt_core.model.decode_graphs import _Graph
+
+    model, disc = make_model(3), make_disc()
+    p = params(**GREEDY)
+    hist, obs = context(E, 3)
+    eager = BeamPlanner(model, disc, p, graphs=False)
+    planner = BeamPlanner(model, disc, p)
+    graphs = planner.graphs
+    graphs.enabled = True  # as on CUDA: first sight eager, second capture, then replay
+    graphs._eager_on_capture_stream = lambda net, tokens, level: net.decode(tokens[:, None], level, logits="next")
+
+    def capture(net, tokens, level):
+        if fails == "capture":
+            level.advance(1)  # a capture runs the decode's host half before it can fail
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        logits = net.decode(tokens[:, None], level, logits="next")  # the decode the capture made
+        graphs.stats.captured += 1
+        return _Graph(_FailingGraph(), tokens.clone(), logits)
+
+    graphs._capture = capture
+    for _ in range(3):
+        assert_same_plan(planner.plan(hist, obs), eager.plan(hist, obs))
+    assert not graphs.enabled and graphs.fallback.startswith("CUDA graphs failed (RuntimeError: CUDA error")
+    assert "planning eagerly for the rest of this run" in graphs.fallback and "\n" not in graphs.fallback
+    assert graphs.stats.replayed == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_cuda_graph_plans_equal_eager_plans_across_replays_edits_and_shrinking_batches():
     """Three plans per layout (eager, captured, replayed), then a live width edit, then

@@ -264,3 +264,26 @@ def test_async_vector_envs_give_the_same_episodes_as_sync(agent):
         cfg = EvalConfig(episodes=2, max_steps=6, seed=11, vector=mode)
         results[mode] = Rollout(agent, agent.config.plan, cfg, EventBus()).run()
     assert results["sync"] == results["async"]
+
+
+def test_a_cuda_graph_fallback_is_said_once_per_run(agent):
+    """When the planner's graphs turned themselves off (tt_core/model/decode_graphs.py),
+    the rollout reports why in one warning line, once, however many plans follow."""
+    from tt_core.events import Message
+
+    bus = EventBus()
+    events = _events(bus)
+    rollout = Rollout(agent, agent.config.plan, EvalConfig(episodes=2, max_steps=4, seed=0), bus)
+    rollout.planner.graphs.fallback = "CUDA graphs failed (RuntimeError: boom); planning eagerly"
+    rollout.run()
+    said = [e for e in events if isinstance(e, Message) and e.text.startswith("CUDA graphs failed")]
+    assert [(m.text, m.level) for m in said] == [(rollout.planner.graphs.fallback, "warning")]
+
+
+def test_no_cuda_graphs_flag_reaches_the_plan_config():
+    from tt_core.config import Config
+    from tt_tui.cli.planning import PLANNING_FLAGS, patch_from_flags
+
+    (flag,) = [f for f in PLANNING_FLAGS if f.key == "plan.cuda_graphs"]
+    assert Config().plan.cuda_graphs is True
+    assert patch_from_flags({flag: False}).apply(Config()).plan.cuda_graphs is False

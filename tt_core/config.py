@@ -123,6 +123,8 @@ class PlanConfig:
     # fp32 equals the naive planner up to float reassociation; bf16 runs weights and KV
     # cache in bfloat16 (scores stay fp32): faster on GPUs and CPUs with AMX/AVX512-BF16.
     dtype: Literal["fp32", "bf16"] = "fp32"
+    # CUDA graphs for the one-token decodes (CUDA only; a failure falls back to eager).
+    cuda_graphs: bool = True
 
 
 @dataclass

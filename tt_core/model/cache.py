@@ -315,6 +315,15 @@ class CascadeLevel:
     def end(self) -> None:
         self.advance(self._new)
 
+    def mark(self) -> int:
+        """Tokens this level holds now; `rewind(mark)` returns to it."""
+        return self.cascade.levels[self.j].length
+
+    def rewind(self, mark: int) -> None:
+        """Forget the tokens held since `mark`: a decode that failed part-way (the next
+        decode rewrites their keys and values)."""
+        self.cascade.levels[self.j].length = mark
+
     def advance(self, n: int) -> None:
         """The n tokens written at the end of this level are now held (the host half of
         a decode; a replayed CUDA graph wrote the device half, tt_core/model/decode_graphs.py)."""

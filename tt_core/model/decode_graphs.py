@@ -18,7 +18,12 @@ the beam width, a crop) is simply a new key; all graphs are dropped when the pla
 shape (envs x beams x expand, dtype) or the network's weight addresses change, and when
 more than MAX_GRAPHS are held.
 Prefills and crops (several tokens at once, once per plan) stay eager. On the CPU, or
-with graphs off, every decode is the eager `TrajectoryGPT.decode`.
+with graphs off (`plan.cuda_graphs: false`, `--no-cuda-graphs`), every decode is the
+eager `TrajectoryGPT.decode`.
+
+A graph must never take an evaluation down: if a capture or a replay raises, the decode
+is rewound and run eagerly, graphs stay off for the rest of the run, and `fallback`
+holds the one line the rollout reports.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class DecodeGraphs:
 
     def __init__(self, device: torch.device, enabled: bool = True):
         self.enabled = enabled and device.type == "cuda"
+        self.fallback: str | None = None  # why graphs were turned off mid-run, once they were
         self.stats = GraphStats()
         self._graphs: dict[Hashable, _Graph] = {}
         self._seen: set[Hashable] = set()
@@ -76,9 +82,27 @@ class DecodeGraphs:
             self._shape = shape
 
     def decode(self, net: TrajectoryGPT, tokens: torch.Tensor, level: CascadeLevel) -> torch.Tensor:
-        if not self.enabled:
-            self.stats.eager += 1
-            return net.decode(tokens[:, None], level, logits="next")
+        if self.enabled:
+            mark = level.mark()
+            try:
+                return self._graph_decode(net, tokens, level)
+            except Exception as exc:  # a failed capture or replay: finish eagerly, stay eager
+                self._turn_off(exc)
+                level.rewind(mark)
+        self.stats.eager += 1
+        return net.decode(tokens[:, None], level, logits="next")
+
+    def _turn_off(self, exc: Exception) -> None:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        self.fallback = (f"CUDA graphs failed ({type(exc).__name__}: {first}); planning eagerly "
+                         "for the rest of this run (--no-cuda-graphs skips them)")
+        self.enabled = False
+        self._graphs.clear()
+        self._seen.clear()
+        self._outputs.clear()
+
+    def _graph_decode(self, net: TrajectoryGPT, tokens: torch.Tensor, level: CascadeLevel) -> torch.Tensor:
+        """Replay this layout's graph, or see it eagerly first, or capture it."""
         key = level.layout()
         entry = self._graphs.get(key)
         if entry is not None:

@@ -202,10 +202,12 @@ class Rollout:
         self.render_size = render_size if recorder is not None else None
         self.snapshots = snapshots
         self.planner = self._make_planner(plan)
+        self._fallback_said = False
 
     def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
         dtype = torch.bfloat16 if plan.dtype == "bf16" else None
-        return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device, dtype=dtype)
+        return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device, dtype=dtype,
+                           graphs=plan.cuda_graphs)
 
     def _apply_live_edits(self) -> None:
         update = self.controls.take_plan_params()
@@ -323,6 +325,9 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
+        if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
+            self._fallback_said = True
+            self.bus.emit(Message(self.planner.graphs.fallback, level="warning"))
         for j, i in enumerate(idx if result.snapshot is not None else ()):
             self.bus.emit(PlanSnapshot(step, self._ids[i], result.snapshot[j]))
 

@@ -34,6 +34,13 @@ class PlanningFlag:
     def param(self) -> str:
         return self.key.split(".", 1)[1]
 
+    def shown(self, given: Any) -> str:
+        """The flag as typed (for error lines)."""
+        if self.kind is bool:
+            on = given if isinstance(given, bool) else str(given).lower() in ("true", "on", "1", "yes")
+            return self.name.split("/")[0 if on else 1]
+        return f"{self.name} {given}"
+
     def value(self, given: Any) -> Any:
         """The typed value of `given`: "none" switches a sampling knob off."""
         if self.kind is not str or self.key.endswith(("dtype", "vector")):
@@ -65,6 +72,8 @@ PLANNING_FLAGS = (
     PlanningFlag("--cdf-act", "plan.cdf_act", str, "Drop the action tail holding this mass (0..1), or none."),
     PlanningFlag("--temperature", "plan.temperature", float, "Divides every token's logits."),
     PlanningFlag("--discount", "plan.discount", float, "Discount of the plan's score."),
+    PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,
+                 "CUDA graphs for the decode (CUDA only; default on; a failure falls back to eager)."),
 )
 # --episodes is each command's own (eval: the run's eval.episodes; record: 3)
 EPISODES = PlanningFlag("--episodes", "eval.episodes", int, "Episodes.")
@@ -76,7 +85,7 @@ def patch_from_flags(given: dict[PlanningFlag, Any]):
 
     given = {flag: value for flag, value in given.items() if value is not None}
     return PlanningPatch.checked({flag.key: flag.value(v) for flag, v in given.items()},
-                                 {flag.key: f"{flag.name} {v}" for flag, v in given.items()})
+                                 {flag.key: flag.shown(v) for flag, v in given.items()})
 
 
 def planning_flags(fn: Callable) -> Callable:
@@ -208,8 +217,9 @@ def _checked_sources(run: Optional[Path], device: Optional[str], command: str) -
     text = str(run)
     if "=" in text and not run.exists():
         key, _, value = text.partition("=")
-        flag = next((f.name for f in (*PLANNING_FLAGS, EPISODES) if f.key == key), None)
-        hint = f" (here: {flag} {value})" if flag else f" ({', '.join(f.name for f in PLANNING_FLAGS)})"
+        flag = next((f for f in (*PLANNING_FLAGS, EPISODES) if f.key == key), None)
+        hint = (f" (here: {flag.shown(value)})" if flag else
+                f" ({', '.join(f.name.split('/')[0] for f in PLANNING_FLAGS)})")
         raise ConfigError(f"{text}: {command} takes flags, not dotted overrides{hint}")
     if not run.exists() and locate(run) is None:
         raise CheckpointError(f"{run}: no such run directory")
