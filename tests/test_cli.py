@@ -167,7 +167,7 @@ def test_bench_train_reports_median_tokens_per_second_of_each_variant_side_by_si
     assert result.returncode == 0, result.stderr
     assert "batch 2 x 249 tokens" in result.stdout and "tokens/s (median)" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| fp32") or line.startswith("| bf16")]
-    assert len(rows) == 2 and rows[0].endswith("| 1.00x |")
+    assert len(rows) == 2 and "| 1.00x |" in rows[0]
     bad = tt("bench", "train", "--variant", "fp16")
     assert bad.returncode == 2 and "--variant must be one of fp32, bf16, compile+fp32, compile+bf16" in bad.stderr
 
@@ -453,3 +453,27 @@ def test_show_says_in_one_line_when_there_is_no_terminal_or_no_run(tiny_config, 
     (run,) = (tmp_path / "runs").iterdir()
     piped = tt("show", run)
     assert piped.returncode == 2 and "needs a terminal" in _one_error_line(piped)
+
+
+def test_bench_tables_report_gflops_the_share_of_the_machine_and_peak_memory():
+    """Each row's GFLOP/s is its tokens/s times the network's FLOP formula, its % is that
+    over the matrix speed measured in the same run, and its peak memory is in MiB."""
+    import re
+
+    from tt_core.jobs.bench import WALKER2D
+
+    train = tt("bench", "train", "--batch", "4", "--steps", "1", "--repeats", "1", "--variant", "fp32")
+    assert train.returncode == 0, train.stderr
+    row = next(line for line in train.stdout.splitlines() if line.startswith("| fp32 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    tokens_per_s, gflops, share, peak = float(cells[1].replace(",", "")), float(cells[5].replace(",", "")), cells[6], cells[7]
+    flops = 3 * WALKER2D.token_flops((WALKER2D.block_size + 1) / 2)
+    assert gflops == pytest.approx(tokens_per_s * flops / 1e9, rel=0.01, abs=0.06)
+    machine = float(re.search(r"([\d,]+) GFLOP/s in fp32", train.stdout).group(1).replace(",", ""))
+    assert int(share.rstrip(" %")) == pytest.approx(100 * gflops / machine, abs=1)
+    assert re.fullmatch(r"[\d,]+ MiB", peak) and int(peak.split()[0].replace(",", "")) > 0
+
+    plan = tt("bench", "plan", "--envs", "1", "--width", "2", "--steps", "2", "--repeats", "1", "--no-naive")
+    assert plan.returncode == 0, plan.stderr
+    row = next(line for line in plan.stdout.splitlines() if line.startswith("| 1 | 2 x 2 |"))
+    assert re.search(r"\| [\d,.]+ \| \d+ % \| [\d,]+ MiB \|$", row), row

@@ -270,3 +270,17 @@ def test_cache_works_with_and_without_inference_mode():
 def test_num_parameters_counts_the_models_parameters_without_building_it():
     for cfg in (CFG, GPTConfig(observation_dim=17, action_dim=6, num_bins=100, seq_len=10, embedding_dim=128)):
         assert cfg.num_parameters == sum(p.numel() for p in TrajectoryGPT(cfg).parameters())
+
+
+def test_the_flop_formula_counts_the_models_own_matrix_shapes():
+    """GPTConfig.token_flops (the benchmarks' "% of machine") against a count made from
+    the network's layers: 2 multiply-adds per weight of every projection a token row
+    passes through, attention's scores and weighted sum over its keys, one head row."""
+    cfg = GPTConfig(observation_dim=5, action_dim=2, num_bins=20, seq_len=3, embedding_dim=32, n_layers=3, n_heads=4)
+    model = TrajectoryGPT(cfg)
+    projections = [m for block in model.blocks for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    keys = 17
+    counted = sum(2 * m.in_features * m.out_features for m in projections)
+    counted += cfg.n_layers * 2 * 2 * keys * cfg.embedding_dim  # q.k per key, weights x v per key
+    counted += 2 * model.head.shape[1] * model.head.shape[2]  # one dimension's head: [vocab, E]
+    assert cfg.token_flops(keys) == counted

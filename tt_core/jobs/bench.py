@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tt_core.device import describe, resolve_device
+from tt_core.device import describe, has_bf16_matrix_units, resolve_device
+from tt_core.jobs.machine import MATMUL_SIZE, PeakMemory, matmul_gflops, sync
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.config import TrainConfig
 from tt_core.train.trainer import compute_gradients, make_optimizer, target_kinds
@@ -21,6 +22,26 @@ WALKER2D = GPTConfig(
 
 
 TRAIN_VARIANTS = ("fp32", "bf16", "compile+fp32", "compile+bf16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+MATMUL_LABEL = f"{MATMUL_SIZE}^3 matrix product speed"
+
+
+def default_train_variants(device: str) -> tuple[str, ...]:
+    """The variants worth timing on `device` by default: all on CUDA; on a CPU fp32, and
+    bf16 only where the CPU has bf16 matrix units (emulated bf16 is slower than fp32 and
+    takes minutes). torch.compile's first steps take minutes on a CPU: --full adds it."""
+    if resolve_device(device).type == "cuda":
+        return TRAIN_VARIANTS
+    return ("fp32", "bf16") if has_bf16_matrix_units() else ("fp32",)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _machine_text(speeds: dict[str, float]) -> str:
+    each = ", ".join(f"{gf:,.0f} GFLOP/s in {dtype}" for dtype, gf in speeds.items())
+    return f"{MATMUL_LABEL}, measured in this run: {each}"
 
 
 @dataclass(frozen=True)
@@ -31,16 +52,17 @@ class TrainBench:
     seq_tokens: int
     steps_per_run: int
     runs: list[float]  # tokens/s of each timed run
+    flops_per_token: float  # forward + backward, GPTConfig.token_flops
+    machine_gflops: float  # the device's matrix speed in this variant's dtype, this run
+    peak_bytes: int  # during this variant's warm-up steps (PeakMemory)
 
     @property
     def median(self) -> float:
         return statistics.median(self.runs)
 
-
-def _sync(dev: torch.device) -> None:
-    """Wait for the device's queued work (timings end when the work is done)."""
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    @property
+    def gflops(self) -> float:
+        return self.median * self.flops_per_token / 1e9
 
 
 def bench_train(
@@ -61,6 +83,9 @@ def bench_train(
     kind = target_kinds(L, cfg.observation_dim, cfg.action_dim).to(dev)
     weights = torch.tensor([1.0, 5.0, 1.0, 1.0], device=dev)
 
+    flops = 3 * cfg.token_flops((L + 1) / 2)  # causal: a token attends to half the window on average
+    machine = {p: matmul_gflops(dev, DTYPES[p]) for p in {v.rpartition("+")[2] for v in variants}}
+    memory = PeakMemory(dev)
     steppers = []
     for variant in variants:
         compiled, _, precision = variant.rpartition("+")
@@ -74,18 +99,20 @@ def bench_train(
             compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
             opt.step()
 
+        memory.reset()
         for _ in range(3):  # warm-up: allocator, kernels, autotuning, compilation
             one_step()
-        _sync(dev)
-        steppers.append((variant, one_step, []))
+        sync(dev)
+        steppers.append((variant, one_step, [], machine[precision], memory.read()))
     for _ in range(repeats):
-        for _, one_step, runs in steppers:
+        for _, one_step, runs, _, _ in steppers:
             t0 = time.perf_counter()
             for _ in range(steps):
                 one_step()
-            _sync(dev)
+            sync(dev)
             runs.append(steps * batch * L / (time.perf_counter() - t0))
-    return [TrainBench(describe(dev), v, batch, L, steps, runs) for v, _, runs in steppers]
+    return [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak)
+            for v, _, runs, gf, peak in steppers]
 
 
 def train_table(rows: list[TrainBench]) -> str:
@@ -95,12 +122,16 @@ def train_table(rows: list[TrainBench]) -> str:
         f"training, device {rows[0].device}, walker2d-size model, batch {rows[0].batch} x "
         f"{rows[0].seq_tokens} tokens, {rows[0].steps_per_run} steps per timed run",
         "",
-        "| variant | tokens/s (median) | min | max | x first |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | tokens/s (median) | min | max | x first | GFLOP/s | % of machine | peak memory |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r.variant} | {r.median:,.0f} | {min(r.runs):,.0f} | {max(r.runs):,.0f} | "
-                     f"{r.median / first:.2f}x |")
+                     f"{r.median / first:.2f}x | {r.gflops:,.1f} | {100 * r.gflops / r.machine_gflops:.0f} % | "
+                     f"{_mib(r.peak_bytes)} |")
+    speeds = {r.variant.rpartition("+")[2]: r.machine_gflops for r in rows}
+    lines += ["", "% of machine: the steps' GFLOP/s (3 x GPTConfig.token_flops per token) over this device's "
+              + _machine_text(speeds)]
     return "\n".join(lines)
 
 
@@ -118,6 +149,9 @@ class PlanBenchRow:
     tokens: int  # tokens sampled per plan
     skipped: str = ""  # why the row was not run
     dtype: str = "fp32"  # compute dtype of the tt-tui planner (the naive one is fp32)
+    flops: float = 0.0  # the plan's work: one decode per token row (GPTConfig.token_flops)
+    machine_gflops: float = float("nan")  # the device's matrix speed in `dtype`, this run
+    peak_bytes: int | None = None  # during the row's warm-up plans (PeakMemory)
 
     @property
     def median_ms(self) -> float:
@@ -126,6 +160,10 @@ class PlanBenchRow:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / (self.median_ms / 1e3) if self.ms else float("nan")
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / (self.median_ms / 1e3) / 1e9 if self.ms else float("nan")
 
 
 def _bench_planning_setup(dev: torch.device, seed: int):
@@ -178,14 +216,17 @@ def bench_plan(
     dev = resolve_device(device)
     model, disc = _bench_planning_setup(dev, seed)
     cfg = model.cfg
+    machine = {d.split()[0]: matmul_gflops(dev, DTYPES[d.split()[0]]) for d in (*dtypes, "fp32")}
     rows: list[PlanBenchRow] = []
     for width, steps in shapes:
         params = PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand)
         for e in envs:
             hist, obs = _context(e, context, cfg, seed)
             tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
-            for name, ms in _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev):
-                rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name))
+            flops = tokens_per_plan * cfg.token_flops(_mean_keys(cfg, context, steps))
+            for name, ms, peak in _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev):
+                rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name,
+                                         flops=flops, machine_gflops=machine[name.split()[0]], peak_bytes=peak))
             if not naive:
                 continue
             # each sampled token re-encodes the whole window (~block/2 .. block tokens)
@@ -194,45 +235,57 @@ def bench_plan(
                 rows.append(PlanBenchRow("naive", e, width, steps, expand, [], tokens_per_plan,
                                          f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
                 continue
-            ms, tokens = _time_naive_planner(model, disc, params, hist, obs, seed, dev)
-            rows.append(PlanBenchRow("naive", e, width, steps, expand, [ms], tokens))
+            ms, tokens, peak = _time_naive_planner(model, disc, params, hist, obs, seed, dev)
+            rows.append(PlanBenchRow("naive", e, width, steps, expand, [ms], tokens, flops=flops,
+                                     machine_gflops=machine["fp32"], peak_bytes=peak))
     return describe(dev), rows
 
 
-def _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev) -> list[tuple[str, list[float]]]:
-    """(dtype, ms of each timed plan) of BeamPlanner per compute dtype, the dtypes' runs
-    interleaved, after two warm-up plans each."""
+def _mean_keys(cfg: GPTConfig, context: int, steps: int) -> float:
+    """Keys a plan's decode attends to on average: the prefix (history and observation)
+    plus half the planned transitions, at most the model's window (crops keep it there)."""
+    prefix = (min(context, cfg.seq_len) - 1) * cfg.transition_dim + cfg.observation_dim
+    return min(prefix + steps * cfg.transition_dim / 2, cfg.block_size)
+
+
+def _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev) -> list[tuple[str, list[float], int]]:
+    """(dtype, ms of each timed plan, peak memory) of BeamPlanner per compute dtype, the
+    dtypes' runs interleaved, after two warm-up plans each (the peak is the warm-up's)."""
     from tt_core.plan.beam_search import BeamPlanner
 
-    planners = []
+    planners, memory = [], PeakMemory(dev)
     for name in dtypes:
-        dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name.split()[0]]
-        planner = BeamPlanner(model, disc, params, device=dev, dtype=dt, graphs="eager" not in name)
+        memory.reset()
+        planner = BeamPlanner(model, disc, params, device=dev, dtype=DTYPES[name.split()[0]],
+                              graphs="eager" not in name)
         gen = torch.Generator(device=dev).manual_seed(seed)
         for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
             planner.plan(hist, obs, generator=gen)
-        planners.append((name, planner, gen, []))
+        sync(dev)
+        planners.append((name, planner, gen, [], memory.read()))
     for _ in range(repeats):
-        for _, planner, gen, ms in planners:
-            _sync(dev)
+        for _, planner, gen, ms, _ in planners:
+            sync(dev)
             t0 = time.perf_counter()
             planner.plan(hist, obs, generator=gen)
-            _sync(dev)
+            sync(dev)
             ms.append((time.perf_counter() - t0) * 1e3)
-    return [(name, ms) for name, _, _, ms in planners]
+    return [(name, ms, peak) for name, _, _, ms, peak in planners]
 
 
-def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[float, int]:
-    """(ms, tokens) of one NaivePlanner plan: the full-forward reference."""
+def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[float, int, int]:
+    """(ms, tokens, peak memory) of one NaivePlanner plan: the full-forward reference."""
     from tt_core.plan.beam_search import NaivePlanner
 
+    memory = PeakMemory(dev)
+    memory.reset()
     planner = NaivePlanner(model, disc, params, device=dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     result = planner.plan(hist, obs, generator=gen)
-    _sync(dev)
-    return (time.perf_counter() - t0) * 1e3, result.tokens
+    sync(dev)
+    return (time.perf_counter() - t0) * 1e3, result.tokens, memory.read()
 
 
 def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
@@ -241,17 +294,22 @@ def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
     lines = [
         f"planning, device {device}, walker2d-size model (O=17, A=6, N=100, 4x128, seq_len 10)",
         "",
-        "| envs | beams x steps | expand | planner | dtype | ms / plan (median) | planning tokens/s | vs naive |",
-        "|---:|---|---:|---|---|---:|---:|---:|",
+        "| envs | beams x steps | expand | planner | dtype | ms / plan (median) | planning tokens/s | vs naive "
+        "| GFLOP/s | % of machine | peak memory |",
+        "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} | {r.dtype} |"
         if not r.ms:
-            lines.append(f"{case} {r.skipped} | | |")
+            lines.append(f"{case} {r.skipped} | | | | | |")
             continue
         key = (r.envs, r.width, r.steps)
         speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base else ""
-        lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} |")
+        lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} | {r.gflops:,.1f} | "
+                     f"{100 * r.gflops / r.machine_gflops:.0f} % | {_mib(r.peak_bytes)} |")
+    speeds = {r.dtype.split()[0]: r.machine_gflops for r in rows if r.ms}
+    lines += ["", "GFLOP/s: the plan's work, one decode per token row (GPTConfig.token_flops at the plan's mean "
+              "key count), per second; % of machine: that over this device's " + _machine_text(speeds)]
     return "\n".join(lines)
 
 

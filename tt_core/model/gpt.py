@@ -107,6 +107,16 @@ class GPTConfig:
         # token, which is only ever a target.
         return self.seq_len * self.transition_dim - 1
 
+    def token_flops(self, keys: float) -> float:
+        """Floating-point operations of one token row's forward pass when it attends to
+        `keys` keys (itself included): per block the fused q/k/v, output and 4x MLP
+        projections (2 x 12 E^2 multiply-adds) and attention's scores and weighted sum
+        (2 x 2 keys E), then its dimension's head (2 E vocab). Embeddings, norms and
+        softmaxes are left out (a few percent). A training token costs about 3x this
+        (backward: twice the forward's matrix products)."""
+        E = self.embedding_dim
+        return self.n_layers * (24 * E * E + 4 * keys * E) + 2 * E * self.vocab_size
+
 
 def crop_drop(held: int, transitions: int, transition_dim: int) -> int:
     """Tokens to drop from the front of `held` tokens to keep the last `transitions`
