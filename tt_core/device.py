@@ -26,6 +26,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+COMPUTE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # plan.dtype, bench variants
+
+
 def has_bf16_matrix_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (AMX or AVX512-BF16); without
     them torch emulates bf16 and it is slower than fp32."""

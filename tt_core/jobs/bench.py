@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tt_core.device import describe, has_bf16_matrix_units, resolve_device
+from tt_core.device import COMPUTE_DTYPES, describe, has_bf16_matrix_units, resolve_device
 from tt_core.jobs.machine import MATMUL_SIZE, PeakMemory, matmul_gflops, sync
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.config import TrainConfig
@@ -22,7 +22,6 @@ WALKER2D = GPTConfig(
 
 
 TRAIN_VARIANTS = ("fp32", "bf16", "compile+fp32", "compile+bf16")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MATMUL_LABEL = f"{MATMUL_SIZE}^3 matrix product speed"
 
 
@@ -84,7 +83,7 @@ def bench_train(
     weights = torch.tensor([1.0, 5.0, 1.0, 1.0], device=dev)
 
     flops = 3 * cfg.token_flops((L + 1) / 2)  # causal: a token attends to half the window on average
-    machine = {p: matmul_gflops(dev, DTYPES[p]) for p in {v.rpartition("+")[2] for v in variants}}
+    machine = {p: matmul_gflops(dev, COMPUTE_DTYPES[p]) for p in {v.rpartition("+")[2] for v in variants}}
     memory = PeakMemory(dev)
     steppers = []
     for variant in variants:
@@ -216,7 +215,8 @@ def bench_plan(
     dev = resolve_device(device)
     model, disc = _bench_planning_setup(dev, seed)
     cfg = model.cfg
-    machine = {d.split()[0]: matmul_gflops(dev, DTYPES[d.split()[0]]) for d in (*dtypes, "fp32")}
+    # each dtype's matrix speed once; fp32 always (the naive reference's rows)
+    machine = {d: matmul_gflops(dev, COMPUTE_DTYPES[d]) for d in dict.fromkeys(n.split()[0] for n in (*dtypes, "fp32"))}
     rows: list[PlanBenchRow] = []
     for width, steps in shapes:
         params = PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand)
@@ -256,7 +256,7 @@ def _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, 
     planners, memory = [], PeakMemory(dev)
     for name in dtypes:
         memory.reset()
-        planner = BeamPlanner(model, disc, params, device=dev, dtype=DTYPES[name.split()[0]],
+        planner = BeamPlanner(model, disc, params, device=dev, dtype=COMPUTE_DTYPES[name.split()[0]],
                               graphs="eager" not in name)
         gen = torch.Generator(device=dev).manual_seed(seed)
         for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
@@ -356,7 +356,7 @@ def bench_headline(
     cfg = model.cfg
     planner = BeamPlanner(
         model, disc, PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand),
-        device=dev, dtype=torch.bfloat16 if dtype == "bf16" else None,
+        device=dev, dtype=COMPUTE_DTYPES[dtype],
     )
     vec = gym.vector.SyncVectorEnv(
         [lambda: gym.make("Walker2d-v5")] * envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP

@@ -1,4 +1,4 @@
-"""Jobs: train, eval and record (tt_core/jobs/show.py has show.s).
+"""Jobs: train, eval and record (tt_core/jobs/show.py has show's).
 
 A job is a function of (EventBus, Controls): it reports only through the bus and
 listens only to the controls, so the same job runs in the foreground for the headless

@@ -76,9 +76,7 @@ class DecodeGraphs:
         read them by address; optimizer steps update them in place, which is fine)."""
         shape = (shape, id(net), net.training, tuple(p.data_ptr() for p in net.parameters()))
         if shape != self._shape:
-            self._graphs.clear()
-            self._seen.clear()
-            self._outputs.clear()
+            self._drop_graphs()
             self._shape = shape
 
     def decode(self, net: TrajectoryGPT, tokens: torch.Tensor, level: CascadeLevel) -> torch.Tensor:
@@ -97,6 +95,9 @@ class DecodeGraphs:
         self.fallback = (f"CUDA graphs failed ({type(exc).__name__}: {first}); planning eagerly "
                          "for the rest of this run (--no-cuda-graphs skips them)")
         self.enabled = False
+        self._drop_graphs()
+
+    def _drop_graphs(self) -> None:
         self._graphs.clear()
         self._seen.clear()
         self._outputs.clear()

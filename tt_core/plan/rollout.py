@@ -22,6 +22,7 @@ from tt_core.plan.agent import Agent
 from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
+from tt_core.device import COMPUTE_DTYPES
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
@@ -205,8 +206,8 @@ class Rollout:
         self._fallback_said = False
 
     def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
-        dtype = torch.bfloat16 if plan.dtype == "bf16" else None
-        return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device, dtype=dtype,
+        return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device,
+                           dtype=COMPUTE_DTYPES[plan.dtype],
                            graphs=plan.cuda_graphs)
 
     def _apply_live_edits(self) -> None:

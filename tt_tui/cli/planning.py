@@ -27,8 +27,9 @@ class PlanningFlag:
 
     name: str  # --beam-width
     key: str  # plan.beam_width
-    kind: type  # what Typer parses; str for a number that may also be "none"
+    kind: type  # what Typer parses (str for a switchable knob: a number, or "none")
     help: str
+    switchable: bool = False  # a sampling knob that "none" switches off
 
     @property
     def param(self) -> str:
@@ -42,8 +43,8 @@ class PlanningFlag:
         return f"{self.name} {given}"
 
     def value(self, given: Any) -> Any:
-        """The typed value of `given`: "none" switches a sampling knob off."""
-        if self.kind is not str or self.key.endswith(("dtype", "vector")):
+        """The typed value of `given`: a switchable knob's text as a number, or None for "none"."""
+        if not self.switchable:
             return given
         if given.lower() in ("none", "null"):
             return None
@@ -65,11 +66,11 @@ PLANNING_FLAGS = (
     PlanningFlag("--max-steps", "eval.max_steps", int, "Env steps per episode at most."),
     PlanningFlag("--seed", "eval.seed", int, "Seed of the first episode (then +1 each)."),
     PlanningFlag("--vector", "eval.vector", str, "sync (default) or async envs."),
-    PlanningFlag("--k-obs", "plan.k_obs", str, "Top-k of observation tokens (1 = greedy), or none."),
-    PlanningFlag("--k-act", "plan.k_act", str, "Top-k of action tokens, or none."),
-    PlanningFlag("--k-reward", "plan.k_reward", str, "Top-k of reward and value tokens (1 = greedy), or none."),
-    PlanningFlag("--cdf-obs", "plan.cdf_obs", str, "Drop the observation tail holding this mass (0..1), or none."),
-    PlanningFlag("--cdf-act", "plan.cdf_act", str, "Drop the action tail holding this mass (0..1), or none."),
+    PlanningFlag("--k-obs", "plan.k_obs", str, "Top-k of observation tokens (1 = greedy), or none.", switchable=True),
+    PlanningFlag("--k-act", "plan.k_act", str, "Top-k of action tokens, or none.", switchable=True),
+    PlanningFlag("--k-reward", "plan.k_reward", str, "Top-k of reward and value tokens (1 = greedy), or none.", switchable=True),
+    PlanningFlag("--cdf-obs", "plan.cdf_obs", str, "Drop the observation tail holding this mass (0..1), or none.", switchable=True),
+    PlanningFlag("--cdf-act", "plan.cdf_act", str, "Drop the action tail holding this mass (0..1), or none.", switchable=True),
     PlanningFlag("--temperature", "plan.temperature", float, "Divides every token's logits."),
     PlanningFlag("--discount", "plan.discount", float, "Discount of the plan's score."),
     PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,

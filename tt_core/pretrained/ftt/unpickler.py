@@ -12,7 +12,7 @@ import reprlib
 import types
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
