@@ -257,7 +257,7 @@ def test_negative_seeds_and_over_long_dataset_ids_are_refused_like_any_bad_value
     result = tt(*[a.format(cfg=tiny_config) for a in args], *extra)
     assert result.returncode == 2
     line = _one_error_line(result)
-    assert ">= 0" in line or "at most 200 bytes" in line or "too long for the file system" in line
+    assert "in [0, 4294967295]" in line or "at most 200 bytes" in line or "too long for the file system" in line
 
 
 def test_a_run_config_of_random_bytes_is_a_checkpoint_error(tmp_path):

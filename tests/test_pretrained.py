@@ -40,6 +40,7 @@ class FileServer:
         self.corrupt: set[str] = set()  # flip one byte in the middle
         self.ignore_range = False  # answer every request with 200 and the whole file
         self.no_length = False  # no Content-Length: the end of the body is the closed connection
+        self.redirect_loop: set[str] = set()  # answer these with a redirect to themselves
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
@@ -50,6 +51,12 @@ class FileServer:
             def do_GET(self):
                 path = urllib.parse.urlsplit(self.path).path
                 server.requests.append((path, self.headers.get("Range")))
+                if path in server.redirect_loop:
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = server.files.get(path)
                 if data is None:
                     self.send_error(404)
@@ -369,6 +376,36 @@ def test_a_malformed_manifest_is_one_line_naming_what_is_wrong(upstream):
     result = cli("pretrained", "--dir", str(catalog))
     assert result.returncode == 3
     assert result.stderr.strip() == f"error: {manifest}: era post-fix: git blob id 'not-a-sha' is malformed"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d.update(scores=5), "'scores' should be a list, got 5"),
+    (lambda d: d["scores"][0].update(error="abc"), "'error' should be a int or float, got 'abc'"),
+    (lambda d: d["scores"][0].update(mean=10**400), "'mean' should be a finite number"),
+    ("[" * 100_000, "nested too deeply to be a manifest"),
+])
+def test_manifest_values_of_the_wrong_kind_or_size_are_one_line_exit_3(upstream, damage, message):
+    _, catalog, _ = upstream
+    manifest = catalog / "hopper" / pt.MANIFEST_FILE
+    if isinstance(damage, str):
+        manifest.write_text(damage)
+    else:
+        data = json.loads(manifest.read_text())
+        damage(data)
+        manifest.write_text(json.dumps(data))
+    result = cli("pretrained", "--dir", str(catalog))
+    assert result.returncode == 3
+    assert result.stderr.strip() == f"error: {manifest}: {message}"
+
+
+def test_a_redirect_loop_and_a_newline_in_the_mirror_variable_are_each_one_line(upstream):
+    server, catalog, _ = upstream
+    server.redirect_loop.add(f"/{COMMIT}/pretrained/hopper/config.yaml")
+    result = cli("pretrained", "fetch", "hopper", "--dir", str(catalog))
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and "redirect" in result.stderr and "by hand" in result.stderr
+    result = cli("pretrained", "fetch", "hopper", "--dir", str(catalog), env={pt.BASE_URL_ENV: "http://a\nb"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_eval_fetches_on_first_use_then_plans_with_the_seeds_settings_and_d4rl_scores(upstream, tmp_path):

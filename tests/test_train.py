@@ -1,6 +1,7 @@
 """Trainer: loss weighting, schedule, events and exact resume."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -97,12 +98,14 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     assert resumed.step == 10
     # the lr schedule's count came back with the checkpoint; one saved without it
     # replays the batches trained on and finds the same count
-    trainer_file = run_dir / "checkpoints" / "step_000000010" / "trainer.pt"
+    # (on a copy of the run: `resumed` holds the run's lock, one writer per run)
+    older = shutil.copytree(run_dir, tmp_path / "older")
+    trainer_file = older / "checkpoints" / "step_000000010" / "trainer.pt"
     state = torch.load(trainer_file, weights_only=True)
     counted = state.pop("schedule_tokens")
     assert resumed.tokens == counted > 0
     torch.save(state, trainer_file)
-    assert Trainer(load_config(run_dir / "config.yaml"), EventBus(), resume=run_dir).tokens == counted
+    assert Trainer(load_config(older / "config.yaml"), EventBus(), resume=older).tokens == counted
     resumed.run()
     for name, p in straight.model.state_dict().items():
         assert torch.equal(p, resumed.model.state_dict()[name]), name

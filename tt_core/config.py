@@ -9,6 +9,7 @@ key and where the bad value came from (a file or a command-line override).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -159,10 +160,14 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
-        lo = f"{self.lo:g}"
+        lo = _bound(self.lo)
         if self.hi == math.inf:
             return f"{'>' if self.lo_open else '>='} {lo}"
-        return f"in {'(' if self.lo_open else '['}{lo}, {self.hi:g}{')' if self.hi_open else ']'}"
+        return f"in {'(' if self.lo_open else '['}{lo}, {_bound(self.hi)}{')' if self.hi_open else ']'}"
+
+
+def _bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -183,21 +188,23 @@ AT_LEAST_1 = Range(1)
 POSITIVE = Range(0, lo_open=True)
 NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1, lo_open=True)  # (0, 1]: discounts and probability masses
+SEED = Range(0, 2**32 - 1)  # what numpy's seeding takes
 
 # What each key may hold, beyond its type: the one place the bounds live (the config
 # file, command-line flags, live edits in the app and its edit panel all read them).
-# The planning upper bounds are far beyond any useful plan (the original plans 15 steps
-# ahead with a context of 5): they catch typos such as 100000000 before a plan starts.
+# The upper bounds are far beyond any useful value (the original plans 15 steps ahead
+# with a context of 5; papers evaluate tens of episodes): they catch typos such as
+# 100000000 before a plan starts, and numbers too large for numpy or torch.
 LIMITS: dict[str, Range | Check] = {
     "dataset.discount": FRACTION,
     "dataset.num_bins": Range(2),
     "dataset.seq_len": Check(lambda v: v >= 1, ">= 1 transition"),
-    "dataset.collect.steps": AT_LEAST_1,
-    "dataset.collect.seed": NON_NEGATIVE,
+    "dataset.collect.steps": Range(1, 10**9),
+    "dataset.collect.seed": SEED,
     "dataset.id": Check(lambda v: 0 < len(v) and all(0 < len(part.encode()) <= 200 for part in v.split("/")),
                         "non-empty, each /-separated part at most 200 bytes (it names directories)"),
-    "train.seed": NON_NEGATIVE,
-    "eval.seed": NON_NEGATIVE,
+    "train.seed": SEED,
+    "eval.seed": SEED,
     "model.embedding_dim": AT_LEAST_1,
     "model.n_layers": AT_LEAST_1,
     "model.n_heads": AT_LEAST_1,
@@ -230,8 +237,8 @@ LIMITS: dict[str, Range | Check] = {
     "plan.temperature": POSITIVE,
     "plan.discount": FRACTION,
     "plan.plan_every": AT_LEAST_1,
-    "eval.episodes": AT_LEAST_1,
-    "eval.max_steps": AT_LEAST_1,
+    "eval.episodes": Range(1, 100_000),
+    "eval.max_steps": Range(1, 10**8),
 }
 
 
@@ -447,6 +454,21 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
+def _not_too_deep(fn: Callable) -> Callable:
+    """A config or override nested thousands of levels deep is one ConfigError, not
+    Python's RecursionError from the YAML parser or the merge."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise ConfigError("config or override nested too deeply (a config is a few sections of keys)") from None
+
+    return wrapper
+
+
+@_not_too_deep
 def load_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), saved_run: bool = False
 ) -> Config:
@@ -493,6 +515,7 @@ def _merge_overrides(data: dict, overrides: list[str] | tuple[str, ...], sources
         _merge(data, update, "", sources, f"command line '{text}'")
 
 
+@_not_too_deep
 def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
     """`cfg` with dotted overrides applied and checked (e.g. eval flags on a saved run)."""
     data = to_dict(cfg)

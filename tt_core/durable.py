@@ -1,13 +1,59 @@
-"""Writes that survive a crash: fsync of files and directory entries, atomic replace.
+"""Writes that survive a crash (fsync of files and directory entries, atomic replace)
+and locks that die with their process.
 
 No torch here: commands that only move files (downloads, metrics) import this alone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, Optional
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; the message is what it wrote into the lock file."""
+
+
+class FileLock:
+    """An exclusive `flock` on a file, taken without waiting. The kernel drops it when
+    the process ends, however it ends (SIGKILL included), so a lock is never stale; the
+    file itself stays and holds the holder's `owner` text for whoever is refused."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._handle: Optional[Any] = None
+
+    def acquire(self, owner: str = "") -> "FileLock":
+        """Take the lock or raise LockHeld at once."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read(500).strip()
+            handle.close()
+            raise LockHeld(holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(owner)
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
+
+    def __enter__(self) -> "FileLock":
+        return self if self._handle is not None else self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def fsync_dir(path: Path) -> None:
@@ -20,7 +66,8 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old or the new file, never a part."""
+    """Write `data` to `path` so that readers see the old or the new file, never a part.
+    A failed write names `path` (a full disk's error on an open file names no file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -29,8 +76,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     fsync_dir(path.parent)
 

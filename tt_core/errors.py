@@ -86,6 +86,8 @@ def as_user_error(exc: BaseException) -> TTError | None:
         return OutputError(f"{exc.filename or 'a file'} is not writable ({exc.strerror})")
     if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing
         return OutputError(f"{exc.filename or 'a file'}: permission denied ({exc.strerror})")
+    if exc.errno == errno.ENOTDIR:  # e.g. train.out_dir=/dev/null
+        return OutputError(f"{exc.filename or 'a path'}: part of this path is a file, not a folder")
     if exc.errno == errno.ENAMETOOLONG:  # e.g. a dataset id: ids name directories
         name = max(Path(exc.filename).parts, key=len) if exc.filename else "a name"
         return ConfigError(f"{name[:40]}...: name or path too long for the file system ({len(name.encode())} bytes)")

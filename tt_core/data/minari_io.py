@@ -2,16 +2,29 @@
 
 Everything a user can get wrong here (a bad id, no network, an unknown env) ends
 in a one-line DataError / ConfigError that says what to do next.
+
+A collected dataset is written the way checkpoints are: Minari writes it under a
+temporary root (`.tt-collect-<pid>@<host>-*`, hidden from Minari's own listing), it is fsynced,
+and only a complete dataset is renamed to its id. A kill at any moment leaves either no
+dataset or a whole one; a leftover temporary root of a dead process is removed by the
+next collection or listing. A damaged dataset found under an id (an older tt-tui's
+killed collection, a broken download) is reported, never used and never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import shutil
+import socket
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import minari
@@ -21,6 +34,7 @@ from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage.datasets_root_dir import get_dataset_path
 
 from tt_core.config import DatasetConfig
+from tt_core.durable import fsync_dir, fsync_file
 from tt_core.errors import ConfigError, DataError, Interrupted
 
 # The hub client retries for ~20 s offline; never let a start hang much longer.
@@ -37,6 +51,7 @@ class DatasetInfo:
     ref_min_score: float | None
     ref_max_score: float | None
     max_episode_steps: int | None = None  # the env's time limit, when its spec names one
+    damaged: str | None = None  # why the dataset under this id cannot be read (then nothing else is known)
 
 
 def _check_id(dataset_id: str) -> None:
@@ -112,10 +127,34 @@ def load_dataset(
                 f"({reason}); run `tt-tui collect ENV_ID --dataset-id {dataset_id}` "
                 "or set MINARI_DATASETS_PATH"
             )
+    ds, problem = _open_whole(dataset_id)
+    if problem is not None:
+        path = get_dataset_path(dataset_id)
+        raise DataError(
+            f"dataset '{dataset_id}' at {path} is damaged ({problem}); remove that folder "
+            f"(rm -r {path}) and collect or download it again"
+        )
+    return ds
+
+
+def _open_whole(dataset_id: str) -> tuple[Any, str | None]:
+    """(the dataset, None), or (None, why it cannot be read): its metadata and every
+    episode it lists must be in its files (a killed write leaves them short)."""
     try:
-        return minari.load_dataset(dataset_id)
-    except Exception as exc:
-        raise DataError(f"dataset '{dataset_id}' could not be read: {_short(exc)}") from None
+        ds = minari.load_dataset(dataset_id)
+        main = ds.storage.data_path / "main_data.hdf5"
+        if main.exists():
+            import h5py  # minari[hdf5] dependency
+
+            with h5py.File(main, "r") as f:
+                missing = [i for i in ds.episode_indices if f"episode_{i}" not in f]
+            if missing:
+                return None, f"episode {missing[0]} of {ds.total_episodes} is missing"
+        if ds.total_steps < 1:
+            return None, "it holds no steps"
+        return ds, None
+    except Exception as exc:  # h5py, JSON and Minari's own errors alike
+        return None, _short(exc)
 
 
 def _make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
@@ -197,13 +236,16 @@ def collect_dataset(
             f"dataset '{dataset_id}' already exists at {path}; delete it "
             f"(minari delete {dataset_id}) or choose another id"
         )
+    root = get_dataset_path()
+    remove_stale_temporaries(root)
     env = _make_env(env_id, max_episode_steps)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{socket.gethostname()}-", dir=root))
     try:
         buffers = _record_random(env, steps, seed, should_stop)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _minari_root(staging):
             # Minari warns about every optional metadata field (author, permalink, ...).
             warnings.simplefilter("ignore")
-            ds = minari.create_dataset_from_buffers(
+            minari.create_dataset_from_buffers(
                 dataset_id,
                 buffers,
                 env=env,
@@ -211,13 +253,70 @@ def collect_dataset(
                 author="tt-tui",
                 description=f"{steps} steps of a {policy} policy in {env_id}, collected locally.",
             )
-    except BaseException:
-        # Never leave a half-written dataset that would later look valid.
-        shutil.rmtree(path, ignore_errors=True)
-        raise
+        if should_stop():  # a stop asked for while the file was written: honoured here
+            raise Interrupted(f"stopped while writing dataset '{dataset_id}'; no dataset was written")
+        _move_into_place(staging / dataset_id, path)
+        namespace = parse_dataset_id(dataset_id)[0]
+        if namespace and not (root / namespace / NAMESPACE_FILE).exists():  # as Minari would have left it
+            shutil.copyfile(staging / namespace / NAMESPACE_FILE, root / namespace / NAMESPACE_FILE)
     finally:
+        shutil.rmtree(staging, ignore_errors=True)
         env.close()
-    return dataset_info(ds)
+    return dataset_info(load_dataset(dataset_id, download=False))
+
+
+TEMP_PREFIX = ".tt-collect-"
+NAMESPACE_FILE = "namespace_metadata.json"  # what minari.create_namespace writes
+
+
+@contextlib.contextmanager
+def _minari_root(root: Path) -> Iterator[None]:
+    """Point Minari at `root` for the block: it reads MINARI_DATASETS_PATH at every call.
+    (Process-wide; only the collecting thread touches Minari meanwhile.)"""
+    before = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = before
+
+
+def _move_into_place(written: Path, final: Path) -> None:
+    """fsync a complete dataset folder, then rename it to its id (atomic: one file
+    system). If another collection of the id finished first, its dataset is kept (the
+    id names the data) and this one is dropped with the temporary root."""
+    for item in sorted(written.rglob("*"), reverse=True):
+        if item.is_file():
+            fsync_file(item)
+        else:
+            fsync_dir(item)
+    fsync_dir(written)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(written, final)
+    except OSError as exc:  # another collection of the same id finished first: its dataset is kept
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        return
+    fsync_dir(final.parent)
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """Delete the temporary roots (`.tt-collect-<pid>@<host>-*`) of collections on this
+    host whose process is gone (killed mid-write); other hosts' are left to them."""
+    for staging in Path(root).glob(f"{TEMP_PREFIX}*"):
+        pid, _, rest = staging.name[len(TEMP_PREFIX):].partition("@")
+        if not pid.isdigit() or rest.rpartition("-")[0] != socket.gethostname():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def _episode_returns(ds: minari.MinariDataset) -> np.ndarray:
@@ -248,17 +347,35 @@ def dataset_info(ds: minari.MinariDataset) -> DatasetInfo:
 
 
 def list_datasets() -> list[DatasetInfo]:
-    """Every readable dataset under the local Minari root."""
+    """Every dataset under the local Minari root; an unreadable one is listed as damaged
+    (with the reason) rather than hidden."""
+    root = get_dataset_path()
+    remove_stale_temporaries(root)
     infos = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # misconfigured folders are skipped with a warning
-        ids = list(minari.list_local_datasets())
-    for dataset_id in ids:
-        try:
-            infos.append(dataset_info(minari.load_dataset(dataset_id)))
-        except Exception:  # one unreadable dataset must not hide the others
-            continue
+    for dataset_id in _local_ids(root):
+        ds, problem = _open_whole(dataset_id)
+        if problem is None:
+            try:
+                infos.append(dataset_info(ds))
+                continue
+            except Exception as exc:  # unreadable rewards: damaged too
+                problem = _short(exc)
+        where = f"{problem}; folder {get_dataset_path(dataset_id)}"
+        infos.append(DatasetInfo(dataset_id, None, 0, 0, float("nan"), None, None, damaged=where))
     return infos
+
+
+def _local_ids(root: Path, prefix: str = "") -> list[str]:
+    """The ids of the dataset folders under `root`, as Minari finds them (a non-hidden
+    folder holding `data/`), including those whose metadata Minari cannot read."""
+    folder = root / prefix if prefix else root
+    if (folder / "data").is_dir():
+        return [prefix]
+    ids = []
+    for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if child.is_dir() and not child.name.startswith("."):
+            ids += _local_ids(root, f"{prefix}/{child.name}" if prefix else child.name)
+    return ids
 
 
 def ensure_dataset(

@@ -6,7 +6,6 @@ Nothing here writes to a run it shows.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from tt_core import events as ev
 from tt_core.controls import Controls
 from tt_core.errors import CheckpointError
 from tt_core.runs.listing import summarize_run
-from tt_core.runs.metrics import from_record
+from tt_core.runs.metrics import from_record, parse_record
 from tt_core.runs.snapshots import SNAPSHOTS_FILE, read_snapshots
 
 POLL_S = 0.5  # how often a followed run's files are looked at
@@ -72,10 +71,8 @@ def show_job(run_dir: Path):
         snapshots_seen = None
         while True:
             for line in tail.lines():
-                try:
-                    event = from_record(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+                record = parse_record(line)
+                event = from_record(record) if record is not None else None
                 if event is not None:
                     bus.emit(event)
             try:

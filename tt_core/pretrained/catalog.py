@@ -15,11 +15,11 @@ deleted: nothing that looks complete is ever left unverified.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import threading
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from tt_core.durable import fsync_dir
+from tt_core.durable import FileLock, LockHeld, fsync_dir
 from tt_core.errors import CheckpointError, ConfigError, DownloadError
 from tt_core.events import Downloaded, DownloadProgress
 
@@ -116,13 +116,30 @@ class Manifest:
         return f"{self.repository}/tree/{era.commit}/{self.path}"
 
 
-def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = data.get(key) if isinstance(data, dict) else None
+def _get(data: Any, key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    value = data.get(key, default) if isinstance(data, dict) else None
     if not isinstance(value, kind) or isinstance(value, bool):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         what = " or ".join(k.__name__ for k in kinds)
         raise CheckpointError(f"{where}: '{key}' should be a {what}, got {value!r}")
     return value
+
+
+def _number(data: Any, key: str, where: str) -> float:
+    """A finite float from an int or float entry (a 400-digit integer is not one)."""
+    value = _get(data, key, (int, float), where)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise CheckpointError(f"{where}: '{key}' should be a finite number")
+    return number
+
+
+def _score(data: Any, where: str) -> Score:
+    error = None if isinstance(data, dict) and data.get("error") is None else _number(data, "error", where)
+    return Score(_number(data, "mean", where), error, _get(data, "what", str, where))
 
 
 def _checked(pattern: re.Pattern, value: str, what: str, where: str) -> str:
@@ -150,6 +167,8 @@ def read_manifest(folder: Path) -> Manifest:
         raise CheckpointError(f"{where}: missing (not a pretrained model folder)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{where}: nested too deeply to be a manifest") from None
     name = _checked(_NAME, _get(data, "name", str, where), "name", where)
     eras = {}
     for era_name, era in _get(data, "eras", dict, where).items():
@@ -171,11 +190,7 @@ def read_manifest(folder: Path) -> Manifest:
     base = _get(data, "base_url", str, where)
     if not base.startswith(("https://", "http://")):
         raise CheckpointError(f"{where}: base_url {base!r} should be an http(s) URL")
-    scores = tuple(
-        Score(float(_get(s, "mean", (int, float), where)),
-              None if s.get("error") is None else float(s["error"]), _get(s, "what", str, where))
-        for s in data.get("scores", [])
-    )
+    scores = tuple(_score(s, where) for s in _get(data, "scores", list, where, default=[]))
     return Manifest(
         folder=folder, name=name, title=_get(data, "title", str, where),
         dataset=_get(data, "dataset", str, where), env_id=_get(data, "env_id", str, where),
@@ -242,6 +257,8 @@ def base_url_override() -> Optional[str]:
     base = os.environ.get(BASE_URL_ENV)
     if base and not base.startswith(("https://", "http://", "file://")):
         raise ConfigError(f"{BASE_URL_ENV}={base!r}: should start with https://, http:// or file://")
+    if base and not base.isprintable():  # a newline pasted with it: no URL holds one
+        raise ConfigError(f"{BASE_URL_ENV}={base!r}: holds a control character (a pasted newline?)")
     return base or None
 
 
@@ -339,19 +356,16 @@ def _describe(exc: BaseException) -> str:
 @contextlib.contextmanager
 def _lock(folder: Path, file: PinnedFile) -> Iterator[None]:
     """An exclusive lock on one file's download: two fetches must not share its .part."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f".{file.name}.lock"
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DownloadError(
-                f"{folder / file.name}: another tt-tui is downloading it; wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+    try:
+        lock = FileLock(path).acquire(f"pid {os.getpid()}")
+    except LockHeld:
+        raise DownloadError(f"{folder / file.name}: another tt-tui is downloading it; wait for it to finish") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.release()
 
 
 def _connect(url: str, offset: int, timeout: float) -> Any:

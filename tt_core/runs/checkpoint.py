@@ -10,6 +10,7 @@ Layout of a run directory::
         model.safetensors  weights
         trainer.pt         optimizer + progress + RNG state (loaded with weights_only=True)
     latest.json            {"checkpoint": "checkpoints/step_000001234", "step": 1234}
+    train.lock             flock-ed by the one process training the run (its pid inside)
 
 Why a directory per checkpoint plus a pointer: a checkpoint is several files, and a
 process killed between two renames must never leave a mix of two steps. Each
@@ -23,7 +24,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
-from tt_core.durable import atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
+from tt_core.durable import FileLock, LockHeld, atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
 from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
@@ -67,6 +70,10 @@ class RunFiles:
     @property
     def latest(self) -> Path:
         return self.root / "latest.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "train.lock"
 
     @property
     def checkpoints(self) -> Path:
@@ -233,9 +240,41 @@ def load_run(path: Path, with_trainer: bool = True) -> LoadedRun:
     dataset_meta = _load_json(run.dataset)
     ckpt = explicit if explicit is not None else _latest_checkpoint(run)
     model_state = _load_weights(ckpt / "model.safetensors")
+    bad = non_finite_key(model_state)
+    if bad is not None:  # a damaged or hand-edited file: saves refuse non-finite weights
+        raise CheckpointError(f"{ckpt}: weight '{bad}' holds NaN or inf; {_newest_finite(run, ckpt)}")
     trainer_state = _load_trainer(ckpt / "trainer.pt") if with_trainer else None
     step = int(trainer_state["step"]) if trainer_state else _step_of(ckpt)
     return LoadedRun(run, cfg, disc, dataset_meta, step, model_state, trainer_state)
+
+
+def _newest_finite(run: RunFiles, bad: Path) -> str:
+    """One clause naming the newest other checkpoint whose weights are all finite."""
+    for other in sorted(run.checkpoints.glob("step_*"), reverse=True):
+        if other.resolve() == bad.resolve() or not other.is_dir():
+            continue
+        try:
+            state = load_file(str(other / "model.safetensors"))
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            continue
+        if non_finite_key(state) is None:
+            return f"the newest finite checkpoint is {other} (use it: tt-tui train --resume {other})"
+    return "no finite checkpoint is kept in this run"
+
+
+def lock_run(run: RunFiles) -> FileLock:
+    """Make this process the run directory's only writer until it ends (or releases the
+    lock): a second training of the same run is refused, naming the holder."""
+    owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": round(time.time())})
+    try:
+        return FileLock(run.lock).acquire(owner)
+    except LockHeld as held:
+        try:
+            holder = json.loads(str(held))
+            who = f"process {holder['pid']} on {holder['host']}"
+        except (ValueError, TypeError, KeyError):
+            who = "another process"
+        raise CheckpointError(f"{run.root}: {who} is training this run; wait for it or stop it first") from None
 
 
 def latest_step(run: RunFiles) -> int | None:
@@ -268,7 +307,7 @@ def _load_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: unreadable or corrupt ({exc})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: corrupt (expected a JSON object)")
@@ -300,7 +339,7 @@ def read_yaml_mapping(path: Path, missing: str = "missing") -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: {missing}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: corrupt (expected a mapping)")

@@ -5,7 +5,9 @@ crashed.
 A training process keeps `heartbeat.json` in its run directory fresh (every
 HEARTBEAT_EVERY_S, with its host and pid), so a run whose metrics end without a
 TrainFinished is "running" while its heartbeat is fresh and "crashed" once it is stale
-(or its process is gone, on this host). No torch here: `tt-tui runs` is instant.
+(or its process is gone, on this host). A run whose newest checkpoint (the one a resume
+or an evaluation would load) is not whole is "damaged", whatever its metrics say. No
+torch here: `tt-tui runs` is instant.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tt_core.runs.metrics import read_metrics
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = 6 * HEARTBEAT_EVERY_S  # a paused or busy run still beats; a dead one does not
-RUNNING, FINISHED, STOPPED, CRASHED = "running", "finished", "stopped", "crashed"
+RUNNING, FINISHED, STOPPED, CRASHED, DAMAGED = "running", "finished", "stopped", "crashed", "damaged"
 
 
 class Heartbeat:
@@ -71,7 +73,7 @@ class RunSummary:
     last_loss: Optional[float]
     last_eval: Optional[dict]  # {"step", "return", "score"} of the newest evaluation
     best_eval: Optional[dict]  # the one with the highest score (return where no score)
-    state: str  # running | finished | stopped | crashed
+    state: str  # running | finished | stopped | crashed | damaged
     why: str  # one phrase: how the state was told
     started: Optional[float]  # unix time of the run's first start
 
@@ -124,6 +126,37 @@ def _state(records: list[dict], beat: dict, now: float) -> tuple[str, str]:
     return CRASHED, "no heartbeat" if not beat else f"no heartbeat for {age / 60:.0f} min"
 
 
+def checkpoint_problem(root: Path) -> Optional[str]:
+    """Why the checkpoint latest.json names could not be loaded, from the files alone
+    (cheap: no weights are read), or None when it looks whole or there is none yet."""
+    pointer_file = root / "latest.json"
+    if not pointer_file.exists():
+        return None
+    pointer = _json(pointer_file)
+    rel = pointer.get("checkpoint")
+    if not isinstance(rel, str):
+        return "latest.json is unreadable or names no checkpoint"
+    ckpt = root / rel
+    for name in ("model.safetensors", "trainer.pt"):
+        try:
+            size = (ckpt / name).stat().st_size
+        except OSError:
+            return f"{rel}/{name} is missing"
+        if size == 0:
+            return f"{rel}/{name} is empty"
+    weights = ckpt / "model.safetensors"
+    try:  # safetensors: an 8-byte header length, a JSON header with each tensor's byte range, the bytes
+        with open(weights, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(min(length, 100 << 20)))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, RecursionError, TypeError, KeyError, IndexError, AttributeError):
+        return f"{rel}/model.safetensors is unreadable"
+    if weights.stat().st_size < 8 + length + end:
+        return f"{rel}/model.safetensors is truncated"
+    return None
+
+
 def _finite(value: Any) -> Optional[float]:
     """A number, or None for a missing or NaN/inf one (every episode failed)."""
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -159,6 +192,9 @@ def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
         return float("-inf") if value is None else float(value)
 
     state, why = _state(records, beat, time.time() if now is None else now)
+    problem = checkpoint_problem(root) if state != RUNNING else None  # a save may be under way
+    if problem is not None:
+        state, why = DAMAGED, problem
     return RunSummary(
         path=str(root), dataset=meta.get("dataset_id"), env=meta.get("env_id"), step=done,
         total_steps=starts[-1].get("total_steps") if starts else None,

@@ -32,6 +32,7 @@ class MetricsWriter:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._file = open(path, "a", encoding="utf-8")
 
     def __call__(self, event: Any) -> None:
@@ -39,8 +40,11 @@ class MetricsWriter:
             return
         record = to_record(event)
         record["time"] = round(time.time(), 3)
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full disk's error on an open file names no file: name it
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
         self._file.close()
@@ -59,11 +63,8 @@ def truncate_after_step(path: Path, step: int) -> int:
     torn = 1 if text and not text.endswith("\n") else 0  # a kill mid-write: never complete
     cut = len(lines) - torn
     for i, line in enumerate(lines[:cut]):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("event") == "TrainStep" and record.get("step", 0) > step:
+        record = parse_record(line)
+        if record is not None and record.get("event") == "TrainStep" and _int(record.get("step")) > step:
             cut = i
             break
     if cut == len(lines):
@@ -73,14 +74,24 @@ def truncate_after_step(path: Path, step: int) -> int:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """All complete records of a metrics.jsonl (a torn last line is skipped)."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """All complete records of a metrics.jsonl: a torn last line, and any line that is
+    not a JSON object (hand-edited or damaged: `[1, 2]`, a bare number, a nesting too
+    deep to parse), is skipped."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    return [record for record in map(parse_record, lines) if record is not None]
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def parse_record(line: str) -> Optional[dict]:
+    """One metrics.jsonl line as a record, or None when it is not a JSON object."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 _BY_NAME = {cls.__name__: cls for cls in RECORDED}

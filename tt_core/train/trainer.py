@@ -22,9 +22,9 @@ from tt_core.controls import Controls
 from tt_core.data.minari_io import DatasetInfo, dataset_info, ensure_dataset
 from tt_core.data.tokens import ORIGINAL_MAX_PATH_LENGTH, TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
-from tt_core.device import describe
+from tt_core.device import available_memory, describe
 from tt_core.distributed import World, check_batch_split
-from tt_core.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from tt_core.errors import CheckpointError, ConfigError, DataError, OutputError, TrainingDiverged
 from tt_core.events import (
     Checkpointed,
     EventBus,
@@ -143,15 +143,40 @@ class WindowSampler:
         return self._perm[i * self.batch : (i + 1) * self.batch]
 
 
+LARGE_STEP_BYTES = 4 << 30  # a step holding more than this is announced before it starts
+
+
+def step_memory_bytes(gpt: GPTConfig, rows: int, device_type: str = "cpu") -> int:
+    """A lower bound on what one training step of `rows` windows of t tokens holds at
+    its peak: the fp32 logits [rows, t, vocab]; per layer the activations its backward
+    keeps (at least the input, q/k/v, the attention output and the 4x MLP hidden: 9 E
+    numbers per token, fp32 on the CPU, bf16 at best on CUDA); and on the CPU the
+    attention weights of the training path (tt_core/model/attention.py keeps the softmax
+    and its dropped copy, fp32, [rows, heads, t, t] each; CUDA's fused kernels keep none)."""
+    t, E = gpt.block_size, gpt.embedding_dim
+    on_cpu = device_type == "cpu"
+    activations = gpt.n_layers * rows * t * 9 * E * (4 if on_cpu else 2)
+    attention = gpt.n_layers * rows * gpt.n_heads * t * t * 8 if on_cpu else 0
+    return rows * t * gpt.vocab_size * 4 + activations + attention
+
+
 def new_run_dir(cfg: Config) -> Path:
+    """Create a new, empty run directory named after the dataset and the time. Created
+    here (mkdir fails if it exists), so two runs started in the same second never share one."""
     slug = cfg.dataset.id.replace("/", "-")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = Path(cfg.train.out_dir) / f"{slug}-{stamp}"
+    out = Path(cfg.train.out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"train.out_dir {out}: is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
     n = 1
-    while root.exists():  # two runs started in the same second
-        n += 1
-        root = Path(cfg.train.out_dir) / f"{slug}-{stamp}-{n}"
-    return root
+    while True:
+        root = out / (f"{slug}-{stamp}" if n == 1 else f"{slug}-{stamp}-{n}")
+        try:
+            root.mkdir()
+            return root
+        except FileExistsError:
+            n += 1
 
 
 def _dataset_meta(cfg: Config, traj: Trajectories, info) -> dict:
@@ -212,6 +237,8 @@ class Trainer:
         self.watch = watch
         self.controls = controls or Controls()
         loaded = ckpt.load_run(resume) if resume is not None else None
+        # rank 0 is the run directory's one writer from here on (a second resume is refused)
+        self._lock = ckpt.lock_run(loaded.run) if loaded is not None and self.world.main else None
         if loaded is not None:
             check_resume_compatible(loaded.config, cfg)
         self.device = self.world.device(cfg.train.device)
@@ -280,6 +307,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, t, self.device)
         self.sampler = WindowSampler(len(self.windows), t.batch_size, t.seed)
         check_batch_split(self.sampler.batch, self.world.size)
+        self._check_step_fits(self.sampler.batch // self.world.size)
         self.schedule: Schedule = make_schedule(
             t.schedule, t.lr, t.epochs or default_epochs(len(self.windows)), t.max_steps, self.sampler.batch,
             cfg.dataset.seq_len, self.gpt.transition_dim, self.windows.real_transitions(), t.warmup_tokens,
@@ -293,6 +321,21 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if t.compile:
             self.net = torch.compile(self.net)
+
+    def _check_step_fits(self, rows: int) -> None:
+        """Refuse a batch whose step cannot fit in memory before it starts (a step that
+        swaps or waits on the allocator looks like a hang), and say so before a large one."""
+        need = step_memory_bytes(self.gpt, rows, self.device.type)
+        free = available_memory(self.device)
+        if free is not None and need > free:
+            raise ConfigError(
+                f"train.batch_size={self.cfg.train.batch_size}: one step needs at least {need / 2**30:,.1f} GiB "
+                f"(activations and logits of {rows:,} windows of {self.gpt.block_size} tokens), "
+                f"{free / 2**30:,.1f} GiB is free on {describe(self.device)}; lower train.batch_size"
+            )
+        if need > LARGE_STEP_BYTES or (free is not None and need > free / 4):
+            self.bus.emit(Message(f"each step holds at least {need / 2**30:,.1f} GiB ({rows:,} windows of "
+                                  f"{self.gpt.block_size} tokens): the first one may take a while"))
 
     def _open_run_dir(self, loaded: ckpt.LoadedRun | None, traj: Trajectories, info: DatasetInfo) -> None:
         """Resume `loaded` (its weights, optimizer, step; metrics past it dropped), or
@@ -312,6 +355,7 @@ class Trainer:
             root = self.world.broadcast(new_run_dir(cfg) if self.world.main else None)
             self.run_files = ckpt.RunFiles(root)
             if self.world.main:
+                self._lock = ckpt.lock_run(self.run_files)
                 ckpt.write_run_header(self.run_files, cfg, self.discretizer, self.dataset_meta)
         if self.world.rank > 0:  # dropout masks of its own; rank 0 keeps the saved stream
             torch.manual_seed(cfg.train.seed * 1_000_003 + self.world.rank * 10_007 + self.step)
@@ -373,6 +417,8 @@ class Trainer:
         finally:
             for tracker in self.trackers:
                 tracker.close()
+            if self._lock is not None:
+                self._lock.release()
 
     def _train(self) -> Path:
         sched, cfg = self.schedule, self.cfg

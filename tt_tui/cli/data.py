@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tt_tui.cli.exits import user_errors
+from tt_tui.cli.exits import one_line, user_errors
 
 
 @user_errors
@@ -16,14 +16,20 @@ def collect(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Record a local Minari dataset by running a policy in a real environment."""
+    from tt_core.controls import Controls
     from tt_core.data.minari_io import collect_dataset
+    from tt_core.config import check_limit
     from tt_core.errors import ConfigError
+    from tt_tui.cli.foreground import stop_on_sigint
 
     if policy != "random":
         raise ConfigError(f"--policy: {policy!r} is not supported (available: random)")
-    if seed < 0:
-        raise ConfigError(f"--seed: {seed} must be >= 0")
-    info = collect_dataset(env_id, dataset_id, steps=steps, policy=policy, seed=seed)
+    check_limit("dataset.collect.steps", steps, "--steps")
+    check_limit("dataset.collect.seed", seed, "--seed")
+    controls = Controls()
+    stop_on_sigint(controls, announce=False)  # Ctrl+C: stop at the next check, even mid-write
+    info = collect_dataset(env_id, dataset_id, steps=steps, policy=policy, seed=seed,
+                           should_stop=lambda: controls.stop_requested)
     typer.echo(
         f"wrote {info.id}: {info.episodes} episodes, {info.steps} steps, "
         f"mean return {info.mean_return:.1f}"
@@ -42,6 +48,9 @@ def datasets() -> None:
     header = f"{'id':<40} {'env':<20} {'episodes':>9} {'steps':>10} {'mean return':>12}"
     typer.echo(header)
     for r in rows:
+        if r.damaged is not None:
+            typer.echo(f"{r.id:<40} damaged: {one_line(r.damaged)} (remove the folder, then collect it again)")
+            continue
         typer.echo(
             f"{r.id:<40} {str(r.env_id):<20} {r.episodes:>9} {r.steps:>10} {r.mean_return:>12.1f}"
         )

@@ -17,8 +17,16 @@ import typer
 debug = False  # --debug: full tracebacks (set by the top-level callback in cli.py)
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: line breaks (a server's multi-line reason, a newline pasted into
+    an environment variable) become " / ", other control characters their escapes."""
+    lines = [part.strip() for part in text.replace("\r", "\n").split("\n")]
+    joined = " / ".join(part for part in lines if part)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in joined)
+
+
 def fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 

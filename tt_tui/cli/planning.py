@@ -262,8 +262,17 @@ def _writable_folder(folder: Path, what: str) -> None:
 
 
 def _writable_file(path: Path, what: str) -> None:
+    import stat
+
     from tt_core.errors import OutputError
 
     if path.is_dir():
         raise OutputError(f"{what} {path}: is a directory, not a file")
+    if path.exists() and stat.S_ISCHR(path.stat().st_mode):  # /dev/stdout, /dev/full: try a newline now
+        try:
+            with open(path, "w") as device:
+                device.write("\n")
+        except OSError as exc:
+            raise OutputError(f"{what} {path}: not writable ({exc.strerror or exc})") from None
+        return
     _writable_folder(path.parent, what)
