@@ -92,6 +92,10 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     out_dir: str = "runs"
+    # Runs of one experiment (e.g. the seeds of `tt-tui train --seeds`): `tt-tui report
+    # GROUP` and `tt-tui runs --group` find them together; their directories are named
+    # <group>-seed<seed>.
+    group: Optional[str] = None
     checkpoint_every: int = 1000  # optimizer steps between checkpoints
     log_every: int = 10
     # Evaluate (plan eval.episodes episodes) every N steps and at the end; None = never.
@@ -222,6 +226,8 @@ LIMITS: dict[str, Range | Check] = {
     "train.value_weight": NON_NEGATIVE,
     "train.device": Check(lambda v: v.split(":")[0] in ("auto", "cpu", "cuda", "mps"),
                           "one of auto, cpu, cuda, cuda:N, mps"),
+    "train.group": Check(lambda v: 0 < len(v) <= 100 and all(c.isalnum() or c in "._-" for c in v)
+                         and v[0] not in ".-", "1-100 letters, digits, '.', '_' or '-', not starting with '.' or '-'"),
     "train.checkpoint_every": AT_LEAST_1,
     "train.log_every": AT_LEAST_1,
     "train.eval_every": AT_LEAST_1,

@@ -54,3 +54,10 @@ def actions(mode: str) -> set[str]:
 
 
 STEERING = {k.action for k in KEYS if k.steers}  # what a read-only view cannot do
+
+
+# The side-by-side view of several runs (`tt-tui show RUN1 RUN2 ...`, tt_tui/compare.py).
+COMPARE_KEYS: tuple[Key, ...] = (
+    Key(("q",), "quit", "quit (nothing is written)", "all", "Quit"),
+    Key(("l",), "next_loss", "the next loss: total, observation, action, reward, value", "all", "Next loss"),
+)

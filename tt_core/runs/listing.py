@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
+
 from tt_core.durable import atomic_write_text
 from tt_core.runs.metrics import read_metrics
 
@@ -76,6 +78,8 @@ class RunSummary:
     state: str  # running | finished | stopped | crashed | damaged
     why: str  # one phrase: how the state was told
     started: Optional[float]  # unix time of the run's first start
+    group: Optional[str] = None  # train.group of its config (e.g. the seeds of one experiment)
+    seed: Optional[int] = None  # train.seed of its config
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -92,6 +96,16 @@ def _json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_config(root: Path) -> dict:
+    """The run's saved config.yaml as plain data ({} when unreadable: the run is then
+    reported by its other files)."""
+    try:
+        data = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -191,6 +205,8 @@ def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
         value = e["score"] if e["score"] is not None else e["return"]
         return float("-inf") if value is None else float(value)
 
+    train = run_config(root).get("train")
+    train = train if isinstance(train, dict) else {}
     state, why = _state(records, beat, time.time() if now is None else now)
     problem = checkpoint_problem(root) if state != RUNNING else None  # a save may be under way
     if problem is not None:
@@ -201,6 +217,8 @@ def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
         last_loss=steps[-1].get("loss") if steps else None,
         last_eval=evals[-1] if evals else None, best_eval=max(evals, key=rank) if evals else None,
         state=state, why=why, started=starts[0].get("time") if starts else None,
+        group=train.get("group") if isinstance(train.get("group"), str) else None,
+        seed=train.get("seed") if isinstance(train.get("seed"), int) else None,
     )
 
 

@@ -161,10 +161,13 @@ def step_memory_bytes(gpt: GPTConfig, rows: int, device_type: str = "cpu") -> in
 
 
 def new_run_dir(cfg: Config) -> Path:
-    """Create a new, empty run directory named after the dataset and the time. Created
-    here (mkdir fails if it exists), so two runs started in the same second never share one."""
+    """Create a new, empty run directory named after the dataset and the time (in a
+    group: <group>-seed<seed>). Created here (mkdir fails if it exists), so two runs
+    started in the same second never share one."""
     slug = cfg.dataset.id.replace("/", "-")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    if cfg.train.group is not None:  # the runs of a group are told apart by their seed
+        slug, stamp = cfg.train.group, f"seed{cfg.train.seed}"
     out = Path(cfg.train.out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"train.out_dir {out}: is a file, not a folder")

@@ -126,33 +126,76 @@ _HEADLESS = typer.Option(False, "--headless", help="Progress lines instead of th
 @user_errors
 @planning_flags
 def eval_cmd(
-    run: Optional[Path] = typer.Argument(
-        None, help="Run dir, checkpoint dir or FTT-format pretrained dir (default: newest under runs/)."
+    runs: Optional[list[Path]] = typer.Argument(
+        None, help="Run dirs, checkpoint dirs or FTT-format pretrained dirs, evaluated in turn "
+        "(default: the newest under runs/)."
     ),
     episodes: Optional[int] = typer.Option(None, "--episodes", help="Episodes (default: the run's eval.episodes)."),
     device: Optional[str] = _DEVICE,
     headless: bool = _HEADLESS,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON here (a list for several runs)."),
+    append: bool = typer.Option(False, "--append", help="With --json: add to the results the file holds."),
     ftt_block: Optional[FttBlock] = _FTT_BLOCK,
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine, each playing a share of the episodes."),
     *,
     patch,
 ) -> None:
-    """Evaluate a trained model: N episodes planned in parallel, scores and speed."""
-    from tt_core.distributed import join, launched_by_torchrun, leave
-    from tt_core.jobs.factories import eval_job
+    """Evaluate trained models: N episodes planned in parallel, scores and speed."""
+    from tt_core.distributed import launched_by_torchrun
+    from tt_core.errors import ConfigError
 
     if nproc > 1 and launched_by_torchrun():
-        from tt_core.errors import ConfigError
-
         raise ConfigError("--nproc: this process was started by torchrun already; drop --nproc")
+    if append and json_out is None:
+        raise ConfigError("--append adds to a --json file; give --json FILE")
     if json_out is not None:
         _writable_file(json_out, "--json")
-    run = _checked_sources(run, device, "eval")
+        kept = _json_results(json_out) if append else []
+    sources = [_checked_sources(run, device, "eval") for run in (runs or [None])]
     if nproc > 1:
-        _planning_source(run)  # fetched once, before the ranks start
+        for run in sources:
+            _planning_source(run)  # fetched once, before the ranks start
         launch_local(nproc)
         return
+    reports = [_eval_one(run, patch, device, headless, ftt_block) for run in sources]
+    if json_out is not None and all(r is not None for r in reports):
+        import json
+
+        from tt_core.durable import atomic_write_text
+
+        out = kept + reports if append else (reports[0] if len(reports) == 1 else reports)
+        text = json.dumps(out, indent=2)
+        if json_out.exists() and not json_out.is_file():  # /dev/stdout and the like: written, never replaced
+            json_out.write_text(text)
+        else:
+            atomic_write_text(json_out, text)
+        typer.echo(f"results written to {json_out}", err=True)
+
+
+def _json_results(path: Path) -> list:
+    """What a --json file holds, as a list of reports (none when it does not exist yet)."""
+    import json
+
+    from tt_core.errors import OutputError
+
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise OutputError(f"--append: {path} does not hold tt-tui results ({type(exc).__name__})") from None
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
+        return data
+    raise OutputError(f"--append: {path} does not hold tt-tui results (a JSON object or list of them)")
+
+
+def _eval_one(run, patch, device, headless: bool, ftt_block) -> Optional[dict]:
+    """Evaluate one source; its report (None on the ranks other than 0)."""
+    from tt_core.distributed import join, leave
+    from tt_core.jobs.factories import eval_job
+
     world = join(device or "auto")
     block = ftt_block.value if ftt_block else None
     try:
@@ -160,21 +203,15 @@ def eval_cmd(
             run = _planning_source(run)
         job = functools.partial(eval_job, run, patch, device, ftt_block=block, world=world)
         if world.main and not world.distributed and use_app(headless):  # records (r), beam tree
-            reporter = run_app(job(record_dir=Path("recordings"), snapshots=True), "eval")
-        elif world.main:
-            reporter = run_eval(job())
-        else:
-            from tt_tui.headless import SilentReporter
+            return run_app(job(record_dir=Path("recordings"), snapshots=True), "eval").report
+        if world.main:
+            return run_eval(job()).report
+        from tt_tui.headless import SilentReporter
 
-            run_job(job(), SilentReporter(), announce=False)
-            return
+        run_job(job(), SilentReporter(), announce=False)
+        return None
     finally:
         leave()
-    if json_out is not None:
-        import json
-
-        json_out.write_text(json.dumps(reporter.report, indent=2))
-        typer.echo(f"results written to {json_out}", err=True)
 
 
 @user_errors

@@ -15,6 +15,7 @@ from tt_tui.cli.foreground import use_app
 def runs(
     folder: Path = typer.Argument(Path("runs"), help="Folder of run directories."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per run, for scripts."),
+    group: bool = typer.Option(False, "--group", help="One line per group of runs (train.group, e.g. --seeds)."),
 ) -> None:
     """List the runs under FOLDER, newest first: data, progress, loss, evaluations, state."""
     import json
@@ -25,6 +26,9 @@ def runs(
     from tt_core.runs.listing import list_runs, started_text
 
     rows = list_runs(folder)
+    if group:
+        _print_groups(rows)
+        return
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in rows], indent=2, allow_nan=False))
         return
@@ -51,19 +55,60 @@ def runs(
     console.print(table)
 
 
+def _print_groups(rows: list) -> None:
+    """Per group: its runs' states and the pooled final score (or return) over its seeds."""
+    from collections import Counter
+
+    from tt_core.runs.report import run_result, table_rows
+
+    groups: dict[str, list] = {}
+    for r in rows:
+        if r.group is not None:
+            groups.setdefault(r.group, []).append(r)
+    if not groups:
+        typer.echo("no groups of runs here (train several seeds as one: tt-tui train CONFIG --seeds 3)")
+        return
+    for name, members in groups.items():
+        states = ", ".join(f"{n} {state}" for state, n in Counter(m.state for m in members).items())
+        results = [res for res, _ in map(run_result, (Path(m.path) for m in members)) if res is not None]
+        result = "no finished evaluation"
+        if results:
+            row = table_rows(results)[0]
+            stats, what = (row.scores, "score") if row.scores else (row.returns, "return")
+            result = f"{what} {stats.mean:.1f} ± {stats.sem:.1f} over {row.seeds} seeds, {row.episodes} episodes"
+        typer.echo(f"{name}  {len(members)} runs ({states})  {result}  {members[0].dataset or '-'}  {members[0].env or '-'}")
+
+
 @user_errors
-def show(run: Path = typer.Argument(..., help="A run directory (tt-tui runs lists them).")) -> None:
+def show(
+    targets: list[str] = typer.Argument(..., help="A run directory (tt-tui runs lists them); several, or a "
+                                        "group or folder of runs: side by side."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where groups are looked up."),
+) -> None:
     """Open the dashboard on a run, read-only: its whole history, followed live while it
-    trains (here, under torchrun or elsewhere on a shared disk). q leaves it untouched."""
+    trains (here, under torchrun or elsewhere on a shared disk). q leaves it untouched.
+    Several runs (or a group): their loss and evaluation curves side by side."""
     from tt_core.errors import CheckpointError, ConfigError
     from tt_core.jobs.show import show_job
+    from tt_core.runs.report import find_runs
 
-    if not run.exists():
-        raise CheckpointError(f"{run}: no such run directory")
-    job = show_job(run)  # not a run directory: exit 3, one line
+    one = Path(targets[0])
+    if len(targets) == 1 and (one / "metrics.jsonl").exists():
+        job = show_job(one)
+    elif len(targets) == 1 and not one.exists() and ("/" in targets[0] or not runs_dir.is_dir()):
+        raise CheckpointError(f"{one}: no such run directory")
+    else:
+        job, runs = None, find_runs(targets, runs_dir)  # nothing found: exit 2, one line
+        if not runs:
+            raise CheckpointError(f"{' '.join(targets)}: no run directories there")
     if not use_app(False):
         raise ConfigError("tt-tui show draws the dashboard and needs a terminal; for scripts, "
-                          "`tt-tui runs --json` or the run's metrics.jsonl")
+                          "`tt-tui runs --json`, `tt-tui report` or the runs' metrics.jsonl")
+    if job is None:
+        from tt_tui.compare import CompareApp
+
+        CompareApp(runs).run()
+        return
     from tt_core.jobs.thread import JobThread
     from tt_tui.app import TTApp
 

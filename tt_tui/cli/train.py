@@ -20,8 +20,10 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
     headless: bool = typer.Option(False, "--headless", help="Progress bar instead of the app."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torch.distributed.run: nccl on CUDA, gloo on CPU)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="One run per seed, as a group: 0,1,2 or a count (3)."),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="With --seeds: runs at a time (processes)."),
 ) -> None:
-    """Train a Trajectory Transformer (or resume a run)."""
+    """Train a Trajectory Transformer (or resume a run; or one run per seed, --seeds)."""
     from tt_core.config import apply_overrides, load_config
     from tt_core.device import resolve_device
     from tt_core.distributed import check_batch_split, join, launched_by_torchrun, leave
@@ -35,6 +37,11 @@ def train(
         config = None
     if device is not None:
         overrides.append(f"train.device={device}")  # the one channel the device takes: the config
+    if seeds is not None or parallel > 1:
+        from tt_tui.cli.seeds import train_seeds
+
+        train_seeds(config, overrides, seeds, parallel, alone=resume is None and nproc == 1)
+        return
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume takes its config from the run directory; drop CONFIG")

@@ -1,0 +1,90 @@
+"""The report's figures, PNG and SVG: training loss per kind against tokens seen and
+evaluation return against the training step (the mean over seeds with a band of one
+std), and the normalised scores as bars with their standard error, like the TT paper's.
+
+matplotlib is an optional extra (`pip install -e ".[plots]"`); without it `write_plots`
+raises a ConfigError saying how to install it. No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from tt_core.errors import ConfigError
+from tt_core.runs.report import KINDS, Row, run_curves
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError('--plots needs matplotlib: pip install -e ".[plots]" (or pip install matplotlib)') from None
+    return plt
+
+
+def _mean_band(series: list[dict[int, float]]) -> tuple[list[int], list[float], list[float]]:
+    """At the x values every series has: (xs, mean, std) over the series."""
+    xs = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    means, stds = [], []
+    for x in xs:
+        values = [s[x] for s in series]
+        mean = sum(values) / len(values)
+        means.append(mean)
+        stds.append(math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)))
+    return xs, means, stds
+
+
+def _save(fig, folder: Path, name: str) -> list[Path]:
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    for path in paths:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return paths
+
+
+def write_plots(rows: list[Row], folder: Path) -> list[Path]:
+    """Write the three figures for `rows` into `folder`; the paths written."""
+    plt = _pyplot()
+    folder.mkdir(parents=True, exist_ok=True)
+    label = [f"{row.env}, {row.setting} ({row.seeds} seeds)" for row in rows]
+    curves = [[run_curves(Path(run)) for run in row.runs] for row in rows]
+    written = []
+
+    fig, axes = plt.subplots(1, len(KINDS), figsize=(4 * len(KINDS), 3.2))
+    for ax, kind in zip(axes, KINDS):
+        for name, runs in zip(label, curves):
+            xs, mean, std = _mean_band([losses[kind] for losses, _ in runs])
+            line, = ax.plot(xs, mean, label=name)
+            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=line.get_color(), alpha=0.25, linewidth=0)
+        ax.set_title(kind.replace("loss_", "") + " loss")
+        ax.set_xlabel("tokens seen")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=max(1, min(3, len(names))), fontsize="small",
+               bbox_to_anchor=(0.5, -0.12 * max(1, math.ceil(len(names) / 3))))
+    written += _save(fig, folder, "loss")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, runs in zip(label, curves):
+        xs, mean, std = _mean_band([returns for _, returns in runs])
+        line, = ax.plot(xs, mean, marker="o", label=name)
+        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("evaluation return")
+    ax.legend(fontsize="small")
+    written += _save(fig, folder, "eval-return")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 3.5))
+    heights = [row.scores.mean if row.scores else row.returns.mean for row in rows]
+    errors = [row.scores.sem if row.scores else row.returns.sem for row in rows]
+    ax.bar(range(len(rows)), heights, yerr=errors, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(rows)), [f"{row.env}\n{row.setting}" for row in rows], fontsize="small")
+    ax.set_ylabel("normalised score" if all(row.scores for row in rows) else "return")
+    written += _save(fig, folder, "scores")
+    plt.close(fig)
+    return written

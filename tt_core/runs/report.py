@@ -1,0 +1,236 @@
+"""Results over runs: the final evaluation of each run, pooled into one table row per
+dataset, env and planning setting, as the TT paper reports them.
+
+Like the original's `plotting/read_results.py`, a row's ± is the standard error over
+all its evaluation episodes, std / sqrt(episodes) with the population std (np.std);
+the row also gives the std, the number of seeds (runs) and episodes, and the spread of
+the per-seed means. Only what the runs saved is read (metrics.jsonl, config.yaml,
+dataset.json): nothing is evaluated again. No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from tt_core.errors import ConfigError
+from tt_core.runs.listing import FINISHED, list_runs, summarize_run
+from tt_core.runs.metrics import read_metrics
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The final evaluation of one finished run."""
+
+    run: str
+    group: Optional[str]
+    seed: Optional[int]
+    dataset: str
+    env: str
+    setting: str  # the planning settings the evaluation ran with
+    step: Optional[int]  # the training step of the weights evaluated
+    returns: tuple[float, ...]  # one per completed episode
+    scores: tuple[float, ...]  # normalised, one per completed episode (empty: no reference)
+
+
+@dataclass(frozen=True)
+class Stats:
+    mean: float
+    std: float  # population std, as np.std
+    sem: float  # std / sqrt(n): the original's "err"
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Optional["Stats"]:
+        xs = list(values)
+        if not xs:
+            return None
+        mean = math.fsum(xs) / len(xs)
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / len(xs))
+        return cls(mean, std, std / math.sqrt(len(xs)))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: the runs of one dataset, env and setting, their episodes pooled."""
+
+    dataset: str
+    env: str
+    setting: str
+    runs: tuple[str, ...]
+    seeds: int
+    episodes: int
+    returns: Stats
+    scores: Optional[Stats]
+    seed_spread: Optional[float]  # std of the per-seed mean scores (returns without scores)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published row to print beside the table (from a pretrained manifest)."""
+
+    env: str
+    what: str
+    mean: float
+    error: Optional[float]
+
+
+def setting_of(plan: dict) -> str:
+    """The planning settings a result depends on, in one short phrase."""
+    return (f"beam {plan.get('beam_width')} x {plan.get('beam_steps')}, context {plan.get('beam_context')}, "
+            f"expand {plan.get('sample_expand')}")
+
+
+def run_result(root: Path) -> tuple[Optional[RunResult], Optional[str]]:
+    """(the run's final evaluation, None), or (None, why it is skipped)."""
+    summary = summarize_run(root)
+    if summary.state != FINISHED:
+        return None, f"{summary.state} ({summary.why})"
+    records = read_metrics(root / "metrics.jsonl")
+    plan: Optional[dict] = None
+    final: Optional[tuple[dict, dict]] = None
+    for record in records:
+        if record.get("event") == "EvalStarted" and isinstance(record.get("plan"), dict):
+            plan = record["plan"]
+        elif record.get("event") == "EvalFinished" and plan is not None:
+            final = (plan, record)
+    if final is None:
+        return None, "no evaluation in its metrics (train.eval_every unset?)"
+    plan, record = final
+    episodes = [r for r in record.get("results", ()) if isinstance(r, dict) and r.get("error") is None]
+    returns = tuple(float(r["episode_return"]) for r in episodes if _number(r.get("episode_return")))
+    if not returns:
+        return None, "its final evaluation has no completed episode"
+    scores = tuple(float(r["score"]) for r in episodes if _number(r.get("score")))
+    return RunResult(str(root), summary.group, summary.seed, summary.dataset or "?", summary.env or "?",
+                     setting_of(plan), record.get("step"), returns,
+                     scores if len(scores) == len(returns) else ()), None
+
+
+def find_runs(targets: list[str], runs_dir: Path) -> list[Path]:
+    """The run directories `targets` name: a run directory, a folder of runs, or a group
+    (train.group) of the runs under `runs_dir`."""
+    found: list[Path] = []
+    for target in targets:
+        path = Path(target)
+        if (path / "config.yaml").is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
+        else:
+            members = [Path(r.path) for r in list_runs(runs_dir) if r.group == target]
+            if not members:
+                raise ConfigError(f"{target}: no run directory, folder of runs or group of runs under {runs_dir}/")
+            found += sorted(members)
+    return list(dict.fromkeys(found))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+KINDS = ("loss_obs", "loss_action", "loss_reward", "loss_value")  # TrainStep's losses per target kind
+
+
+def run_curves(run: Path) -> tuple[dict[str, dict[int, float]], dict[int, float]]:
+    """A run's training curves from its metrics: (per loss kind, and "loss" the weighted
+    total, the value by tokens seen; the mean evaluation return by training step)."""
+    losses: dict[str, dict[int, float]] = {k: {} for k in (*KINDS, "loss")}
+    returns: dict[int, float] = {}
+    for r in read_metrics(Path(run) / "metrics.jsonl"):
+        if r.get("event") == "TrainStep" and isinstance(r.get("tokens"), int):
+            for k, series in losses.items():
+                if _number(r.get(k)):
+                    series[r["tokens"]] = float(r[k])
+        elif r.get("event") == "EvalFinished" and isinstance(r.get("step"), int):
+            value = (r.get("summary") or {}).get("return_mean")
+            if _number(value):
+                returns[r["step"]] = float(value)
+    return losses, returns
+
+
+def table_rows(results: list[RunResult]) -> list[Row]:
+    """One row per (dataset, env, setting), in the order they first appear."""
+    keys: dict[tuple[str, str, str], list[RunResult]] = {}
+    for r in results:
+        keys.setdefault((r.dataset, r.env, r.setting), []).append(r)
+    rows = []
+    for (dataset, env, setting), runs in keys.items():
+        scored = all(r.scores for r in runs)
+        per_seed = [Stats.of(r.scores if scored else r.returns).mean for r in runs]
+        rows.append(Row(
+            dataset, env, setting, tuple(r.run for r in runs), len(runs),
+            sum(len(r.returns) for r in runs),
+            Stats.of(x for r in runs for x in r.returns),
+            Stats.of(x for r in runs for x in r.scores) if scored else None,
+            Stats.of(per_seed).std if len(runs) > 1 else None,
+        ))
+    return rows
+
+
+# ------------------------------------------------------------------ file formats
+
+COLUMNS = ("dataset", "env", "setting", "seeds", "episodes", "score", "score sem", "score std",
+           "return", "return sem", "return std", "seed spread")
+
+
+def _cells(row: Row) -> list[str]:
+    def num(x: Optional[float]) -> str:
+        return "" if x is None else f"{x:.2f}"
+
+    s = row.scores
+    return [row.dataset, row.env, row.setting, str(row.seeds), str(row.episodes),
+            num(s and s.mean), num(s and s.sem), num(s and s.std),
+            num(row.returns.mean), num(row.returns.sem), num(row.returns.std), num(row.seed_spread)]
+
+
+def to_csv(rows: list[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(_cells(r) for r in rows)
+    return out.getvalue()
+
+
+def _pm(mean: str, sem: str) -> str:
+    return f"{mean} ± {sem}" if mean else ""
+
+
+def to_markdown(rows: list[Row], references: list[Reference] = ()) -> str:
+    lines = ["| dataset | env | setting | seeds | episodes | normalised score (± sem) | return (± sem) |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        c = dict(zip(COLUMNS, _cells(row)))
+        lines.append(f"| {row.dataset} | {row.env} | {row.setting} | {row.seeds} | {row.episodes} | "
+                     f"{_pm(c['score'], c['score sem'])} | {_pm(c['return'], c['return sem'])} |")
+    for ref in references:
+        err = "" if ref.error is None else f" ± {ref.error:.2f}"
+        lines.append(f"| {ref.what} | {ref.env} | published | | | {ref.mean:.2f}{err} | |")
+    return "\n".join(lines) + "\n"
+
+
+_TEX = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+def _tex(text: str) -> str:
+    """`text` as LaTeX source (its special characters escaped)."""
+    return "".join(_TEX.get(c, c) for c in text)
+
+
+def to_latex(rows: list[Row], references: list[Reference] = ()) -> str:
+    lines = [r"\begin{tabular}{lllrrrr}", r"\toprule",
+             r"Dataset & Env & Setting & Seeds & Episodes & Score & Return \\", r"\midrule"]
+    for row in rows:
+        c = dict(zip(COLUMNS, _cells(row)))
+        score = f"${c['score']} \\pm {c['score sem']}$" if c["score"] else ""
+        lines.append(f"{_tex(row.dataset)} & {_tex(row.env)} & {_tex(row.setting)} & {row.seeds} & "
+                     f"{row.episodes} & {score} & ${c['return']} \\pm {c['return sem']}$ \\\\")
+    for ref in references:
+        err = "" if ref.error is None else f" \\pm {ref.error:.2f}"
+        lines.append(f"{_tex(ref.what)} & {_tex(ref.env)} & published & & & ${ref.mean:.2f}{err}$ & \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,95 @@
+"""`tt-tui train CONFIG --seeds ...`: one run per seed, as a group, N processes at a time.
+
+Each seed is an ordinary `tt-tui train CONFIG ... train.seed=S train.group=G --headless`
+process (so a seed's run is exactly the run that command makes alone, in sequence or in
+parallel); their lines are shown prefixed with their seed.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" (the seeds) or "3" (that many: 0, 1, 2)."""
+    from tt_core.errors import ConfigError
+
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise ConfigError(f"--seeds {text!r}: give seeds as 0,1,2 or a count such as 3")
+    seeds = [int(p) for p in parts]
+    if len(seeds) == 1:
+        if not 1 <= seeds[0] <= 1000:
+            raise ConfigError(f"--seeds {text}: a count must be in [1, 1000]")
+        seeds = list(range(seeds[0]))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text}: a seed is given twice")
+    return seeds
+
+
+def train_seeds(config: Path | None, overrides: list[str], seeds: str | None, parallel: int, alone: bool) -> None:
+    """`train CONFIG --seeds S [--parallel N]`, its flags checked (`alone`: no --resume or
+    --nproc with it)."""
+    from tt_core.errors import ConfigError
+
+    if seeds is None:
+        raise ConfigError("--parallel runs the seeds of --seeds at once; give --seeds too")
+    if not alone or config is None:
+        raise ConfigError("--seeds trains new runs from a CONFIG, one process each; drop --resume and --nproc")
+    run_seeds(config, overrides, parse_seeds(seeds), parallel)
+
+
+def run_seeds(config: Path, overrides: list[str], seeds: list[int], parallel: int) -> None:
+    """Train one run per seed, `parallel` at a time; exit with the first failure's code."""
+    from tt_core.config import load_config
+
+    group = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("train.group=")), None)
+    group = group or f"{config.stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    per_seed = {s: [*overrides, f"train.seed={s}", f"train.group={group}"] for s in seeds}
+    cfg = None
+    for s, extra in per_seed.items():  # every seed's config checked before any starts
+        cfg = load_config(config, extra)
+    typer.echo(f"group {group}: seeds {', '.join(map(str, seeds))}, {parallel} at a time")
+    from tt_core.data.minari_io import ensure_dataset
+
+    ensure_dataset(cfg.dataset, notify=typer.echo)  # once, here: not once per seed, racing
+    codes = _run_all({s: [sys.executable, "-m", "tt_tui.cli", "train", str(config), *extra, "--headless"]
+                      for s, extra in per_seed.items()}, parallel)
+    failed = {s: c for s, c in codes.items() if c != 0}
+    runs_dir = "" if cfg.train.out_dir == "runs" else f" --runs-dir {cfg.train.out_dir}"
+    if failed:
+        typer.echo(f"group {group}: seed(s) {', '.join(f'{s} (exit {c})' for s, c in failed.items())} failed; "
+                   f"the others' table: tt-tui report {group}{runs_dir}", err=True)
+        raise typer.Exit(next(iter(failed.values())))
+    typer.echo(f"group {group}: all {len(seeds)} seeds finished; the table: tt-tui report {group}{runs_dir}")
+
+
+def _run_all(commands: dict[int, list[str]], parallel: int) -> dict[int, int]:
+    """Run the commands, `parallel` at a time, their output prefixed; their exit codes.
+    Ctrl+C reaches the children from the terminal (each stops and saves); this process
+    waits for them."""
+    lock = threading.Lock()
+    codes: dict[int, int] = {}
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def one(seed: int, cmd: list[str]) -> None:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            with lock:
+                typer.echo(f"[seed {seed}] {line.rstrip()}")
+        codes[seed] = proc.wait()
+
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:  # the next seed starts when one ends
+            list(pool.map(lambda item: one(*item), commands.items()))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return codes
