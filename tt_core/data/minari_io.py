@@ -4,10 +4,10 @@ Everything a user can get wrong here (a bad id, no network, an unknown env) ends
 in a one-line DataError / ConfigError that says what to do next.
 
 A collected dataset is written the way checkpoints are: Minari writes it under a
-temporary root (`.tt-collect-<pid>@<host>-*`, hidden from Minari's own listing), it is fsynced,
+temporary root (`.tt-collect-<pid>-*`, hidden from Minari's own listing), it is fsynced,
 and only a complete dataset is renamed to its id. A kill at any moment leaves either no
-dataset or a whole one; a leftover temporary root of a dead process is removed by the
-next collection or listing. A damaged dataset found under an id (an older tt-tui's
+dataset or a whole one; a leftover temporary root (its writer's flock released: the
+process is gone) is removed by the next collection or listing. A damaged dataset found under an id (an older tt-tui's
 killed collection, a broken download) is reported, never used and never deleted.
 """
 
@@ -18,7 +18,6 @@ import errno
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import warnings
@@ -34,7 +33,7 @@ from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage.datasets_root_dir import get_dataset_path
 
 from tt_core.config import DatasetConfig
-from tt_core.durable import fsync_dir, fsync_file
+from tt_core.durable import FileLock, LockHeld, fsync_dir, fsync_file
 from tt_core.errors import ConfigError, DataError, Interrupted
 
 # The hub client retries for ~20 s offline; never let a start hang much longer.
@@ -51,7 +50,10 @@ class DatasetInfo:
     ref_min_score: float | None
     ref_max_score: float | None
     max_episode_steps: int | None = None  # the env's time limit, when its spec names one
-    damaged: str | None = None  # why the dataset under this id cannot be read (then nothing else is known)
+    # why the dataset under this id cannot be used (then nothing else is known): its files
+    # are damaged, or they are whole but this install cannot read them
+    damaged: str | None = None
+    unreadable: str | None = None
 
 
 def _check_id(dataset_id: str) -> None:
@@ -127,9 +129,11 @@ def load_dataset(
                 f"({reason}); run `tt-tui collect ENV_ID --dataset-id {dataset_id}` "
                 "or set MINARI_DATASETS_PATH"
             )
-    ds, problem = _open_whole(dataset_id)
+    ds, problem, damaged = _open_whole(dataset_id)
     if problem is not None:
         path = get_dataset_path(dataset_id)
+        if not damaged:
+            raise DataError(f"dataset '{dataset_id}' at {path} cannot be read by this install ({problem})")
         raise DataError(
             f"dataset '{dataset_id}' at {path} is damaged ({problem}); remove that folder "
             f"(rm -r {path}) and collect or download it again"
@@ -137,9 +141,11 @@ def load_dataset(
     return ds
 
 
-def _open_whole(dataset_id: str) -> tuple[Any, str | None]:
-    """(the dataset, None), or (None, why it cannot be read): its metadata and every
-    episode it lists must be in its files (a killed write leaves them short)."""
+def _open_whole(dataset_id: str) -> tuple[Any, str | None, bool]:
+    """(the dataset, None, False), or (None, why it cannot be read, whether its files are
+    damaged): its metadata and every episode it lists must be in its files (a killed
+    write leaves them short). A dataset of another Minari version, or of a format whose
+    package is not installed, is whole but unreadable here: not damaged."""
     try:
         ds = minari.load_dataset(dataset_id)
         main = ds.storage.data_path / "main_data.hdf5"
@@ -149,12 +155,15 @@ def _open_whole(dataset_id: str) -> tuple[Any, str | None]:
             with h5py.File(main, "r") as f:
                 missing = [i for i in ds.episode_indices if f"episode_{i}" not in f]
             if missing:
-                return None, f"episode {missing[0]} of {ds.total_episodes} is missing"
+                return None, f"episode {missing[0]} of {ds.total_episodes} is missing", True
         if ds.total_steps < 1:
-            return None, "it holds no steps"
-        return ds, None
+            return None, "it holds no steps", True
+        return ds, None, False
+    except ImportError as exc:  # a storage format whose package this install lacks
+        return None, f"needs {exc.name or 'a package that is not installed'}", False
     except Exception as exc:  # h5py, JSON and Minari's own errors alike
-        return None, _short(exc)
+        unsupported = isinstance(exc, ValueError) and "version" in str(exc).lower()
+        return None, _short(exc), not unsupported
 
 
 def _make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
@@ -239,7 +248,8 @@ def collect_dataset(
     root = get_dataset_path()
     remove_stale_temporaries(root)
     env = _make_env(env_id, max_episode_steps)
-    staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}@{socket.gethostname()}-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=root))
+    alive = FileLock(staging / LOCK_FILE).acquire(f"pid {os.getpid()}")  # tells a live writer from a dead one
     try:
         buffers = _record_random(env, steps, seed, should_stop)
         with warnings.catch_warnings(), _minari_root(staging):
@@ -261,18 +271,23 @@ def collect_dataset(
             shutil.copyfile(staging / namespace / NAMESPACE_FILE, root / namespace / NAMESPACE_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        alive.release()
         env.close()
     return dataset_info(load_dataset(dataset_id, download=False))
 
 
 TEMP_PREFIX = ".tt-collect-"
+LOCK_FILE = ".writing"  # in a temporary root, flock-ed by the collection writing there
 NAMESPACE_FILE = "namespace_metadata.json"  # what minari.create_namespace writes
 
 
 @contextlib.contextmanager
 def _minari_root(root: Path) -> Iterator[None]:
     """Point Minari at `root` for the block: it reads MINARI_DATASETS_PATH at every call.
-    (Process-wide; only the collecting thread touches Minari meanwhile.)"""
+    Process-wide: another thread using Minari meanwhile would see `root` too. None does
+    in tt-tui (a job collects or downloads, never both; the only other Minari thread is
+    a hub download, and a timed-out one ends its job), so this stays a documented limit
+    rather than a lock around every Minari call."""
     before = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(root)
     try:
@@ -305,18 +320,16 @@ def _move_into_place(written: Path, final: Path) -> None:
 
 
 def remove_stale_temporaries(root: Path) -> None:
-    """Delete the temporary roots (`.tt-collect-<pid>@<host>-*`) of collections on this
-    host whose process is gone (killed mid-write); other hosts' are left to them."""
+    """Delete the temporary roots of collections that ended without cleaning up (killed
+    mid-write). A live collection holds the flock of its root's LOCK_FILE, on any host
+    sharing the folder; only roots whose lock can be taken are removed."""
     for staging in Path(root).glob(f"{TEMP_PREFIX}*"):
-        pid, _, rest = staging.name[len(TEMP_PREFIX):].partition("@")
-        if not pid.isdigit() or rest.rpartition("-")[0] != socket.gethostname():
-            continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(staging, ignore_errors=True)
-        except PermissionError:  # alive, another user's
+            lock = FileLock(staging / LOCK_FILE).acquire()
+        except (LockHeld, OSError):  # alive, or not ours to judge
             continue
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.release()
 
 
 def _episode_returns(ds: minari.MinariDataset) -> np.ndarray:
@@ -353,15 +366,16 @@ def list_datasets() -> list[DatasetInfo]:
     remove_stale_temporaries(root)
     infos = []
     for dataset_id in _local_ids(root):
-        ds, problem = _open_whole(dataset_id)
+        ds, problem, damaged = _open_whole(dataset_id)
         if problem is None:
             try:
                 infos.append(dataset_info(ds))
                 continue
             except Exception as exc:  # unreadable rewards: damaged too
-                problem = _short(exc)
+                problem, damaged = _short(exc), True
         where = f"{problem}; folder {get_dataset_path(dataset_id)}"
-        infos.append(DatasetInfo(dataset_id, None, 0, 0, float("nan"), None, None, damaged=where))
+        infos.append(DatasetInfo(dataset_id, None, 0, 0, float("nan"), None, None,
+                                 damaged=where if damaged else None, unreadable=None if damaged else where))
     return infos
 
 

@@ -129,7 +129,7 @@ class DropoutAttention(torch.autograd.Function):
         R, t, d = q.shape
         scale = 1 / math.sqrt(d)
         chunk = max(1, CHUNK_BYTES // (t * t * q.element_size()))
-        ctx.blocks = blocks = _query_blocks(t)
+        ctx.blocks = blocks = query_blocks(t)
         weights = [_WORKSPACE.take((R, b - a, b), q) for a, b in blocks]
         dropped = [_WORKSPACE.take((R, b - a, b), q) for a, b in blocks]
         y = q.new_empty(R, t, d)
@@ -175,7 +175,7 @@ class DropoutAttention(torch.autograd.Function):
 QUERY_BLOCKS = 4
 
 
-def _query_blocks(t: int) -> list[tuple[int, int]]:
+def query_blocks(t: int) -> list[tuple[int, int]]:
     """QUERY_BLOCKS spans [a, b) of query positions covering [0, t)."""
     size = -(-t // QUERY_BLOCKS)
     return [(a, min(t, a + size)) for a in range(0, t, size)]

@@ -95,7 +95,7 @@ def _records(path: Path) -> list[dict]:
 def _json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -164,9 +164,12 @@ def checkpoint_problem(root: Path) -> Optional[str]:
             length = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(min(length, 100 << 20)))
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if not isinstance(end, int):
+            raise TypeError("byte offsets must be integers")
+        size = weights.stat().st_size
     except (OSError, ValueError, RecursionError, TypeError, KeyError, IndexError, AttributeError):
         return f"{rel}/model.safetensors is unreadable"
-    if weights.stat().st_size < 8 + length + end:
+    if size < 8 + length + end:
         return f"{rel}/model.safetensors is truncated"
     return None
 
@@ -222,13 +225,24 @@ def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
     )
 
 
+def _summary_or_damaged(root: Path) -> RunSummary:
+    """summarize_run, or a damaged run when its files defeat it: one bad run must not
+    hide the others."""
+    try:
+        return summarize_run(root)
+    except Exception as exc:  # noqa: BLE001 - whatever a hand-edited file makes the readers raise
+        return RunSummary(path=str(root), dataset=None, env=None, step=None, total_steps=None, last_loss=None,
+                          last_eval=None, best_eval=None, state=DAMAGED, why=f"unreadable ({type(exc).__name__})",
+                          started=None)
+
+
 def list_runs(folder: Path) -> list[RunSummary]:
     """Every run directory directly under `folder`, newest start first."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     roots = [p for p in folder.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
-    runs = [summarize_run(p) for p in roots]
+    runs = [_summary_or_damaged(p) for p in roots]
     return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
 
 

@@ -34,6 +34,7 @@ from tt_core.events import (
     TrainStep,
 )
 from tt_core.runs.metrics import MetricsWriter, truncate_after_step
+from tt_core.model.attention import query_blocks
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.plan.gif import GifRecorder
 from tt_core.runs.snapshots import SnapshotWriter
@@ -146,17 +147,21 @@ class WindowSampler:
 LARGE_STEP_BYTES = 4 << 30  # a step holding more than this is announced before it starts
 
 
-def step_memory_bytes(gpt: GPTConfig, rows: int, device_type: str = "cpu") -> int:
+def step_memory_bytes(gpt: GPTConfig, rows: int, device_type: str = "cpu", compiled: bool = False) -> int:
     """A lower bound on what one training step of `rows` windows of t tokens holds at
     its peak: the fp32 logits [rows, t, vocab]; per layer the activations its backward
     keeps (at least the input, q/k/v, the attention output and the 4x MLP hidden: 9 E
-    numbers per token, fp32 on the CPU, bf16 at best on CUDA); and on the CPU the
-    attention weights of the training path (tt_core/model/attention.py keeps the softmax
-    and its dropped copy, fp32, [rows, heads, t, t] each; CUDA's fused kernels keep none)."""
+    numbers per token, fp32 on the CPU, bf16 at best on CUDA); and where the CPU's
+    dropout-attention path runs (tt_core/model/attention.py: the CPU, dropout > 0, not
+    compiled) the softmax weights and their dropped copy it keeps, fp32, for the causal
+    query blocks only. torch's fused kernels (CUDA, dropout 0, compiled) keep none."""
     t, E = gpt.block_size, gpt.embedding_dim
     on_cpu = device_type == "cpu"
     activations = gpt.n_layers * rows * t * 9 * E * (4 if on_cpu else 2)
-    attention = gpt.n_layers * rows * gpt.n_heads * t * t * 8 if on_cpu else 0
+    attention = 0
+    if on_cpu and gpt.dropout > 0 and not compiled:
+        kept = sum((b - a) * b for a, b in query_blocks(t))  # elements per (row, head)
+        attention = gpt.n_layers * rows * gpt.n_heads * kept * 2 * 4
     return rows * t * gpt.vocab_size * 4 + activations + attention
 
 
@@ -239,9 +244,24 @@ class Trainer:
         self.bus = bus if self.world.main else EventBus()
         self.watch = watch
         self.controls = controls or Controls()
+        # rank 0 is the run directory's one writer, from before it reads the checkpoint (a
+        # second resume is refused; a run that finishes meanwhile is not retrained)
+        self._lock = None
+        if resume is not None and self.world.main:
+            run = ckpt.RunFiles(ckpt.find_run_root(resume)[0])
+            if run.config.exists():  # else load_run says what is missing, and no file is made
+                self._lock = ckpt.lock_run(run)
+        try:
+            self._build(resume)
+        except BaseException:
+            self._release()
+            raise
+
+    def _build(self, resume: Path | None) -> None:
+        """Load the run to resume (if any), the data, the model and the optimizer, and
+        open the run directory."""
+        cfg = self.cfg
         loaded = ckpt.load_run(resume) if resume is not None else None
-        # rank 0 is the run directory's one writer from here on (a second resume is refused)
-        self._lock = ckpt.lock_run(loaded.run) if loaded is not None and self.world.main else None
         if loaded is not None:
             check_resume_compatible(loaded.config, cfg)
         self.device = self.world.device(cfg.train.device)
@@ -252,6 +272,11 @@ class Trainer:
         self._build_optimizer()
         self._open_run_dir(loaded, traj, info)
         self._attach_recorders()
+
+    def _release(self) -> None:
+        """Let another process train this run."""
+        if self._lock is not None:
+            self._lock.release()
 
     def _load_data(self, loaded: ckpt.LoadedRun | None) -> tuple[Trajectories, DatasetInfo]:
         """The dataset (collected if the config says so), its tokens and training windows."""
@@ -328,7 +353,7 @@ class Trainer:
     def _check_step_fits(self, rows: int) -> None:
         """Refuse a batch whose step cannot fit in memory before it starts (a step that
         swaps or waits on the allocator looks like a hang), and say so before a large one."""
-        need = step_memory_bytes(self.gpt, rows, self.device.type)
+        need = step_memory_bytes(self.gpt, rows, self.device.type, self.cfg.train.compile)
         free = available_memory(self.device)
         if free is not None and need > free:
             raise ConfigError(
@@ -420,8 +445,7 @@ class Trainer:
         finally:
             for tracker in self.trackers:
                 tracker.close()
-            if self._lock is not None:
-                self._lock.release()
+            self._release()
 
     def _train(self) -> Path:
         sched, cfg = self.schedule, self.cfg

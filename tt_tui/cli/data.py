@@ -51,6 +51,9 @@ def datasets() -> None:
         if r.damaged is not None:
             typer.echo(f"{r.id:<40} damaged: {one_line(r.damaged)} (remove the folder, then collect it again)")
             continue
+        if r.unreadable is not None:
+            typer.echo(f"{r.id:<40} cannot be read by this install: {one_line(r.unreadable)}")
+            continue
         typer.echo(
             f"{r.id:<40} {str(r.env_id):<20} {r.episodes:>9} {r.steps:>10} {r.mean_return:>12.1f}"
         )
