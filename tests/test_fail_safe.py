@@ -52,7 +52,7 @@ def test_a_collection_killed_while_it_writes_leaves_no_dataset_and_the_next_one_
     outcomes = []
     for k, delay in enumerate((0.0, 0.05, 0.2)):  # kills at three moments of the write
         dataset_id = f"test/kill/k{k}-v0"
-        proc = subprocess.Popen(_collect_cmd(dataset_id, 30_000), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(_collect_cmd(dataset_id, 8_000), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         _wait_for_the_write(minari_root, dataset_id)
         time.sleep(delay)
@@ -84,7 +84,7 @@ def test_the_temporary_root_of_a_live_collection_is_left_alone(minari_root):
 
 def test_ctrl_c_while_the_dataset_is_written_is_honoured_in_one_line_and_writes_nothing(minari_root):
     dataset_id = "test/int/i-v0"
-    proc = subprocess.Popen(_collect_cmd(dataset_id, 30_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_collect_cmd(dataset_id, 8_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     _wait_for_the_write(minari_root, dataset_id)
     proc.send_signal(signal.SIGINT)

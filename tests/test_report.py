@@ -18,6 +18,8 @@ from test_cli import _one_error_line, tt
 from tt_core.runs.report import Stats
 
 GROUP = "tiny3"
+# the tests of the three-seed group share one worker (--dist loadgroup): it is trained once
+ONE_WORKER = pytest.mark.xdist_group("three_seeds")
 
 
 def _config(tmp_path: Path, name: str = "runs") -> Path:
@@ -40,6 +42,7 @@ def _final_episodes(run: Path) -> list[dict]:
     return [r for r in records if r.get("event") == "EvalFinished"][-1]["results"]
 
 
+@ONE_WORKER
 def test_seeds_make_one_named_run_per_seed_in_a_group(three_seeds):
     runs = sorted(p.name for p in three_seeds.iterdir())
     assert runs == [f"{GROUP}-seed0", f"{GROUP}-seed1", f"{GROUP}-seed2"]
@@ -49,6 +52,7 @@ def test_seeds_make_one_named_run_per_seed_in_a_group(three_seeds):
     assert line.returncode == 0 and line.stdout.startswith(f"{GROUP}  3 runs (3 finished)  score ")
 
 
+@ONE_WORKER
 def test_the_table_is_the_pooled_final_evaluations_recomputed_from_the_runs_files(three_seeds):
     result = tt("report", GROUP, "--runs-dir", three_seeds, "--format", "csv")
     assert result.returncode == 0, result.stderr
@@ -68,15 +72,16 @@ def test_the_table_is_the_pooled_final_evaluations_recomputed_from_the_runs_file
     assert float(row["seed spread"]) == pytest.approx(Stats.of(per_seed).std, abs=0.005)
 
 
+@ONE_WORKER
 def test_markdown_and_latex_carry_the_same_numbers_as_the_csv(three_seeds, tmp_path):
     assert tt("report", three_seeds, "--out", tmp_path / "t.csv").returncode == 0
     assert tt("report", three_seeds, "--out", tmp_path / "t.md").returncode == 0
     assert tt("report", three_seeds, "--format", "latex", "--out", tmp_path / "t.txt").returncode == 0
     (row,) = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text())))
     md = (tmp_path / "t.md").read_text().splitlines()
-    cells = [c.strip() for c in md[2].strip("|").split("|")]
-    assert cells[3:] == [row["seeds"], row["episodes"], f"{row['score']} ± {row['score sem']}",
-                         f"{row['return']} ± {row['return sem']}"]
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", md[2].strip("|"))]
+    assert cells == [row["dataset"], row["env"], row["group"], row["setting"], row["seeds"], row["episodes"],
+                     f"{row['score']} ± {row['score sem']}", f"{row['return']} ± {row['return sem']}"]
     tex = (tmp_path / "t.txt").read_text()
     assert re.search(rf"& {row['seeds']} & {row['episodes']} & \$"
                      rf"{re.escape(row['score'])} \\pm {re.escape(row['score sem'])}\$ & "
@@ -84,6 +89,7 @@ def test_markdown_and_latex_carry_the_same_numbers_as_the_csv(three_seeds, tmp_p
     assert tex.startswith(r"\begin{tabular}") and r"test/hopper/tiny-v0" in tex
 
 
+@ONE_WORKER
 def test_the_figures_are_valid_png_and_svg_files(three_seeds, tmp_path):
     import matplotlib.image
 
@@ -96,6 +102,7 @@ def test_the_figures_are_valid_png_and_svg_files(three_seeds, tmp_path):
         assert root.tag.endswith("svg") and float(root.get("width").rstrip("pt")) > 200
 
 
+@ONE_WORKER
 def test_a_damaged_or_unevaluated_run_is_skipped_with_its_reason(three_seeds, tmp_path):
     import shutil
 
@@ -114,8 +121,9 @@ def test_a_damaged_or_unevaluated_run_is_skipped_with_its_reason(three_seeds, tm
 
 
 def test_parallel_seeds_train_the_same_runs_as_sequential_ones(tmp_path):
-    assert tt("train", _config(tmp_path, "seq"), "train.group=g", "--seeds", "0,1", timeout=600).returncode == 0
-    par = tt("train", _config(tmp_path, "par"), "train.group=g", "--seeds", "0,1", "--parallel", "2", timeout=600)
+    quiet = "train.eval_every=null"  # the weights are what is compared
+    assert tt("train", _config(tmp_path, "seq"), quiet, "train.group=g", "--seeds", "0,1", timeout=600).returncode == 0
+    par = tt("train", _config(tmp_path, "par"), quiet, "train.group=g", "--seeds", "0,1", "--parallel", "2", timeout=600)
     assert par.returncode == 0, par.stdout + par.stderr
     assert "[seed 0]" in par.stdout and "[seed 1]" in par.stdout
     for seed in (0, 1):
@@ -179,6 +187,7 @@ def test_show_draws_two_runs_side_by_side_snapshot(snap_compare, tmp_path):
     assert snap_compare(CompareApp(runs, poll_s=60), terminal_size=(120, 32))
 
 
+@ONE_WORKER
 def test_show_of_a_group_reads_every_run_of_it(three_seeds):
     import asyncio
 
@@ -203,6 +212,7 @@ def test_show_of_a_group_reads_every_run_of_it(three_seeds):
     asyncio.run(drive())
 
 
+@ONE_WORKER
 def test_eval_of_several_runs_writes_their_results_and_append_adds_to_them(three_seeds, tmp_path):
     runs = sorted(three_seeds.iterdir())
     out = tmp_path / "results.json"
@@ -217,3 +227,50 @@ def test_eval_of_several_runs_writes_their_results_and_append_adds_to_them(three
     refused = tt("eval", runs[2], "--episodes", "1", "--json", out, "--append", "--headless")
     assert refused.returncode == 3 and "does not hold tt-tui results" in _one_error_line(refused)
     assert out.read_text() == "[1, 2]"  # nothing planned, nothing overwritten
+
+
+def test_runs_of_other_groups_or_settings_are_never_pooled_and_cells_are_escaped():
+    from tt_core.runs.report import RunResult, table_rows, to_markdown
+
+    def result(group, seed, settings="a", dataset="d"):
+        return RunResult(f"r-{group}-{seed}", group, seed, dataset, "Env-v5", "beam 4 x 2", settings, 10,
+                         (1.0, 3.0), (10.0, 30.0), 0)
+
+    rows = table_rows([result("g1", 0), result("g1", 1), result("g2", 0), result("g1", 2, settings="b"),
+                       result("g1", 0, dataset="x|y")])
+    assert [(r.group, r.seeds, r.episodes) for r in rows] == [("g1", 2, 4), ("g2", 1, 2), ("g1", 1, 2), ("g1", 1, 2)]
+    md = to_markdown(rows).splitlines()
+    assert md[-1].startswith(r"| x\|y | Env-v5 | g1 |") and len(re.split(r"(?<!\\)\|", md[-1].strip("|"))) == 8
+
+
+def test_a_group_is_never_trained_twice_under_one_name(tmp_path):
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=2, checkpoint_every=2)
+    assert tt("train", cfg, "train.group=once", "--seeds", "0,1").returncode == 0
+    again = tt("train", cfg, "train.group=once", "--seeds", "1,2")
+    assert again.returncode == 2
+    assert "group once already has a run of seed 1" in _one_error_line(again)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["once-seed0", "once-seed1"]
+
+
+def test_ctrl_c_stops_the_running_seed_cleanly_and_starts_no_other(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=100_000, checkpoint_every=100_000)
+    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "train", str(cfg), "train.group=cc", "--seeds", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("cc-seed0/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl+C does: the whole foreground group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "group cc: stopped by Ctrl+C; seed(s) 1, 2 not started" in err
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cc-seed0"]
+    from tt_core.runs.listing import STOPPED, summarize_run
+
+    assert summarize_run(tmp_path / "runs" / "cc-seed0").state == STOPPED  # it saved and stopped

@@ -243,13 +243,9 @@ class Rollout:
         shares = self.world.gather((results, stats))
         results = sorted((r for share, _ in shares for r in share), key=lambda r: r.env_index)
         tokens, seconds, plans = (sum(s[k] for _, s in shares) for k in range(3))
-        self.bus.emit(
-            EvalFinished(
-                tuple(asdict(r) for r in results),
-                summarize(results, self.agent.dataset_meta, tokens, seconds, plans),
-                self.agent.step,
-            )
-        )
+        summary = summarize(results, self.agent.dataset_meta, tokens, seconds, plans)
+        summary["stopped"] = bool(self.controls.stop_requested)  # its truncated episodes were cut short
+        self.bus.emit(EvalFinished(tuple(asdict(r) for r in results), summary, self.agent.step))
         return results
 
     def _play(self) -> tuple[list[EpisodeResult], tuple[float, float, float]]:

@@ -48,7 +48,7 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
     """Write the three figures for `rows` into `folder`; the paths written."""
     plt = _pyplot()
     folder.mkdir(parents=True, exist_ok=True)
-    label = [f"{row.env}, {row.setting} ({row.seeds} seeds)" for row in rows]
+    label = [f"{row.dataset} {row.group} ({row.seeds} seeds)" for row in rows]
     curves = [[run_curves(Path(run)) for run in row.runs] for row in rows]
     written = []
 
@@ -83,8 +83,9 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
     heights = [row.scores.mean if row.scores else row.returns.mean for row in rows]
     errors = [row.scores.sem if row.scores else row.returns.sem for row in rows]
     ax.bar(range(len(rows)), heights, yerr=errors, capsize=4, color="#4c72b0")
-    ax.set_xticks(range(len(rows)), [f"{row.env}\n{row.setting}" for row in rows], fontsize="small")
-    ax.set_ylabel("normalised score" if all(row.scores for row in rows) else "return")
+    ax.set_xticks(range(len(rows)), [f"{row.dataset}\n{row.group}" for row in rows], fontsize="small")
+    ax.set_ylabel("normalised score" if all(row.scores for row in rows) else
+                  "return" if not any(row.scores for row in rows) else "normalised score (return: no reference)")
     written += _save(fig, folder, "scores")
     plt.close(fig)
     return written

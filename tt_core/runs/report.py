@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
 from tt_core.errors import ConfigError
-from tt_core.runs.listing import FINISHED, list_runs, summarize_run
+from tt_core.runs.listing import FINISHED, list_runs, run_config, summarize_run
 from tt_core.runs.metrics import read_metrics
 
 
@@ -31,10 +32,12 @@ class RunResult:
     seed: Optional[int]
     dataset: str
     env: str
-    setting: str  # the planning settings the evaluation ran with
+    setting: str  # the planning settings the evaluation ran with, in short
+    settings: str  # all of them (the whole plan section and eval.max_steps): what rows are keyed by
     step: Optional[int]  # the training step of the weights evaluated
     returns: tuple[float, ...]  # one per completed episode
     scores: tuple[float, ...]  # normalised, one per completed episode (empty: no reference)
+    failed: int  # episodes that ended in an error (not pooled)
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,12 @@ class Row:
 
     dataset: str
     env: str
+    group: str  # train.group of the runs ("-" for runs outside a group)
     setting: str
     runs: tuple[str, ...]
-    seeds: int
-    episodes: int
+    seeds: int  # distinct seeds among the runs
+    episodes: int  # completed episodes pooled
+    failed: int  # episodes that ended in an error, left out
     returns: Stats
     scores: Optional[Stats]
     seed_spread: Optional[float]  # std of the per-seed mean scores (returns without scores)
@@ -100,14 +105,19 @@ def run_result(root: Path) -> tuple[Optional[RunResult], Optional[str]]:
     if final is None:
         return None, "no evaluation in its metrics (train.eval_every unset?)"
     plan, record = final
-    episodes = [r for r in record.get("results", ()) if isinstance(r, dict) and r.get("error") is None]
+    if (record.get("summary") or {}).get("stopped"):
+        return None, "its final evaluation was stopped early (its episodes were cut short)"
+    results = [r for r in record.get("results", ()) if isinstance(r, dict)]
+    episodes = [r for r in results if r.get("error") is None]
     returns = tuple(float(r["episode_return"]) for r in episodes if _number(r.get("episode_return")))
     if not returns:
         return None, "its final evaluation has no completed episode"
     scores = tuple(float(r["score"]) for r in episodes if _number(r.get("score")))
+    max_steps = (run_config(root).get("eval") or {}).get("max_steps")
+    settings = json.dumps({"plan": plan, "max_steps": max_steps}, sort_keys=True)
     return RunResult(str(root), summary.group, summary.seed, summary.dataset or "?", summary.env or "?",
-                     setting_of(plan), record.get("step"), returns,
-                     scores if len(scores) == len(returns) else ()), None
+                     f"{setting_of(plan)}, max steps {max_steps}", settings, record.get("step"), returns,
+                     scores if len(scores) == len(returns) else (), len(results) - len(episodes)), None
 
 
 def find_runs(targets: list[str], runs_dir: Path) -> list[Path]:
@@ -153,17 +163,19 @@ def run_curves(run: Path) -> tuple[dict[str, dict[int, float]], dict[int, float]
 
 
 def table_rows(results: list[RunResult]) -> list[Row]:
-    """One row per (dataset, env, setting), in the order they first appear."""
-    keys: dict[tuple[str, str, str], list[RunResult]] = {}
+    """One row per dataset, env, group and settings, in the order they first appear: runs
+    of other groups, or evaluated with other planning settings, are never pooled."""
+    keys: dict[tuple[str, str, str, str], list[RunResult]] = {}
     for r in results:
-        keys.setdefault((r.dataset, r.env, r.setting), []).append(r)
+        keys.setdefault((r.dataset, r.env, r.group or "-", r.settings), []).append(r)
     rows = []
-    for (dataset, env, setting), runs in keys.items():
+    for (dataset, env, group, _), runs in keys.items():
         scored = all(r.scores for r in runs)
         per_seed = [Stats.of(r.scores if scored else r.returns).mean for r in runs]
         rows.append(Row(
-            dataset, env, setting, tuple(r.run for r in runs), len(runs),
-            sum(len(r.returns) for r in runs),
+            dataset, env, group, runs[0].setting, tuple(r.run for r in runs),
+            len({r.seed if r.seed is not None else r.run for r in runs}),
+            sum(len(r.returns) for r in runs), sum(r.failed for r in runs),
             Stats.of(x for r in runs for x in r.returns),
             Stats.of(x for r in runs for x in r.scores) if scored else None,
             Stats.of(per_seed).std if len(runs) > 1 else None,
@@ -173,7 +185,7 @@ def table_rows(results: list[RunResult]) -> list[Row]:
 
 # ------------------------------------------------------------------ file formats
 
-COLUMNS = ("dataset", "env", "setting", "seeds", "episodes", "score", "score sem", "score std",
+COLUMNS = ("dataset", "env", "group", "setting", "seeds", "episodes", "failed", "score", "score sem", "score std",
            "return", "return sem", "return std", "seed spread")
 
 
@@ -182,7 +194,7 @@ def _cells(row: Row) -> list[str]:
         return "" if x is None else f"{x:.2f}"
 
     s = row.scores
-    return [row.dataset, row.env, row.setting, str(row.seeds), str(row.episodes),
+    return [row.dataset, row.env, row.group, row.setting, str(row.seeds), str(row.episodes), str(row.failed),
             num(s and s.mean), num(s and s.sem), num(s and s.std),
             num(row.returns.mean), num(row.returns.sem), num(row.returns.std), num(row.seed_spread)]
 
@@ -199,16 +211,21 @@ def _pm(mean: str, sem: str) -> str:
     return f"{mean} ± {sem}" if mean else ""
 
 
+def _md(text: str) -> str:
+    """`text` inside a Markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
 def to_markdown(rows: list[Row], references: list[Reference] = ()) -> str:
-    lines = ["| dataset | env | setting | seeds | episodes | normalised score (± sem) | return (± sem) |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| dataset | env | group | setting | seeds | episodes | normalised score (± sem) | return (± sem) |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for row in rows:
         c = dict(zip(COLUMNS, _cells(row)))
-        lines.append(f"| {row.dataset} | {row.env} | {row.setting} | {row.seeds} | {row.episodes} | "
-                     f"{_pm(c['score'], c['score sem'])} | {_pm(c['return'], c['return sem'])} |")
+        lines.append(f"| {_md(row.dataset)} | {_md(row.env)} | {_md(row.group)} | {_md(row.setting)} | {row.seeds} | "
+                     f"{row.episodes} | {_pm(c['score'], c['score sem'])} | {_pm(c['return'], c['return sem'])} |")
     for ref in references:
         err = "" if ref.error is None else f" ± {ref.error:.2f}"
-        lines.append(f"| {ref.what} | {ref.env} | published | | | {ref.mean:.2f}{err} | |")
+        lines.append(f"| {_md(ref.what)} | {_md(ref.env)} | | published | | | {ref.mean:.2f}{err} | |")
     return "\n".join(lines) + "\n"
 
 
@@ -222,15 +239,15 @@ def _tex(text: str) -> str:
 
 
 def to_latex(rows: list[Row], references: list[Reference] = ()) -> str:
-    lines = [r"\begin{tabular}{lllrrrr}", r"\toprule",
-             r"Dataset & Env & Setting & Seeds & Episodes & Score & Return \\", r"\midrule"]
+    lines = [r"\begin{tabular}{llllrrrr}", r"\toprule",
+             r"Dataset & Env & Group & Setting & Seeds & Episodes & Score & Return \\", r"\midrule"]
     for row in rows:
         c = dict(zip(COLUMNS, _cells(row)))
         score = f"${c['score']} \\pm {c['score sem']}$" if c["score"] else ""
-        lines.append(f"{_tex(row.dataset)} & {_tex(row.env)} & {_tex(row.setting)} & {row.seeds} & "
-                     f"{row.episodes} & {score} & ${c['return']} \\pm {c['return sem']}$ \\\\")
+        lines.append(f"{_tex(row.dataset)} & {_tex(row.env)} & {_tex(row.group)} & {_tex(row.setting)} & "
+                     f"{row.seeds} & {row.episodes} & {score} & ${c['return']} \\pm {c['return sem']}$ \\\\")
     for ref in references:
         err = "" if ref.error is None else f" \\pm {ref.error:.2f}"
-        lines.append(f"{_tex(ref.what)} & {_tex(ref.env)} & published & & & ${ref.mean:.2f}{err}$ & \\\\")
+        lines.append(f"{_tex(ref.what)} & {_tex(ref.env)} & & published & & & ${ref.mean:.2f}{err}$ & \\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -150,26 +150,50 @@ def eval_cmd(
         raise ConfigError("--append adds to a --json file; give --json FILE")
     if json_out is not None:
         _writable_file(json_out, "--json")
-        kept = _json_results(json_out) if append else []
+        if append:
+            _json_results(json_out)  # a file of something else: refused before any planning
     sources = [_checked_sources(run, device, "eval") for run in (runs or [None])]
     if nproc > 1:
         for run in sources:
             _planning_source(run)  # fetched once, before the ranks start
         launch_local(nproc)
         return
-    reports = [_eval_one(run, patch, device, headless, ftt_block) for run in sources]
-    if json_out is not None and all(r is not None for r in reports):
-        import json
+    from tt_core.distributed import join, leave
 
-        from tt_core.durable import atomic_write_text
+    world = join(device or "auto")  # once for all the runs: a process group is made once
+    try:
+        for i, run in enumerate(sources):
+            report = _eval_one(run, patch, device, headless, ftt_block, world)
+            if json_out is not None and report is not None:  # written after each run: none is lost
+                if append or len(sources) > 1:
+                    _add_result(json_out, report, keep=append or i > 0)
+                else:
+                    _put(json_out, report)
+    finally:
+        leave()
 
-        out = kept + reports if append else (reports[0] if len(reports) == 1 else reports)
-        text = json.dumps(out, indent=2)
-        if json_out.exists() and not json_out.is_file():  # /dev/stdout and the like: written, never replaced
-            json_out.write_text(text)
-        else:
-            atomic_write_text(json_out, text)
-        typer.echo(f"results written to {json_out}", err=True)
+
+def _add_result(path: Path, report: dict, keep: bool) -> None:
+    """Add one run's report to the list in --json (`keep`: after what the file holds,
+    re-read under a lock so that concurrent --append commands keep each other's)."""
+    from tt_core.durable import FileLock
+
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        _put(path, (_json_results(path) if keep else []) + [report])
+
+
+def _put(path: Path, results) -> None:
+    """Write results as JSON to --json and say so."""
+    import json
+
+    from tt_core.durable import atomic_write_text
+
+    text = json.dumps(results, indent=2)
+    if path.exists() and not path.is_file():  # /dev/stdout and the like: written, never replaced
+        path.write_text(text)
+    else:
+        atomic_write_text(path, text)
+    typer.echo(f"results written to {path}", err=True)
 
 
 def _json_results(path: Path) -> list:
@@ -191,27 +215,22 @@ def _json_results(path: Path) -> list:
     raise OutputError(f"--append: {path} does not hold tt-tui results (a JSON object or list of them)")
 
 
-def _eval_one(run, patch, device, headless: bool, ftt_block) -> Optional[dict]:
+def _eval_one(run, patch, device, headless: bool, ftt_block, world) -> Optional[dict]:
     """Evaluate one source; its report (None on the ranks other than 0)."""
-    from tt_core.distributed import join, leave
     from tt_core.jobs.factories import eval_job
 
-    world = join(device or "auto")
-    block = ftt_block.value if ftt_block else None
-    try:
-        with world.main_first():  # rank 0 fetches a pretrained model; the others read it
-            run = _planning_source(run)
-        job = functools.partial(eval_job, run, patch, device, ftt_block=block, world=world)
-        if world.main and not world.distributed and use_app(headless):  # records (r), beam tree
-            return run_app(job(record_dir=Path("recordings"), snapshots=True), "eval").report
-        if world.main:
-            return run_eval(job()).report
-        from tt_tui.headless import SilentReporter
+    with world.main_first():  # rank 0 fetches a pretrained model; the others read it
+        run = _planning_source(run)
+    job = functools.partial(eval_job, run, patch, device, ftt_block=ftt_block.value if ftt_block else None,
+                            world=world)
+    if world.main and not world.distributed and use_app(headless):  # records (r), beam tree
+        return run_app(job(record_dir=Path("recordings"), snapshots=True), "eval").report
+    if world.main:
+        return run_eval(job()).report
+    from tt_tui.headless import SilentReporter
 
-        run_job(job(), SilentReporter(), announce=False)
-        return None
-    finally:
-        leave()
+    run_job(job(), SilentReporter(), announce=False)
+    return None
 
 
 @user_errors

@@ -79,15 +79,16 @@ def _print_table(rows: list, references: list) -> None:
         return "-" if stats is None else f"{stats.mean:.1f} ± {stats.sem:.1f} (std {stats.std:.1f})"
 
     table = Table(box=None, pad_edge=False)
-    for col in ("dataset", "env", "setting", "seeds", "episodes", "score ± sem", "return ± sem", "seed spread"):
-        table.add_column(col, no_wrap=True, justify="right" if col in ("seeds", "episodes") else "left")
+    numbers = ("seeds", "episodes", "failed")
+    for col in ("dataset", "env", "group", "setting", *numbers, "score ± sem", "return ± sem", "seed spread"):
+        table.add_column(col, no_wrap=col in numbers, justify="right" if col in numbers else "left")
     for row in rows:
         spread = "-" if row.seed_spread is None else f"{row.seed_spread:.1f}"
-        table.add_row(row.dataset, row.env, row.setting, str(row.seeds), str(row.episodes), pm(row.scores),
-                      pm(row.returns), spread)
+        table.add_row(row.dataset, row.env, row.group, row.setting, str(row.seeds), str(row.episodes),
+                      str(row.failed), pm(row.scores), pm(row.returns), spread)
     for ref in references:
         error = "" if ref.error is None else f" ± {ref.error:.1f}"
-        table.add_row(ref.what, ref.env, "published", "", "", f"{ref.mean:.1f}{error}", "", "")
+        table.add_row(ref.what, ref.env, "", "published", "", "", "", f"{ref.mean:.1f}{error}", "", "")
     console = Console(highlight=False)
     console.width = max(console.width, 160)
     console.print(table)

@@ -73,10 +73,13 @@ def _print_groups(rows: list) -> None:
         results = [res for res, _ in map(run_result, (Path(m.path) for m in members)) if res is not None]
         result = "no finished evaluation"
         if results:
-            row = table_rows(results)[0]
-            stats, what = (row.scores, "score") if row.scores else (row.returns, "return")
-            result = f"{what} {stats.mean:.1f} ± {stats.sem:.1f} over {row.seeds} seeds, {row.episodes} episodes"
+            result = "; ".join(_pooled(row) for row in table_rows(results))
         typer.echo(f"{name}  {len(members)} runs ({states})  {result}  {members[0].dataset or '-'}  {members[0].env or '-'}")
+
+
+def _pooled(row) -> str:
+    stats, what = (row.scores, "score") if row.scores else (row.returns, "return")
+    return f"{what} {stats.mean:.1f} ± {stats.sem:.1f} over {row.seeds} seeds, {row.episodes} episodes ({row.setting})"
 
 
 @user_errors

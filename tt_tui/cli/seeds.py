@@ -48,23 +48,35 @@ def train_seeds(config: Path | None, overrides: list[str], seeds: str | None, pa
 
 
 def run_seeds(config: Path, overrides: list[str], seeds: list[int], parallel: int) -> None:
-    """Train one run per seed, `parallel` at a time; exit with the first failure's code."""
+    """Train one run per seed, `parallel` at a time. Exits 0 when every seed finished,
+    130 after a Ctrl+C (no further seed starts), else with the first failure's code."""
     from tt_core.config import load_config
+    from tt_core.errors import ConfigError
 
-    group = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("train.group=")), None)
-    group = group or f"{config.stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    group = load_config(config, overrides).train.group  # the config's or an override's
+    if group is None:
+        stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in config.stem).lstrip(".-") or "seeds"
+        group = f"{stem[:80]}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     per_seed = {s: [*overrides, f"train.seed={s}", f"train.group={group}"] for s in seeds}
     cfg = None
     for s, extra in per_seed.items():  # every seed's config checked before any starts
         cfg = load_config(config, extra)
+        if (Path(cfg.train.out_dir) / f"{group}-seed{s}").exists():
+            raise ConfigError(f"group {group} already has a run of seed {s} in {cfg.train.out_dir}/; "
+                              "give another train.group")
     typer.echo(f"group {group}: seeds {', '.join(map(str, seeds))}, {parallel} at a time")
     from tt_core.data.minari_io import ensure_dataset
 
     ensure_dataset(cfg.dataset, notify=typer.echo)  # once, here: not once per seed, racing
-    codes = _run_all({s: [sys.executable, "-m", "tt_tui.cli", "train", str(config), *extra, "--headless"]
-                      for s, extra in per_seed.items()}, parallel)
-    failed = {s: c for s, c in codes.items() if c != 0}
+    codes, interrupted = _run_all({s: [sys.executable, "-m", "tt_tui.cli", "train", str(config), *extra,
+                                       "--headless"] for s, extra in per_seed.items()}, parallel)
     runs_dir = "" if cfg.train.out_dir == "runs" else f" --runs-dir {cfg.train.out_dir}"
+    if interrupted:
+        left = [s for s in seeds if s not in codes]
+        typer.echo(f"group {group}: stopped by Ctrl+C" + (f"; seed(s) {', '.join(map(str, left))} not started"
+                                                          if left else ""), err=True)
+        raise typer.Exit(130)
+    failed = {s: c for s, c in codes.items() if c != 0}
     if failed:
         typer.echo(f"group {group}: seed(s) {', '.join(f'{s} (exit {c})' for s, c in failed.items())} failed; "
                    f"the others' table: tt-tui report {group}{runs_dir}", err=True)
@@ -72,19 +84,27 @@ def run_seeds(config: Path, overrides: list[str], seeds: list[int], parallel: in
     typer.echo(f"group {group}: all {len(seeds)} seeds finished; the table: tt-tui report {group}{runs_dir}")
 
 
-def _run_all(commands: dict[int, list[str]], parallel: int) -> dict[int, int]:
-    """Run the commands, `parallel` at a time, their output prefixed; their exit codes.
-    Ctrl+C reaches the children from the terminal (each stops and saves); this process
-    waits for them."""
+def _run_all(commands: dict[int, list[str]], parallel: int) -> tuple[dict[int, int], bool]:
+    """Run the commands, `parallel` at a time, their output prefixed: (their exit codes,
+    whether Ctrl+C was pressed). Ctrl+C reaches the running children from the terminal
+    (each stops and saves); here it only keeps the next seeds from starting."""
     lock = threading.Lock()
     codes: dict[int, int] = {}
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     def one(seed: int, cmd: list[str]) -> None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in proc.stdout:
+        if stop.is_set():
+            return
+        # the child's own Ctrl+C handling, not this process's handler
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        for line in proc.stdout:  # always drained: a child never blocks on a full pipe
             with lock:
-                typer.echo(f"[seed {seed}] {line.rstrip()}")
+                try:
+                    typer.echo(f"[seed {seed}] {line.rstrip()}")
+                except OSError:  # our own output is gone (a closed pipe): keep draining
+                    pass
         codes[seed] = proc.wait()
 
     try:
@@ -92,4 +112,4 @@ def _run_all(commands: dict[int, list[str]], parallel: int) -> dict[int, int]:
             list(pool.map(lambda item: one(*item), commands.items()))
     finally:
         signal.signal(signal.SIGINT, previous)
-    return codes
+    return codes, stop.is_set()
