@@ -88,6 +88,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def write_output(path: Path, text: str) -> None:
+    """Write a file the user named (--json, --out): atomically, or straight into a device
+    or pipe such as /dev/stdout, which an atomic rename would replace instead."""
+    if path.exists() and not path.is_file():
+        path.write_text(text)
+    else:
+        atomic_write_text(path, text)
+
+
 def fsync_file(path: Path) -> None:
     """Flush a written file's content to the disk."""
     with open(path, "rb") as f:

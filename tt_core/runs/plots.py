@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 
 from tt_core.errors import ConfigError
-from tt_core.runs.report import KINDS, Row, run_curves
+from tt_core.runs.report import KINDS, Row, Stats, run_curves
+
 
 def _pyplot():
     try:
@@ -25,16 +26,13 @@ def _pyplot():
     return plt
 
 
-def _mean_band(series: list[dict[int, float]]) -> tuple[list[int], list[float], list[float]]:
-    """At the x values every series has: (xs, mean, std) over the series."""
+def _plot_band(ax, series: list[dict[int, float]], **style) -> None:
+    """The mean over `series` at the x values they all have, with a band of one std."""
     xs = sorted(set.intersection(*(set(s) for s in series))) if series else []
-    means, stds = [], []
-    for x in xs:
-        values = [s[x] for s in series]
-        mean = sum(values) / len(values)
-        means.append(mean)
-        stds.append(math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)))
-    return xs, means, stds
+    stats = [Stats.of(s[x] for s in series) for x in xs]
+    line, = ax.plot(xs, [st.mean for st in stats], **style)
+    ax.fill_between(xs, [st.mean - st.std for st in stats], [st.mean + st.std for st in stats],
+                    color=line.get_color(), alpha=0.25, linewidth=0)
 
 
 def _save(fig, folder: Path, name: str) -> list[Path]:
@@ -55,10 +53,7 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(KINDS), figsize=(4 * len(KINDS), 3.2))
     for ax, kind in zip(axes, KINDS):
         for name, runs in zip(label, curves):
-            xs, mean, std = _mean_band([losses[kind] for losses, _ in runs])
-            line, = ax.plot(xs, mean, label=name)
-            ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=line.get_color(), alpha=0.25, linewidth=0)
+            _plot_band(ax, [losses[kind] for losses, _ in runs], label=name)
         ax.set_title(kind.replace("loss_", "") + " loss")
         ax.set_xlabel("tokens seen")
     handles, names = axes[0].get_legend_handles_labels()
@@ -69,10 +64,7 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, runs in zip(label, curves):
-        xs, mean, std = _mean_band([returns for _, returns in runs])
-        line, = ax.plot(xs, mean, marker="o", label=name)
-        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=line.get_color(), alpha=0.25, linewidth=0)
+        _plot_band(ax, [returns for _, returns in runs], marker="o", label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel("evaluation return")
     ax.legend(fontsize="small")

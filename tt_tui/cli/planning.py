@@ -186,13 +186,9 @@ def _put(path: Path, results) -> None:
     """Write results as JSON to --json and say so."""
     import json
 
-    from tt_core.durable import atomic_write_text
+    from tt_core.durable import write_output
 
-    text = json.dumps(results, indent=2)
-    if path.exists() and not path.is_file():  # /dev/stdout and the like: written, never replaced
-        path.write_text(text)
-    else:
-        atomic_write_text(path, text)
+    write_output(path, json.dumps(results, indent=2))
     typer.echo(f"results written to {path}", err=True)
 
 

@@ -51,9 +51,9 @@ def report(
         if out is None:
             typer.echo(text, nl=False)
         else:
-            from tt_core.durable import atomic_write_text
+            from tt_core.durable import write_output
 
-            atomic_write_text(out, text)
+            write_output(out, text)
             typer.echo(f"table written to {out}", err=True)
     if plots is not None:
         from tt_core.runs.plots import write_plots
