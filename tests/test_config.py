@@ -10,13 +10,16 @@ from tt_core.errors import ConfigError
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.mark.parametrize("name", ["halfcheetah", "hopper", "walker2d", "quickstart"])
+SHIPPED = ["halfcheetah", "hopper", "walker2d", "quickstart", "hopper-local"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert cfg.dataset.num_bins >= 2
 
 
-def test_env_configs_carry_the_seed_hyperparameters():
+def test_env_configs_carry_the_papers_model_and_training_sizes():
     for env, width, steps in [("halfcheetah", 32, 5), ("hopper", 128, 15), ("walker2d", 128, 15)]:
         cfg = load_config(CONFIGS / f"{env}.yaml")
         assert cfg.dataset.id == f"mujoco/{env}/medium-v0"
@@ -29,6 +32,14 @@ def test_env_configs_carry_the_seed_hyperparameters():
         assert t.epochs is None and t.warmup_tokens is None
         p = cfg.plan
         assert (p.beam_width, p.beam_steps, p.beam_context, p.sample_expand) == (width, steps, 5, 2)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_use_the_originals_termination_penalty_which_is_also_the_code_default(name):
+    from tt_core.config import DatasetConfig
+
+    assert load_config(CONFIGS / f"{name}.yaml").dataset.termination_penalty == -100
+    assert DatasetConfig().termination_penalty == -100  # config/offline.py's default
 
 
 def test_dotted_overrides_follow_the_config_path():
@@ -99,7 +110,7 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     assert load_config(path) == cfg
 
 
-@pytest.mark.parametrize("name", ["halfcheetah", "hopper", "walker2d", "quickstart"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_state_every_sampling_knob_with_the_originals_values(name):
     import yaml
 

@@ -176,13 +176,13 @@ def test_plans_that_draw_stop_tokens_equal_the_naive_full_forward(seq_len):
     assert not torch.equal(a.sequence, BeamPlanner(model, disc, p).plan(hist, obs).sequence)
 
 
-def test_reward_and_value_expectations_drop_the_stop_column_without_renormalising():
+def test_stop_mass_zero_drops_the_stop_column_without_renormalising_as_the_original():
     """The score of a candidate at step 0 is E[r] + discount * E[V] by the original's
     value_expectation: probs[:, :, :-1] against the bins' midpoints, the stop token's mass
     counting as 0 (not spread over the bins)."""
     model, disc = make_model(3), make_disc()
     hist, obs = context(E, 2)
-    p = params(beam_steps=1, discount=0.9, **GREEDY)
+    p = params(beam_steps=1, discount=0.9, stop_mass="zero", **GREEDY)
     rec = Recorder()
     BeamPlanner(model, disc, p).plan(hist, obs, hooks=rec)
     (r_logits,) = [lg for kind, lg, _ in rec.samples if kind == "reward"]
@@ -198,6 +198,43 @@ def test_reward_and_value_expectations_drop_the_stop_column_without_renormalisin
     torch.testing.assert_close(scores.double(), expected, atol=1e-5, rtol=1e-5)
     stop_mass = r_logits.softmax(-1)[..., N]
     assert stop_mass.min() > 0.01  # the stop column holds real mass here, so dropping it matters
+
+
+@pytest.mark.parametrize("rule", ["renormalize", "lowest"])
+def test_the_other_stop_mass_rules_score_an_end_as_documented_in_both_planners(rule):
+    """plan.stop_mass renormalize: E[x | no end] = sum_i p_i c_i / sum_i p_i; lowest: an
+    end counts as the dimension's lowest bin, E = sum_i p_i c_i + p_stop c_0. Both
+    planners score candidates the same way (greedy plans stay equal token for token)."""
+    model, disc = make_model(3), make_disc()
+    hist, obs = context(E, 2)
+    p = params(beam_steps=1, discount=0.9, stop_mass=rule, **GREEDY)
+    rec = Recorder()
+    cached = BeamPlanner(model, disc, p).plan(hist, obs, hooks=rec)
+    (r_logits,) = [lg for kind, lg, _ in rec.samples if kind == "reward"]
+    (v_logits,) = [lg for kind, lg, _ in rec.samples if kind == "value"]
+    scores, _ = rec.selections[0]
+
+    def expectation(logits, dim):
+        probs = logits.double().softmax(-1)
+        th = torch.from_numpy(disc.boundaries[dim])
+        mid = (th[:-1] + th[1:]) / 2
+        bins, stop = probs[..., :-1], probs[..., -1]
+        if rule == "renormalize":
+            return (bins @ mid) / bins.sum(-1)
+        return bins @ mid + stop * mid[0]
+
+    expected = expectation(r_logits, O + A) + 0.9 * expectation(v_logits, O + A + 1)
+    torch.testing.assert_close(scores.double(), expected, atol=1e-5, rtol=1e-5)
+    assert_same_plan(cached, NaivePlanner(model, disc, p).plan(hist, obs))
+
+
+def test_stop_mass_rules_agree_on_a_model_without_a_stop_token():
+    model, disc = make_model(3, stop_token=False), make_disc()
+    hist, obs = context(E, 2)
+    plans = [BeamPlanner(model, disc, params(stop_mass=rule, **GREEDY)).plan(hist, obs)
+             for rule in ("zero", "renormalize", "lowest")]
+    for other in plans[1:]:
+        assert_same_plan(plans[0], other)
 
 
 def test_a_stop_token_in_an_action_decodes_as_the_top_bin_as_the_original_clips_it():

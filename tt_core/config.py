@@ -27,9 +27,10 @@ class CollectConfig:
     """How to build the dataset locally when it is missing (offline quickstart)."""
 
     env_id: str = "Hopper-v5"
-    policy: Literal["random"] = "random"
+    policy: str = "random"  # or the path of a Stable-Baselines3 policy zip
     steps: int = 20_000
     seed: int = 0
+    deterministic: bool = False  # an SB3 policy's mean action instead of a sample from it
 
 
 @dataclass
@@ -39,8 +40,9 @@ class DatasetConfig:
     num_bins: int = 100
     strategy: Literal["uniform", "quantile"] = "uniform"
     seq_len: int = 10  # context window, in transitions
-    # Reward added at a terminal transition (the original TT uses -100); None = off.
-    termination_penalty: Optional[float] = None
+    # Replaces the reward of a terminal transition: the original TT's default -100
+    # (config/offline.py); null = off (the seed project's).
+    termination_penalty: Optional[float] = -100.0
     # When set and the dataset is missing locally, it is collected with this recipe.
     collect: Optional[CollectConfig] = None
 
@@ -124,6 +126,11 @@ class PlanConfig:
     cdf_act: Optional[float] = 0.6
     temperature: float = 1.0
     discount: float = 0.99
+    # What a stop token's probability counts for in E[r] and E[V] (models with a stop
+    # token; docs/deviations.md): "zero" the original's value_expectation (an ended
+    # episode earns 0 more), "renormalize" the expectation given no end, "lowest" an end
+    # scored as the dimension's lowest bin (with the penalty: the fall).
+    stop_mass: Literal["zero", "renormalize", "lowest"] = "zero"
     plan_every: int = 1
     # fp32 equals the naive planner up to float reassociation; bf16 runs weights and KV
     # cache in bfloat16 (scores stay fp32): faster on GPUs and CPUs with AMX/AVX512-BF16.
@@ -205,6 +212,8 @@ LIMITS: dict[str, Range | Check] = {
     "dataset.seq_len": Check(lambda v: v >= 1, ">= 1 transition"),
     "dataset.collect.steps": Range(1, 10**9),
     "dataset.collect.seed": SEED,
+    "dataset.collect.policy": Check(lambda v: v == "random" or v.endswith(".zip"),
+                                    "'random' or the path of a Stable-Baselines3 policy .zip"),
     "dataset.id": Check(lambda v: 0 < len(v) and all(0 < len(part.encode()) <= 200 for part in v.split("/")),
                         "non-empty, each /-separated part at most 200 bytes (it names directories)"),
     "train.seed": SEED,

@@ -181,11 +181,27 @@ def _make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
     return env
 
 
-def _record_random(
-    env: gym.Env, steps: int, seed: int, should_stop: Callable[[], bool]
+Actor = Callable[[np.ndarray], np.ndarray]
+
+
+def policy_actor(policy: str, env: gym.Env, seed: int, deterministic: bool = False) -> Actor:
+    """The behaviour policy `policy` names: `random` (uniform actions), or the path of a
+    Stable-Baselines3 policy zip (tt_core/data/sb3_policy.py), sampled unless
+    `deterministic`."""
+    if policy == "random":
+        env.action_space.seed(seed)
+        return lambda obs: env.action_space.sample()
+    if not policy.endswith(".zip"):
+        raise ConfigError(f"policy {policy!r}: expected 'random' or the path of a Stable-Baselines3 .zip")
+    from tt_core.data.sb3_policy import load_sb3_policy
+
+    return load_sb3_policy(Path(policy), env, deterministic=deterministic, seed=seed)
+
+
+def record_episodes(
+    env: gym.Env, act: Actor, steps: int, seed: int, should_stop: Callable[[], bool]
 ) -> list[EpisodeBuffer]:
-    """`steps` random-policy steps as episode buffers; a cut-off last episode is truncated."""
-    env.action_space.seed(seed)
+    """`steps` steps of `act` as episode buffers; a cut-off last episode is truncated."""
     buffers: list[EpisodeBuffer] = []
     obs, _ = env.reset(seed=seed)
     ep_obs, ep_act, ep_rew, ep_term, ep_trunc = [obs], [], [], [], []
@@ -204,7 +220,7 @@ def _record_random(
     for i in range(steps):
         if i % 256 == 0 and should_stop():
             raise Interrupted(f"stopped while collecting (step {i} of {steps}); no dataset was written")
-        action = env.action_space.sample()
+        action = np.asarray(act(obs), dtype=env.action_space.dtype)
         obs, reward, terminated, truncated, _ = env.step(action)
         ep_obs.append(obs)
         ep_act.append(action)
@@ -221,6 +237,15 @@ def _record_random(
     return buffers
 
 
+@dataclass(frozen=True)
+class ReferenceScores:
+    """D4RL's normalization: score = 100 * (R - ref_min) / (ref_max - ref_min), with
+    ref_min a random policy's mean return and ref_max an expert's."""
+
+    ref_min_score: float
+    ref_max_score: float
+
+
 def collect_dataset(
     env_id: str,
     dataset_id: str,
@@ -229,39 +254,69 @@ def collect_dataset(
     seed: int = 0,
     max_episode_steps: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    deterministic: bool = False,
+    reference: ReferenceScores | None = None,
 ) -> DatasetInfo:
-    """Record `steps` steps of `policy` in `env_id` as a new local Minari dataset.
+    """Record `steps` steps of `policy` (see `policy_actor`) in `env_id` as a new local
+    Minari dataset.
 
     `should_stop` is polled while stepping (a stop request): collection then ends with
     Interrupted and nothing is written."""
-    if policy != "random":
-        raise ConfigError(f"unknown collection policy {policy!r}; only 'random' is supported")
     if steps < 1:
         raise ConfigError(f"collection steps must be >= 1, got {steps}")
     _check_id(dataset_id)
+    _check_new(dataset_id)
+    env = _make_env(env_id, max_episode_steps)
+    try:
+        act = policy_actor(policy, env, seed, deterministic)
+        buffers = record_episodes(env, act, steps, seed, should_stop)
+        name = "random" if policy == "random" else Path(policy).name
+        how = "" if policy == "random" else (" (mean actions)" if deterministic else " (sampled actions)")
+        return write_dataset(
+            dataset_id, buffers, env,
+            algorithm=f"{name} policy{how} (tt-tui collect, seed {seed})",
+            description=f"{steps} steps of the {name} policy{how} in {env_id}, collected locally.",
+            reference=reference, should_stop=should_stop)
+    finally:
+        env.close()
+
+
+def _check_new(dataset_id: str) -> None:
     path = get_dataset_path(dataset_id)
     if path.exists():
         raise DataError(
             f"dataset '{dataset_id}' already exists at {path}; delete it "
             f"(minari delete {dataset_id}) or choose another id"
         )
+
+
+def write_dataset(
+    dataset_id: str,
+    buffers: list[EpisodeBuffer],
+    env: gym.Env,
+    algorithm: str,
+    description: str,
+    reference: ReferenceScores | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DatasetInfo:
+    """Write recorded episodes as the new local dataset `dataset_id`: under a temporary
+    root, renamed into place only when whole (see the module's docstring)."""
+    _check_id(dataset_id)
+    _check_new(dataset_id)
+    path = get_dataset_path(dataset_id)
     root = get_dataset_path()
     remove_stale_temporaries(root)
-    env = _make_env(env_id, max_episode_steps)
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=root))
     alive = FileLock(staging / LOCK_FILE).acquire(f"pid {os.getpid()}")  # tells a live writer from a dead one
+    scores = {} if reference is None else {"ref_min_score": reference.ref_min_score,
+                                           "ref_max_score": reference.ref_max_score}
     try:
-        buffers = _record_random(env, steps, seed, should_stop)
         with warnings.catch_warnings(), _minari_root(staging):
             # Minari warns about every optional metadata field (author, permalink, ...).
             warnings.simplefilter("ignore")
             minari.create_dataset_from_buffers(
-                dataset_id,
-                buffers,
-                env=env,
-                algorithm_name=f"{policy} policy (tt-tui collect, seed {seed})",
-                author="tt-tui",
-                description=f"{steps} steps of a {policy} policy in {env_id}, collected locally.",
+                dataset_id, buffers, env=env, algorithm_name=algorithm, author="tt-tui",
+                description=description, **scores,
             )
         if should_stop():  # a stop asked for while the file was written: honoured here
             raise Interrupted(f"stopped while writing dataset '{dataset_id}'; no dataset was written")
@@ -272,7 +327,6 @@ def collect_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         alive.release()
-        env.close()
     return dataset_info(load_dataset(dataset_id, download=False))
 
 
@@ -404,6 +458,7 @@ def ensure_dataset(
         if notify:
             notify(f"dataset '{cfg.id}' is not local; collecting {c.steps} steps of a "
                    f"{c.policy} policy in {c.env_id}")
-        collect_dataset(c.env_id, cfg.id, c.steps, policy=c.policy, seed=c.seed, should_stop=should_stop)
+        collect_dataset(c.env_id, cfg.id, c.steps, policy=c.policy, seed=c.seed, should_stop=should_stop,
+                        deterministic=c.deterministic)
         return load_dataset(cfg.id, download=False)
     return load_dataset(cfg.id, notify=notify)

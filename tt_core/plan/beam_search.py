@@ -20,9 +20,11 @@ observation tokens (`k_obs`, `cdf_obs`). The best final beam of each env is the 
 
 Stop token (models that have one): every draw and filter acts over all N + 1 outputs,
 so a beam can draw the stop token anywhere; it is fed back like any token (the model was
-trained on what follows an end). The expectations drop its column without renormalizing
-(the original's `value_expectation`, `probs[:, :, :-1]`), so a likely end lowers a
-candidate's expected reward and value. A stop token in the executed action decodes as the
+trained on what follows an end). What its probability counts for in the expectations is
+`plan.stop_mass`: "zero" drops its column without renormalizing (the original's
+`value_expectation`, `probs[:, :, :-1]`), so a likely end pulls a candidate's expected
+reward and value toward 0; "renormalize" takes the expectation given no end; "lowest"
+scores an end as the dimension's lowest bin. A stop token in the executed action decodes as the
 top bin, as the original's `reconstruct` clips it.
 
 Row order: the `sample_expand` copies of a beam are adjacent (repeat_interleave), so
@@ -139,9 +141,19 @@ class _Base:
         return torch.cat([hist, obs], dim=1).to(self.device, torch.long)
 
     def _expect(self, probs: torch.Tensor, dim: int) -> torch.Tensor:
-        """E[value] of dimension `dim` under `probs` [..., V]: the bins' columns only, not
-        renormalized (a stop token's mass counts as 0, the original's value_expectation)."""
-        return self.disc.expectation(probs[..., : self.N].unsqueeze(-2), slice(dim, dim + 1)).squeeze(-1)
+        """E[value] of dimension `dim` under `probs` [..., V]. The stop token's mass
+        (models that have one) counts as `plan.stop_mass` says: 0 (the original's
+        value_expectation drops its column), the expectation given no end, or the
+        dimension's lowest bin."""
+        bins = probs[..., : self.N]
+        expected = self.disc.expectation(bins.unsqueeze(-2), slice(dim, dim + 1)).squeeze(-1)
+        rule = self.params.stop_mass
+        if self.V == self.N or rule == "zero":
+            return expected
+        if rule == "renormalize":
+            return expected / bins.sum(-1).clamp_min(torch.finfo(bins.dtype).tiny)
+        lowest = float(self.disc.centers[dim, 0])
+        return expected + probs[..., self.N] * lowest
 
     def _decode_actions(self, ids: np.ndarray) -> np.ndarray:
         """Action token ids [..., A] -> values; a stop token clips to the top bin, as the

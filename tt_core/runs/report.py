@@ -85,8 +85,9 @@ class Reference:
 
 def setting_of(plan: dict) -> str:
     """The planning settings a result depends on, in one short phrase."""
+    stop = plan.get("stop_mass", "zero")  # runs before plan.stop_mass planned with the original's rule
     return (f"beam {plan.get('beam_width')} x {plan.get('beam_steps')}, context {plan.get('beam_context')}, "
-            f"expand {plan.get('sample_expand')}")
+            f"expand {plan.get('sample_expand')}" + ("" if stop == "zero" else f", stop mass {stop}"))
 
 
 def run_result(root: Path) -> tuple[Optional[RunResult], Optional[str]]:

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tt_tui.cli import exits
-from tt_tui.cli import bench, data, planning, pretrained, report, runs, train
+from tt_tui.cli import behaviour, bench, data, planning, pretrained, report, runs, train
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +22,8 @@ bench_app = typer.Typer(no_args_is_help=True, help="Speed benchmarks (medians of
 app.add_typer(bench_app, name="bench")
 pretrained_app = typer.Typer(help="The seed project's published models: list and fetch (verified).")
 app.add_typer(pretrained_app, name="pretrained")
+behaviour_app = typer.Typer(no_args_is_help=True, help="Behaviour policies (SAC) and the D4RL-style datasets cut from them.")
+app.add_typer(behaviour_app, name="behaviour")
 
 app.command()(train.train)
 app.command()(data.collect)
@@ -33,6 +35,8 @@ app.command("eval")(planning.eval_cmd)
 app.command()(planning.record)
 pretrained_app.callback(invoke_without_command=True)(pretrained.pretrained_list)
 pretrained_app.command("fetch")(pretrained.pretrained_fetch)
+behaviour_app.command("train")(behaviour.behaviour_train)
+behaviour_app.command("datasets")(behaviour.behaviour_datasets)
 bench_app.command("train")(bench.bench_train_cmd)
 bench_app.command("plan")(bench.bench_plan_cmd)
 bench_app.command("gpu")(bench.bench_gpu_cmd)

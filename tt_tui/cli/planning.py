@@ -73,6 +73,8 @@ PLANNING_FLAGS = (
     PlanningFlag("--cdf-act", "plan.cdf_act", str, "Drop the action tail holding this mass (0..1), or none.", switchable=True),
     PlanningFlag("--temperature", "plan.temperature", float, "Divides every token's logits."),
     PlanningFlag("--discount", "plan.discount", float, "Discount of the plan's score."),
+    PlanningFlag("--stop-mass", "plan.stop_mass", str,
+                 "What a stop token's probability counts for in E[r], E[V]: zero, renormalize or lowest."),
     PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,
                  "CUDA graphs for the decode (CUDA only; default on; a failure falls back to eager)."),
 )

@@ -1,0 +1,211 @@
+"""Behaviour policies of known quality, trained here: Stable-Baselines3 SAC with a step
+budget (`tt-tui behaviour train`), the way D4RL made its MuJoCo datasets.
+
+D4RL trained one SAC agent online per task, kept the policy it early-stopped at
+"medium" quality, its replay buffer up to that point ("medium-replay") and its final
+policy ("expert"). `train_behaviour` does the same within a budget: it saves the policy
+every `save_every` steps with its return measured over `eval_episodes` episodes, and the
+run's transitions in the order they happened (`replay.npz`), so the datasets can be cut
+from it afterwards (tt_core/data/behaviour_datasets.py).
+
+stable-baselines3 is an optional extra (`pip install -e ".[sb3]"`, included in [dev]).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from tt_core.durable import atomic_write_text
+from tt_core.errors import ConfigError, OutputError
+
+MANIFEST = "behaviour.json"  # what the run did: budget, seed, returns per saved policy
+REPLAY = "replay.npz"  # every transition of the run, in order
+POLICIES = "policies"  # step_<N>.zip, Stable-Baselines3's own format
+
+
+def require_sb3() -> Any:
+    """The stable_baselines3 module, or one line saying how to install it."""
+    try:
+        import stable_baselines3
+    except ImportError:
+        raise ConfigError(
+            "stable-baselines3 is not installed; install the extra: pip install -e \".[sb3]\""
+        ) from None
+    return stable_baselines3
+
+
+@dataclass
+class SavedPolicy:
+    step: int
+    path: str  # relative to the run folder
+    mean_return: float
+    std_return: float
+    episodes: int
+
+
+@dataclass
+class BehaviourRun:
+    """behaviour.json: everything needed to cut datasets and to cite the run."""
+
+    env_id: str
+    algorithm: str
+    seed: int
+    steps_budget: int
+    steps_done: int = 0
+    save_every: int = 0
+    eval_episodes: int = 0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    policies: list[SavedPolicy] = field(default_factory=list)
+    wall_s: float = 0.0
+    finished: bool = False
+
+    def save(self, folder: Path) -> None:
+        atomic_write_text(folder / MANIFEST, json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "BehaviourRun":
+        from tt_core.errors import DataError
+
+        path = Path(folder) / MANIFEST
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            policies = [SavedPolicy(**p) for p in raw.pop("policies")]
+            return cls(**raw, policies=policies)
+        except FileNotFoundError:
+            raise DataError(f"{folder}: no {MANIFEST} (not a folder made by `tt-tui behaviour train`)") from None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+    def best(self) -> SavedPolicy:
+        return max(self.policies, key=lambda p: p.mean_return)
+
+
+def evaluate_policy_returns(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int,
+                            seed: int) -> np.ndarray:
+    """Undiscounted returns of `episodes` full episodes of `act` in a fresh env
+    (seeds seed, seed + 1, ...)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(act(obs))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return np.asarray(returns)
+
+
+def sb3_actor(model: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """One observation -> one action of a loaded Stable-Baselines3 model."""
+    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+
+
+def train_behaviour(
+    env_id: str,
+    out_dir: Path,
+    steps: int,
+    seed: int = 0,
+    save_every: int = 10_000,
+    eval_episodes: int = 5,
+    learning_starts: int = 10_000,
+    batch_size: int = 256,
+    net_arch: tuple[int, ...] = (256, 256),
+    notify: Callable[[str], None] = lambda line: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> BehaviourRun:
+    """Train SAC on `env_id` for `steps` environment steps (SB3's defaults, RL Zoo's
+    MuJoCo `learning_starts`; the tests shrink the networks and batch), saving the
+    policy and its measured return (deterministic actions, `eval_episodes` episodes)
+    every `save_every` steps. A stop request ends the run at the next step with
+    everything saved so far kept and marked unfinished."""
+    sb3 = require_sb3()
+    from tt_core.data.minari_io import _make_env
+
+    out_dir = Path(out_dir)
+    if (out_dir / MANIFEST).exists():
+        raise OutputError(f"{out_dir} already holds a behaviour run; choose another --out")
+    (out_dir / POLICIES).mkdir(parents=True, exist_ok=True)
+    env = _make_env(env_id, None)
+    hyper = {"learning_starts": learning_starts, "buffer_size": steps, "batch_size": batch_size,
+             "learning_rate": 3e-4, "gamma": 0.99, "tau": 0.005, "net_arch": list(net_arch)}
+    model = sb3.SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=learning_starts,
+                    buffer_size=steps, batch_size=batch_size, policy_kwargs={"net_arch": list(net_arch)})
+    run = BehaviourRun(env_id=env_id, algorithm=f"SAC (stable-baselines3 {sb3.__version__})",
+                       seed=seed, steps_budget=steps, save_every=save_every,
+                       eval_episodes=eval_episodes, hyperparameters=hyper)
+    saver = _PolicySaver(model, out_dir, run, notify)
+    model.learn(total_timesteps=steps, callback=_checkpoints(saver, save_every, should_stop))
+    done = int(model.num_timesteps)
+    if not run.policies or run.policies[-1].step != done:
+        saver.save(done)
+    _save_replay(model, out_dir / REPLAY, done)
+    run.steps_done, run.wall_s, run.finished = done, saver.elapsed(), done >= steps
+    run.save(out_dir)
+    env.close()
+    return run
+
+
+class _PolicySaver:
+    """Saves the policy under training and its measured return into the run."""
+
+    def __init__(self, model: Any, out_dir: Path, run: BehaviourRun, notify: Callable[[str], None]) -> None:
+        self.model, self.out_dir, self.run, self.notify = model, out_dir, run, notify
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def save(self, step: int) -> None:
+        run = self.run
+        rel = f"{POLICIES}/step_{step}.zip"
+        self.model.save(self.out_dir / rel)
+        returns = evaluate_policy_returns(sb3_actor(self.model, True), run.env_id, run.eval_episodes,
+                                          10_000 + step)
+        run.policies.append(SavedPolicy(step, rel, float(returns.mean()), float(returns.std()), run.eval_episodes))
+        run.steps_done, run.wall_s = step, self.elapsed()
+        run.save(self.out_dir)
+        self.notify(f"step {step:>8}: return {returns.mean():8.1f} ± {returns.std():6.1f} "
+                    f"({run.wall_s / 60:.1f} min)")
+
+
+def _checkpoints(saver: _PolicySaver, every: int, should_stop: Callable[[], bool]) -> Any:
+    """An SB3 callback: save every `every` steps; a stop request ends learning."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Checkpoints(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every == 0:
+                saver.save(self.num_timesteps)
+            return not should_stop()
+
+    return Checkpoints()
+
+
+def _save_replay(model: Any, path: Path, steps: int) -> None:
+    """The replay buffer's first `steps` transitions (all of them: the buffer holds the
+    whole budget), actions in the env's units, episode ends split into termination and
+    truncation (SB3 stores a time limit as done + timeout)."""
+    buf = model.replay_buffer
+    n = min(steps, buf.size())
+    actions = model.policy.unscale_action(buf.actions[:n, 0])
+    done = buf.dones[:n, 0].astype(bool)
+    timeout = buf.timeouts[:n, 0].astype(bool)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, observations=buf.observations[:n, 0], next_observations=buf.next_observations[:n, 0],
+             actions=actions.astype(np.float32), rewards=buf.rewards[:n, 0].astype(np.float64),
+             terminations=done & ~timeout, truncations=timeout)
+    os.replace(tmp, path)

@@ -1,0 +1,71 @@
+"""`tt-tui behaviour train` and `tt-tui behaviour datasets`: behaviour policies of known
+quality (Stable-Baselines3 SAC) and the D4RL-style datasets cut from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tt_tui.cli.exits import user_errors
+
+
+@user_errors
+def behaviour_train(
+    env_id: str = typer.Argument(..., help="Gymnasium env id, e.g. Hopper-v5."),
+    out: Path = typer.Option(..., "--out", help="New folder for the policies, their returns and the replay buffer."),
+    steps: int = typer.Option(150_000, "--steps", min=1, help="Environment steps (the budget)."),
+    seed: int = typer.Option(0, "--seed"),
+    save_every: int = typer.Option(10_000, "--save-every", min=1, help="Save and measure the policy every N steps."),
+    eval_episodes: int = typer.Option(5, "--eval-episodes", min=1, help="Episodes per measurement."),
+    learning_starts: int = typer.Option(10_000, "--learning-starts", min=1, help="Random steps before SAC learns."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads (SAC's small networks run best on one)."),
+) -> None:
+    """Train a SAC behaviour policy, saving it with its measured return every N steps."""
+    import torch
+
+    from tt_core.config import check_limit
+    from tt_core.controls import Controls
+    from tt_core.data.behaviour import train_behaviour
+    from tt_tui.cli.foreground import stop_on_sigint
+
+    check_limit("dataset.collect.steps", steps, "--steps")
+    check_limit("dataset.collect.seed", seed, "--seed")
+    torch.set_num_threads(threads)
+    controls = Controls()
+    stop_on_sigint(controls)
+    run = train_behaviour(env_id, out, steps, seed=seed, save_every=save_every,
+                          eval_episodes=eval_episodes, learning_starts=learning_starts,
+                          notify=typer.echo, should_stop=lambda: controls.stop_requested)
+    best = run.best()
+    state = "finished" if run.finished else f"stopped at step {run.steps_done}"
+    typer.echo(f"{out}: {state} in {run.wall_s / 60:.1f} min; best return {best.mean_return:.1f} "
+               f"at step {best.step}; next: tt-tui behaviour datasets {out} --name NAME")
+
+
+@user_errors
+def behaviour_datasets(
+    run_dir: Path = typer.Argument(..., help="A folder made by `tt-tui behaviour train`."),
+    name: str = typer.Option(..., "--name", help="Dataset name: local/NAME/medium-v0, ..."),
+    steps: int = typer.Option(100_000, "--steps", min=1, help="Steps of the medium and expert datasets."),
+    ref_episodes: int = typer.Option(20, "--ref-episodes", min=1, help="Episodes measuring each reference score."),
+    seed: int = typer.Option(0, "--seed"),
+    which: list[str] = typer.Option(["medium", "medium-replay", "expert"], "--which",
+                                    help="Datasets to make (medium, medium-replay, expert)."),
+) -> None:
+    """Cut local/NAME/{medium,medium-replay,expert}-v0 from a behaviour run, with D4RL reference scores."""
+    from tt_core.config import check_limit
+    from tt_core.controls import Controls
+    from tt_core.data.behaviour_datasets import make_behaviour_datasets
+    from tt_tui.cli.foreground import stop_on_sigint
+
+    check_limit("dataset.collect.steps", steps, "--steps")
+    check_limit("dataset.collect.seed", seed, "--seed")
+    controls = Controls()
+    stop_on_sigint(controls, announce=False)
+    made = make_behaviour_datasets(run_dir, name, steps=steps, ref_episodes=ref_episodes, seed=seed,
+                                   which=which, notify=typer.echo,
+                                   should_stop=lambda: controls.stop_requested)
+    for info in made:
+        typer.echo(f"wrote {info.id}: {info.episodes} episodes, {info.steps} steps, mean return "
+                   f"{info.mean_return:.1f} (normalized {100 * (info.mean_return - info.ref_min_score) / (info.ref_max_score - info.ref_min_score):.1f})")
