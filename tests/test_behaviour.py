@@ -98,6 +98,11 @@ def test_the_datasets_cut_from_a_run_follow_d4rl_and_carry_reference_scores(sac_
     meta = {"ref_min_score": record["ref_min_score"], "ref_max_score": record["ref_max_score"]}
     assert normalized_score(record["ref_max_score"], meta) == pytest.approx(100.0)
     assert normalized_score(record["ref_min_score"], meta) == pytest.approx(0.0)
+    # a second cut into ids that exist is refused before anything is measured or written
+    with pytest.raises(DataError, match="already exists"):
+        make_behaviour_datasets(sac_run, "pend", steps=300, which=["expert"],
+                                notify=lambda line: pytest.fail(f"measured first: {line}"))
+    assert json.loads((sac_run / "datasets.json").read_text()) == record
 
 
 @settings(max_examples=60, deadline=None)
@@ -138,59 +143,85 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _rewrite_data(src: Path, dst: Path, edit) -> None:
+def _rewrite(src: Path, dst: Path, data=None, weights: bytes | None = None) -> None:
+    """A copy of the zip at `src` with its `data` entry (bytes, or a function of the
+    parsed JSON returning JSON text) and/or its `policy.pth` replaced."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for item in zin.infolist():
             payload = zin.read(item.filename)
-            if item.filename == "data":
-                payload = edit(json.loads(payload)).encode() if callable(edit) else edit
+            if item.filename == "data" and data is not None:
+                payload = data(json.loads(payload)).encode() if callable(data) else data
+            if item.filename == "policy.pth" and weights is not None:
+                payload = weights
             zout.writestr(item, payload)
 
 
 @ONE_WORKER
-def test_pickles_inside_a_policy_zip_are_never_unpickled(sac_run, tmp_path):
-    marker = tmp_path / "pwned"
-    evil = base64.b64encode(pickle.dumps(_Payload(str(marker)))).decode()
+def test_a_policy_zip_runs_none_of_its_code_and_imports_none_of_its_modules(sac_run, tmp_path, monkeypatch):
+    """Pickles in every item SB3 would unpickle, and a plain `env` naming a module that
+    gymnasium would import: loading and acting create neither marker."""
+    pickled, imported = tmp_path / "unpickled", tmp_path / "imported"
+    (tmp_path / "tt_planted_module.py").write_text(f"open({str(imported)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    evil = base64.b64encode(pickle.dumps(_Payload(str(pickled)))).decode()
 
     def plant(data: dict) -> str:
         for key in ("policy_class", "lr_schedule", "observation_space", "action_space", "replay_buffer_class"):
             data[key][":serialized:"] = evil
         data["something_new"] = {":type:": "<class 'x'>", ":serialized:": evil}
+        data["env"] = "tt_planted_module:Planted-v0"
         return json.dumps(data)
 
     hostile = tmp_path / "hostile.zip"
-    _rewrite_data(sac_run / "policies" / "step_1000.zip", hostile, plant)
+    _rewrite(sac_run / "policies" / "step_1000.zip", hostile, plant)
     env = gym.make(ENV)
     act = load_sb3_policy(hostile, env, deterministic=True)
     assert act(env.reset(seed=0)[0]).shape == (1,)
-    assert not marker.exists()
+    assert not pickled.exists() and not imported.exists()
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                     max_leaves=20)
+_KEYS = ["policy_class", "observation_space", "action_space", "policy_kwargs", "use_sde", "env",
+         "device", "buffer_size", "net_arch"]
 
 
 @ONE_WORKER
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.one_of(
-    st.binary(max_size=200),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-                 max_leaves=20).map(lambda v: json.dumps(v).encode()),
-    st.sampled_from(["policy_class", "observation_space", "action_space", "policy_kwargs"]).map(
-        lambda key: ("drop", key)),
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=st.one_of(
+    st.binary(max_size=200).map(lambda b: ("data", b)),
+    _json.map(lambda v: ("data", json.dumps(v).encode())),
+    st.just(("data", b"[" * 200_000)),
+    st.tuples(st.sampled_from(_KEYS), _json).map(lambda kv: ("key", kv)),
+    st.tuples(st.sampled_from(["__module__", "__init__", "_shape"]), _json).map(lambda kv: ("inner", kv)),
+    st.binary(max_size=300).map(lambda b: ("weights", b)),
 ))
-def test_a_broken_policy_zip_is_one_clear_error(sac_run, tmp_path, data):
-    """Whatever the zip's `data` holds (bytes, any JSON, a required entry missing or
-    garbled), loading ends in a ConfigError or DataError, never another exception."""
-    broken = tmp_path / "broken.zip"
-    if isinstance(data, tuple):
-        key = data[1]
-        edit = lambda d: json.dumps({**d, key: {":serialized:": "AAAA", "_shape": "x", "__module__": 3}})  # noqa: E731
-    else:
-        edit = data
-    _rewrite_data(sac_run / "policies" / "step_1000.zip", broken, edit)
+def test_a_broken_policy_zip_is_one_clear_error(sac_run, tmp_path, case):
+    """Whatever the zip holds (bytes or any JSON as its data, any value in a key SB3
+    reads, garbage weights), loading ends in a ConfigError or DataError of one line, or
+    in a policy that acts: never another exception."""
+    what, value = case
+    src, broken = sac_run / "policies" / "step_1000.zip", tmp_path / "broken.zip"
+    if what == "data":
+        _rewrite(src, broken, data=value)
+    elif what == "weights":
+        _rewrite(src, broken, weights=value)
+    elif what == "key":
+        _rewrite(src, broken, data=lambda d: json.dumps({**d, value[0]: value[1]}))
+    else:  # a field inside the policy class's or a space's entry
+        def edit(d: dict) -> str:
+            target = "policy_class" if value[0] != "_shape" else "observation_space"
+            d[target][value[0]] = value[1]
+            return json.dumps(d)
+        _rewrite(src, broken, data=edit)
     env = gym.make(ENV)
     try:
-        load_sb3_policy(broken, env)
+        act = load_sb3_policy(broken, env, deterministic=True)
     except (ConfigError, DataError) as exc:
         assert "\n" not in str(exc)
+    else:
+        assert act(env.reset(seed=0)[0]).shape == (1,)
 
 
 def test_collect_cli_names_a_bad_policy_in_one_line(tmp_path):

@@ -558,7 +558,8 @@ def dump_config(cfg: Config) -> str:
 
 # Keys added after runs were first saved, with the value a run saved without them had:
 # no stop output, and a schedule that decays over the whole run (the seed's rule).
-LEGACY_RUN_VALUES = {("model", "stop_token"): False, ("train", "schedule"): "ftt"}
+LEGACY_RUN_VALUES = {("model", "stop_token"): False, ("train", "schedule"): "ftt",
+                     ("dataset", "termination_penalty"): None, ("plan", "stop_mass"): "zero"}
 
 
 def fill_legacy_keys(data: dict) -> dict:

@@ -13,8 +13,8 @@ stable-baselines3 is an optional extra (`pip install -e ".[sb3]"`, included in [
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,23 +22,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tt_core.durable import atomic_write_text
-from tt_core.errors import ConfigError, OutputError
+from tt_core.data.sb3_policy import require_sb3, sb3_actor
+from tt_core.durable import atomic_write_bytes, atomic_write_text
+from tt_core.errors import DataError, OutputError
 
 MANIFEST = "behaviour.json"  # what the run did: budget, seed, returns per saved policy
 REPLAY = "replay.npz"  # every transition of the run, in order
 POLICIES = "policies"  # step_<N>.zip, Stable-Baselines3's own format
-
-
-def require_sb3() -> Any:
-    """The stable_baselines3 module, or one line saying how to install it."""
-    try:
-        import stable_baselines3
-    except ImportError:
-        raise ConfigError(
-            "stable-baselines3 is not installed; install the extra: pip install -e \".[sb3]\""
-        ) from None
-    return stable_baselines3
 
 
 @dataclass
@@ -63,6 +53,7 @@ class BehaviourRun:
     eval_episodes: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     policies: list[SavedPolicy] = field(default_factory=list)
+    replay_steps: int = 0  # transitions in replay.npz (written at every save)
     wall_s: float = 0.0
     finished: bool = False
 
@@ -71,17 +62,20 @@ class BehaviourRun:
 
     @classmethod
     def load(cls, folder: Path) -> "BehaviourRun":
-        from tt_core.errors import DataError
-
         path = Path(folder) / MANIFEST
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             policies = [SavedPolicy(**p) for p in raw.pop("policies")]
-            return cls(**raw, policies=policies)
+            run = cls(**raw, policies=policies)
         except FileNotFoundError:
             raise DataError(f"{folder}: no {MANIFEST} (not a folder made by `tt-tui behaviour train`)") from None
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(run.env_id, str) or not isinstance(run.replay_steps, int) or not all(
+                isinstance(p.step, int) and isinstance(p.path, str) and isinstance(p.mean_return, (int, float))
+                and np.isfinite(p.mean_return) for p in run.policies):
+            raise DataError(f"{path}: a field has the wrong type (hand-edited?)")
+        return run
 
     def best(self) -> SavedPolicy:
         return max(self.policies, key=lambda p: p.mean_return)
@@ -91,9 +85,9 @@ def evaluate_policy_returns(act: Callable[[np.ndarray], np.ndarray], env_id: str
                             seed: int) -> np.ndarray:
     """Undiscounted returns of `episodes` full episodes of `act` in a fresh env
     (seeds seed, seed + 1, ...)."""
-    import gymnasium as gym
+    from tt_core.data.minari_io import make_env
 
-    env = gym.make(env_id)
+    env = make_env(env_id, None)
     returns = []
     try:
         for i in range(episodes):
@@ -107,11 +101,6 @@ def evaluate_policy_returns(act: Callable[[np.ndarray], np.ndarray], env_id: str
     finally:
         env.close()
     return np.asarray(returns)
-
-
-def sb3_actor(model: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """One observation -> one action of a loaded Stable-Baselines3 model."""
-    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
 
 
 def train_behaviour(
@@ -133,17 +122,18 @@ def train_behaviour(
     every `save_every` steps. A stop request ends the run at the next step with
     everything saved so far kept and marked unfinished."""
     sb3 = require_sb3()
-    from tt_core.data.minari_io import _make_env
+    from tt_core.data.minari_io import make_env
 
     out_dir = Path(out_dir)
     if (out_dir / MANIFEST).exists():
         raise OutputError(f"{out_dir} already holds a behaviour run; choose another --out")
     (out_dir / POLICIES).mkdir(parents=True, exist_ok=True)
-    env = _make_env(env_id, None)
-    hyper = {"learning_starts": learning_starts, "buffer_size": steps, "batch_size": batch_size,
-             "learning_rate": 3e-4, "gamma": 0.99, "tau": 0.005, "net_arch": list(net_arch)}
+    env = make_env(env_id, None)
     model = sb3.SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=learning_starts,
                     buffer_size=steps, batch_size=batch_size, policy_kwargs={"net_arch": list(net_arch)})
+    hyper = {name: getattr(model, name) for name in ("learning_starts", "buffer_size", "batch_size",
+                                                     "learning_rate", "gamma", "tau", "ent_coef")}
+    hyper["net_arch"] = list(net_arch)
     run = BehaviourRun(env_id=env_id, algorithm=f"SAC (stable-baselines3 {sb3.__version__})",
                        seed=seed, steps_budget=steps, save_every=save_every,
                        eval_episodes=eval_episodes, hyperparameters=hyper)
@@ -152,7 +142,8 @@ def train_behaviour(
     done = int(model.num_timesteps)
     if not run.policies or run.policies[-1].step != done:
         saver.save(done)
-    _save_replay(model, out_dir / REPLAY, done)
+    # SB3 calls back before storing a step's transition: the last one is in only now
+    run.replay_steps = _save_replay(model, out_dir / REPLAY)
     run.steps_done, run.wall_s, run.finished = done, saver.elapsed(), done >= steps
     run.save(out_dir)
     env.close()
@@ -173,6 +164,7 @@ class _PolicySaver:
         run = self.run
         rel = f"{POLICIES}/step_{step}.zip"
         self.model.save(self.out_dir / rel)
+        run.replay_steps = _save_replay(self.model, self.out_dir / REPLAY)
         returns = evaluate_policy_returns(sb3_actor(self.model, True), run.env_id, run.eval_episodes,
                                           10_000 + step)
         run.policies.append(SavedPolicy(step, rel, float(returns.mean()), float(returns.std()), run.eval_episodes))
@@ -195,17 +187,19 @@ def _checkpoints(saver: _PolicySaver, every: int, should_stop: Callable[[], bool
     return Checkpoints()
 
 
-def _save_replay(model: Any, path: Path, steps: int) -> None:
-    """The replay buffer's first `steps` transitions (all of them: the buffer holds the
-    whole budget), actions in the env's units, episode ends split into termination and
-    truncation (SB3 stores a time limit as done + timeout)."""
+def _save_replay(model: Any, path: Path) -> int:
+    """Every transition in the replay buffer so far (the buffer holds the whole budget,
+    so in the order they happened), actions in the env's units, episode ends split into
+    termination and truncation (SB3 stores a time limit as done + timeout); written
+    atomically at every save, so a killed run keeps its replay up to its last policy.
+    Returns the number of transitions."""
     buf = model.replay_buffer
-    n = min(steps, buf.size())
-    actions = model.policy.unscale_action(buf.actions[:n, 0])
+    n = buf.size()
     done = buf.dones[:n, 0].astype(bool)
     timeout = buf.timeouts[:n, 0].astype(bool)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, observations=buf.observations[:n, 0], next_observations=buf.next_observations[:n, 0],
-             actions=actions.astype(np.float32), rewards=buf.rewards[:n, 0].astype(np.float64),
-             terminations=done & ~timeout, truncations=timeout)
-    os.replace(tmp, path)
+    out = io.BytesIO()
+    np.savez(out, observations=buf.observations[:n, 0], next_observations=buf.next_observations[:n, 0],
+             actions=model.policy.unscale_action(buf.actions[:n, 0]).astype(np.float32),
+             rewards=buf.rewards[:n, 0].astype(np.float64), terminations=done & ~timeout, truncations=timeout)
+    atomic_write_bytes(path, out.getvalue())
+    return n

@@ -25,8 +25,8 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 
 from tt_core.data.behaviour import REPLAY, BehaviourRun, SavedPolicy, evaluate_policy_returns
-from tt_core.data.minari_io import (DatasetInfo, ReferenceScores, _make_env, collect_dataset,
-                                    policy_actor, write_dataset)
+from tt_core.data.minari_io import (DatasetInfo, ReferenceScores, check_new_id, collect_dataset,
+                                    make_env, policy_actor, write_dataset)
 from tt_core.durable import atomic_write_text
 from tt_core.errors import ConfigError, DataError
 
@@ -95,7 +95,8 @@ def make_behaviour_datasets(
     notify: Callable[[str], None] = lambda line: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[DatasetInfo]:
-    """Measure the reference scores, then write the datasets `which` names."""
+    """Measure the reference scores, then write the datasets `which` names (every id is
+    checked before anything is measured or written)."""
     unknown = [w for w in which if w not in KINDS]
     if unknown:
         raise ConfigError(f"--which: {unknown[0]!r} is not one of {', '.join(KINDS)}")
@@ -103,15 +104,32 @@ def make_behaviour_datasets(
     run = BehaviourRun.load(run_dir)
     if not run.policies:
         raise DataError(f"{run_dir}: the behaviour run saved no policy yet")
-    best, medium = run.best(), medium_policy(run)
-    env = _make_env(run.env_id, None)
+    ids = {kind: f"local/{name}/{kind}-v0" for kind in KINDS if kind in which}
+    for dataset_id in ids.values():
+        check_new_id(dataset_id)
+    medium = medium_policy(run)
+    if "medium-replay" in ids and medium.step > run.replay_steps:
+        raise DataError(f"{run_dir}: {REPLAY} holds {run.replay_steps} transitions, the medium policy's "
+                        f"step is {medium.step} (the run was stopped before saving its replay)")
+    reference = measure_reference(run, run_dir, ref_episodes, seed, notify)
+    made = [_make_one(kind, dataset_id, run, run_dir, reference, steps, seed, should_stop)
+            for kind, dataset_id in ids.items()]
+    _record(run_dir, run, reference, ref_episodes, ids)
+    return made
+
+
+def measure_reference(run: BehaviourRun, run_dir: Path, episodes: int, seed: int,
+                      notify: Callable[[str], None]) -> ReferenceScores:
+    """D4RL's reference returns, measured: a random policy's and the best policy's
+    (mean actions) over `episodes` full episodes each."""
+    best = run.best()
+    notify(f"measuring reference scores over {episodes} episodes each "
+           f"(random policy; best policy, step {best.step})")
+    env = make_env(run.env_id, None)
     try:
-        notify(f"measuring reference scores over {ref_episodes} episodes each "
-               f"(random policy; best policy, step {best.step})")
-        random_returns = evaluate_policy_returns(policy_actor("random", env, seed), run.env_id,
-                                                 ref_episodes, seed)
-        expert = str(run_dir / best.path)
-        best_returns = evaluate_policy_returns(policy_actor(expert, env, seed), run.env_id, ref_episodes, seed)
+        random_returns = evaluate_policy_returns(policy_actor("random", env, seed), run.env_id, episodes, seed)
+        best_returns = evaluate_policy_returns(policy_actor(str(run_dir / best.path), env, seed, deterministic=True),
+                                               run.env_id, episodes, seed)
     finally:
         env.close()
     reference = ReferenceScores(float(random_returns.mean()), float(best_returns.mean()))
@@ -119,27 +137,38 @@ def make_behaviour_datasets(
         raise DataError(f"{run_dir}: the best policy ({reference.ref_max_score:.1f}) does not beat a "
                         f"random one ({reference.ref_min_score:.1f}); train it longer")
     notify(f"ref_min_score {reference.ref_min_score:.1f} (random), ref_max_score "
-           f"{reference.ref_max_score:.1f} (step {best.step}); medium: step {medium.step} "
-           f"(measured return {medium.mean_return:.1f})")
-    ids = {kind: f"local/{name}/{kind}-v0" for kind in which}
-    made = []
-    for kind in which:
-        if kind == "medium-replay":
-            env = _make_env(run.env_id, None)
-            try:
-                made.append(write_dataset(
-                    ids[kind], replay_episodes(run_dir / REPLAY, medium.step), env,
-                    algorithm=f"{run.algorithm} replay buffer, steps 1..{medium.step} (seed {run.seed})",
-                    description=f"Every transition the SAC run saw until its medium policy (step {medium.step}).",
-                    reference=reference, should_stop=should_stop))
-            finally:
-                env.close()
-        else:
-            policy = medium if kind == "medium" else best
-            made.append(collect_dataset(run.env_id, ids[kind], steps, policy=str(run_dir / policy.path),
-                                        seed=seed, should_stop=should_stop, reference=reference))
-        notify(f"wrote {ids[kind]}")
-    record = DatasetsRecord(reference.ref_min_score, reference.ref_max_score, ref_episodes,
-                            best.step, medium.step, medium.mean_return, ids)
-    atomic_write_text(run_dir / RECORD, json.dumps(asdict(record), indent=1) + "\n")
-    return made
+           f"{reference.ref_max_score:.1f} (step {best.step})")
+    return reference
+
+
+def _make_one(kind: str, dataset_id: str, run: BehaviourRun, run_dir: Path, reference: ReferenceScores,
+              steps: int, seed: int, should_stop: Callable[[], bool]) -> DatasetInfo:
+    medium = medium_policy(run)
+    if kind != "medium-replay":
+        policy = medium if kind == "medium" else run.best()
+        return collect_dataset(run.env_id, dataset_id, steps, policy=str(run_dir / policy.path),
+                               seed=seed, should_stop=should_stop, reference=reference)
+    env = make_env(run.env_id, None)
+    try:
+        return write_dataset(
+            dataset_id, replay_episodes(run_dir / REPLAY, medium.step), env,
+            algorithm=f"{run.algorithm} replay buffer, steps 1..{medium.step} (seed {run.seed})",
+            description=f"Every transition the SAC run saw until its medium policy (step {medium.step}).",
+            reference=reference, should_stop=should_stop)
+    finally:
+        env.close()
+
+
+def _record(run_dir: Path, run: BehaviourRun, reference: ReferenceScores, episodes: int,
+            ids: dict[str, str]) -> None:
+    """datasets.json, merged with the datasets an earlier call made from this run."""
+    path = run_dir / RECORD
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("datasets", {})
+        earlier = {k: v for k, v in earlier.items() if k in KINDS and isinstance(v, str)}
+    except (OSError, ValueError, AttributeError, RecursionError):
+        earlier = {}
+    medium = medium_policy(run)
+    record = DatasetsRecord(reference.ref_min_score, reference.ref_max_score, episodes,
+                            run.best().step, medium.step, medium.mean_return, {**earlier, **ids})
+    atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")

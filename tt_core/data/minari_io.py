@@ -166,7 +166,7 @@ def _open_whole(dataset_id: str) -> tuple[Any, str | None, bool]:
         return None, _short(exc), not unsupported
 
 
-def _make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
+def make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     try:
         env = gym.make(env_id, **kwargs)
@@ -188,11 +188,12 @@ def policy_actor(policy: str, env: gym.Env, seed: int, deterministic: bool = Fal
     """The behaviour policy `policy` names: `random` (uniform actions), or the path of a
     Stable-Baselines3 policy zip (tt_core/data/sb3_policy.py), sampled unless
     `deterministic`."""
+    from tt_core.config import check_limit
+
+    check_limit("dataset.collect.policy", policy, None)
     if policy == "random":
         env.action_space.seed(seed)
         return lambda obs: env.action_space.sample()
-    if not policy.endswith(".zip"):
-        raise ConfigError(f"policy {policy!r}: expected 'random' or the path of a Stable-Baselines3 .zip")
     from tt_core.data.sb3_policy import load_sb3_policy
 
     return load_sb3_policy(Path(policy), env, deterministic=deterministic, seed=seed)
@@ -264,9 +265,8 @@ def collect_dataset(
     Interrupted and nothing is written."""
     if steps < 1:
         raise ConfigError(f"collection steps must be >= 1, got {steps}")
-    _check_id(dataset_id)
-    _check_new(dataset_id)
-    env = _make_env(env_id, max_episode_steps)
+    check_new_id(dataset_id)
+    env = make_env(env_id, max_episode_steps)
     try:
         act = policy_actor(policy, env, seed, deterministic)
         buffers = record_episodes(env, act, steps, seed, should_stop)
@@ -281,7 +281,9 @@ def collect_dataset(
         env.close()
 
 
-def _check_new(dataset_id: str) -> None:
+def check_new_id(dataset_id: str) -> None:
+    """Refuse an invalid id, or one a local dataset already holds."""
+    _check_id(dataset_id)
     path = get_dataset_path(dataset_id)
     if path.exists():
         raise DataError(
@@ -301,8 +303,7 @@ def write_dataset(
 ) -> DatasetInfo:
     """Write recorded episodes as the new local dataset `dataset_id`: under a temporary
     root, renamed into place only when whole (see the module's docstring)."""
-    _check_id(dataset_id)
-    _check_new(dataset_id)
+    check_new_id(dataset_id)
     path = get_dataset_path(dataset_id)
     root = get_dataset_path()
     remove_stale_temporaries(root)
