@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tt_core.data.behaviour import REPLAY, BehaviourRun, SavedPolicy, train_behaviour
+from tt_core.data.behaviour import REPLAY, BehaviourRun, SavedPolicy, resume_behaviour, train_behaviour
 from tt_core.data.behaviour_datasets import make_behaviour_datasets, medium_policy, replay_episodes
 from tt_core.data.minari_io import collect_dataset, load_dataset
 from tt_core.data.sb3_policy import load_sb3_policy
@@ -60,6 +60,27 @@ def test_a_behaviour_run_saves_each_policy_with_its_measured_return_and_the_whol
         inside = ~ends[:-1]
         np.testing.assert_allclose(z["next_observations"][:-1][inside], z["observations"][1:][inside])
         assert np.isfinite(z["rewards"]).all() and (np.abs(z["actions"]) <= 3.0).all()
+
+
+@ONE_WORKER
+def test_a_resumed_run_continues_from_its_newest_policy_with_its_replay(sac_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(sac_run, copy)
+    with np.load(sac_run / REPLAY) as z:
+        before = {k: z[k] for k in z.files}
+    run = resume_behaviour(copy, steps=1250)
+    assert [p.step for p in run.policies] == [250, 500, 750, 1000, 1250] and run.finished
+    assert run.replay_steps == 1250 and run.steps_budget == 1250
+    with np.load(copy / REPLAY) as z:
+        for key, value in before.items():  # the first 1000 transitions are kept as they were...
+            expected = value.copy()
+            if key == "truncations":  # ...but the episode running at the save ended there
+                expected[-1] = not before["terminations"][-1]
+            np.testing.assert_allclose(z[key][:1000], expected, atol=1e-6, err_msg=key)
+    with pytest.raises(DataError, match="already at step 1250"):
+        resume_behaviour(copy, steps=1000)
 
 
 @ONE_WORKER
@@ -232,6 +253,10 @@ def test_collect_cli_names_a_bad_policy_in_one_line(tmp_path):
                  tmp_path / "garbage.zip")
     assert garbage.returncode == 3 and "not a readable Stable-Baselines3 zip" in garbage.stderr
     assert "Traceback" not in bad.stderr + garbage.stderr
+    neither = tt("behaviour", "train", "--steps", "10")
+    assert neither.returncode == 2 and "--resume RUN_DIR alone" in neither.stderr
+    not_a_run = tt("behaviour", "train", "--resume", tmp_path, "--steps", "10")
+    assert not_a_run.returncode == 3 and "behaviour.json" in not_a_run.stderr
 
 
 def test_a_policy_for_another_env_is_refused_naming_both_shapes(tmp_path, minari_root):

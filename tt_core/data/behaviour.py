@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -122,32 +123,97 @@ def train_behaviour(
     every `save_every` steps. A stop request ends the run at the next step with
     everything saved so far kept and marked unfinished."""
     sb3 = require_sb3()
-    from tt_core.data.minari_io import make_env
-
     out_dir = Path(out_dir)
     if (out_dir / MANIFEST).exists():
-        raise OutputError(f"{out_dir} already holds a behaviour run; choose another --out")
+        raise OutputError(f"{out_dir} already holds a behaviour run; resume it (--resume) or choose another --out")
     (out_dir / POLICIES).mkdir(parents=True, exist_ok=True)
-    env = make_env(env_id, None)
-    model = sb3.SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, learning_starts=learning_starts,
-                    buffer_size=steps, batch_size=batch_size, policy_kwargs={"net_arch": list(net_arch)})
-    hyper = {name: getattr(model, name) for name in ("learning_starts", "buffer_size", "batch_size",
-                                                     "learning_rate", "gamma", "tau", "ent_coef")}
-    hyper["net_arch"] = list(net_arch)
+    hyper = {"learning_starts": learning_starts, "batch_size": batch_size, "net_arch": list(net_arch)}
     run = BehaviourRun(env_id=env_id, algorithm=f"SAC (stable-baselines3 {sb3.__version__})",
                        seed=seed, steps_budget=steps, save_every=save_every,
                        eval_episodes=eval_episodes, hyperparameters=hyper)
+    env, model = _sac(run)
+    run.hyperparameters.update({name: getattr(model, name) for name in ("learning_rate", "gamma", "tau", "ent_coef")})
+    return _learn(run, env, model, out_dir, notify, should_stop)
+
+
+def resume_behaviour(out_dir: Path, steps: int, notify: Callable[[str], None] = lambda line: None,
+                     should_stop: Callable[[], bool] = lambda: False) -> BehaviourRun:
+    """Continue a behaviour run from its newest policy up to `steps` in all: its
+    networks, optimizers and entropy coefficient, and its replay buffer refilled from
+    replay.npz (the episode running at the save is cut there, as a time limit would).
+    Random streams start afresh, so the continuation is not the uninterrupted run's."""
+    import torch
+
+    out_dir = Path(out_dir)
+    run = BehaviourRun.load(out_dir)
+    if not run.policies:
+        raise DataError(f"{out_dir}: the behaviour run saved no policy to resume from")
+    last = run.policies[-1]
+    if steps <= last.step:
+        raise DataError(f"{out_dir}: already at step {last.step}; give --steps above it")
+    if run.replay_steps < last.step:
+        raise DataError(f"{out_dir}: {REPLAY} holds {run.replay_steps} transitions for step {last.step}")
+    run.steps_budget = steps
+    env, model = _sac(run)
+    try:
+        model.set_parameters(str(out_dir / last.path), exact_match=True, device="cpu")
+        with zipfile.ZipFile(out_dir / last.path) as archive:
+            variables = torch.load(io.BytesIO(archive.read("pytorch_variables.pth")), weights_only=True)
+        model.log_ent_coef.data.copy_(variables["log_ent_coef"])
+        _refill(model, out_dir / REPLAY)
+    except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{out_dir}: cannot resume from {last.path} ({type(exc).__name__}: {str(exc)[:80]})") from None
+    model.num_timesteps = model._num_timesteps_at_start = last.step
+    notify(f"resuming {out_dir} at step {last.step} (replay: {model.replay_buffer.size()} transitions)")
+    return _learn(run, env, model, out_dir, notify, should_stop, start=last.step)
+
+
+def _sac(run: BehaviourRun) -> tuple[Any, Any]:
+    """The env and a fresh SAC for `run`, its replay buffer sized for the whole budget."""
+    sb3 = require_sb3()
+    from tt_core.data.minari_io import make_env
+
+    env = make_env(run.env_id, None)
+    h = run.hyperparameters
+    model = sb3.SAC("MlpPolicy", env, seed=run.seed, device="cpu", verbose=0, learning_starts=h["learning_starts"],
+                    buffer_size=run.steps_budget, batch_size=h["batch_size"],
+                    policy_kwargs={"net_arch": list(h["net_arch"])})
+    return env, model
+
+
+def _learn(run: BehaviourRun, env: Any, model: Any, out_dir: Path, notify: Callable[[str], None],
+           should_stop: Callable[[], bool], start: int = 0) -> BehaviourRun:
     saver = _PolicySaver(model, out_dir, run, notify)
-    model.learn(total_timesteps=steps, callback=_checkpoints(saver, save_every, should_stop))
-    done = int(model.num_timesteps)
+    model.learn(total_timesteps=run.steps_budget - start, reset_num_timesteps=start == 0,
+                callback=_checkpoints(saver, run.save_every, should_stop))
+    # a stop ends learning before the last step's transition is stored or learned from:
+    # the policy is the one of the step before, which the buffer's size counts
+    done = min(int(model.num_timesteps), model.replay_buffer.size())
     if not run.policies or run.policies[-1].step != done:
         saver.save(done)
-    # SB3 calls back before storing a step's transition: the last one is in only now
     run.replay_steps = _save_replay(model, out_dir / REPLAY)
-    run.steps_done, run.wall_s, run.finished = done, saver.elapsed(), done >= steps
+    run.steps_done, run.finished = done, done >= run.steps_budget
+    run.wall_s = saver.elapsed()
     run.save(out_dir)
     env.close()
     return run
+
+
+def _refill(model: Any, replay: Path) -> None:
+    """Put a run's saved transitions back into a fresh SAC's replay buffer."""
+    with np.load(replay) as z:
+        arrays = {k: z[k] for k in z.files}
+    n = len(arrays["rewards"])
+    buf = model.replay_buffer
+    timeouts = arrays["truncations"].copy()
+    timeouts[-1] = not arrays["terminations"][-1]  # the episode running at the save ends there
+    buf.observations[:n, 0] = arrays["observations"]
+    buf.next_observations[:n, 0] = arrays["next_observations"]
+    buf.actions[:n, 0] = model.policy.scale_action(arrays["actions"])
+    buf.rewards[:n, 0] = arrays["rewards"]
+    buf.dones[:n, 0] = arrays["terminations"] | timeouts
+    buf.timeouts[:n, 0] = timeouts
+    buf.pos, buf.full = n % buf.buffer_size, n >= buf.buffer_size
 
 
 class _PolicySaver:
@@ -155,10 +221,11 @@ class _PolicySaver:
 
     def __init__(self, model: Any, out_dir: Path, run: BehaviourRun, notify: Callable[[str], None]) -> None:
         self.model, self.out_dir, self.run, self.notify = model, out_dir, run, notify
-        self.start = time.monotonic()
+        self.start, self.before = time.monotonic(), run.wall_s  # a resumed run's earlier time counts
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        """Wall time of the run so far, earlier sessions included."""
+        return self.before + time.monotonic() - self.start
 
     def save(self, step: int) -> None:
         run = self.run
@@ -180,9 +247,11 @@ def _checkpoints(saver: _PolicySaver, every: int, should_stop: Callable[[], bool
 
     class Checkpoints(BaseCallback):
         def _on_step(self) -> bool:
+            return not should_stop()
+
+        def _on_rollout_end(self) -> None:  # after the step's transition is stored (one step per rollout)
             if self.num_timesteps % every == 0:
                 saver.save(self.num_timesteps)
-            return not should_stop()
 
     return Checkpoints()
 

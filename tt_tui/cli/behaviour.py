@@ -4,6 +4,7 @@ quality (Stable-Baselines3 SAC) and the D4RL-style datasets cut from them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -12,8 +13,9 @@ from tt_tui.cli.exits import user_errors
 
 @user_errors
 def behaviour_train(
-    env_id: str = typer.Argument(..., help="Gymnasium env id, e.g. Hopper-v5."),
-    out: Path = typer.Option(..., "--out", help="New folder for the policies, their returns and the replay buffer."),
+    env_id: Optional[str] = typer.Argument(None, help="Gymnasium env id, e.g. Hopper-v5 (not with --resume)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="New folder for the policies, their returns and the replay buffer."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="A behaviour run to continue up to --steps in all."),
     steps: int = typer.Option(150_000, "--steps", min=1, help="Environment steps (the budget)."),
     seed: int = typer.Option(0, "--seed"),
     save_every: int = typer.Option(10_000, "--save-every", min=1, help="Save and measure the policy every N steps."),
@@ -26,17 +28,24 @@ def behaviour_train(
 
     from tt_core.config import check_limit
     from tt_core.controls import Controls
-    from tt_core.data.behaviour import train_behaviour
+    from tt_core.data.behaviour import resume_behaviour, train_behaviour
+    from tt_core.errors import ConfigError
     from tt_tui.cli.foreground import stop_on_sigint
 
+    if (resume is None) == (env_id is None or out is None):
+        raise ConfigError("give ENV_ID and --out for a new run, or --resume RUN_DIR alone")
     check_limit("dataset.collect.steps", steps, "--steps")
     check_limit("dataset.collect.seed", seed, "--seed")
     torch.set_num_threads(threads)
     controls = Controls()
     stop_on_sigint(controls)
-    run = train_behaviour(env_id, out, steps, seed=seed, save_every=save_every,
-                          eval_episodes=eval_episodes, learning_starts=learning_starts,
-                          notify=typer.echo, should_stop=lambda: controls.stop_requested)
+    stop = lambda: controls.stop_requested  # noqa: E731
+    if resume is not None:
+        run, out = resume_behaviour(resume, steps, notify=typer.echo, should_stop=stop), resume
+    else:
+        run = train_behaviour(env_id, out, steps, seed=seed, save_every=save_every,
+                              eval_episodes=eval_episodes, learning_starts=learning_starts,
+                              notify=typer.echo, should_stop=stop)
     best = run.best()
     state = "finished" if run.finished else f"stopped at step {run.steps_done}"
     typer.echo(f"{out}: {state} in {run.wall_s / 60:.1f} min; best return {best.mean_return:.1f} "
