@@ -127,10 +127,10 @@ class PlanConfig:
     temperature: float = 1.0
     discount: float = 0.99
     # What a stop token's probability counts for in E[r] and E[V] (models with a stop
-    # token; docs/deviations.md): "zero" the original's value_expectation (an ended
-    # episode earns 0 more), "renormalize" the expectation given no end, "lowest" an end
-    # scored as the dimension's lowest bin (with the penalty: the fall).
-    stop_mass: Literal["zero", "renormalize", "lowest"] = "zero"
+    # token): "renormalize" the expectation given no end (the default, measured in
+    # docs/learning-check.md), "zero" the original's value_expectation (an ended episode
+    # earns 0 more), "lowest" an end scored as the dimension's lowest bin.
+    stop_mass: Literal["zero", "renormalize", "lowest"] = "renormalize"
     plan_every: int = 1
     # fp32 equals the naive planner up to float reassociation; bf16 runs weights and KV
     # cache in bfloat16 (scores stay fp32): faster on GPUs and CPUs with AMX/AVX512-BF16.

@@ -21,10 +21,10 @@ observation tokens (`k_obs`, `cdf_obs`). The best final beam of each env is the 
 Stop token (models that have one): every draw and filter acts over all N + 1 outputs,
 so a beam can draw the stop token anywhere; it is fed back like any token (the model was
 trained on what follows an end). What its probability counts for in the expectations is
-`plan.stop_mass`: "zero" drops its column without renormalizing (the original's
-`value_expectation`, `probs[:, :, :-1]`), so a likely end pulls a candidate's expected
-reward and value toward 0; "renormalize" takes the expectation given no end; "lowest"
-scores an end as the dimension's lowest bin. A stop token in the executed action decodes as the
+`plan.stop_mass`: "renormalize" (the default) takes the expectation given no end; "zero"
+drops its column without renormalizing (the original's `value_expectation`,
+`probs[:, :, :-1]`), so a likely end pulls a candidate's expected reward and value
+toward 0; "lowest" scores an end as the dimension's lowest bin. A stop token in the executed action decodes as the
 top bin, as the original's `reconstruct` clips it.
 
 Row order: the `sample_expand` copies of a beam are adjacent (repeat_interleave), so

@@ -74,7 +74,7 @@ PLANNING_FLAGS = (
     PlanningFlag("--temperature", "plan.temperature", float, "Divides every token's logits."),
     PlanningFlag("--discount", "plan.discount", float, "Discount of the plan's score."),
     PlanningFlag("--stop-mass", "plan.stop_mass", str,
-                 "What a stop token's probability counts for in E[r], E[V]: zero, renormalize or lowest."),
+                 "What a stop token's probability counts for in E[r], E[V]: renormalize (default), zero (the original's) or lowest."),
     PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,
                  "CUDA graphs for the decode (CUDA only; default on; a failure falls back to eager)."),
 )
