@@ -82,25 +82,19 @@ class BehaviourRun:
         return max(self.policies, key=lambda p: p.mean_return)
 
 
-def evaluate_policy_returns(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int,
+def evaluate_policy_returns(act: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int,
                             seed: int) -> np.ndarray:
-    """Undiscounted returns of `episodes` full episodes of `act` in a fresh env
-    (seeds seed, seed + 1, ...)."""
-    from tt_core.data.minari_io import make_env
-
-    env = make_env(env_id, None)
+    """Undiscounted returns of `episodes` full episodes of `act` in `env`, each reset
+    with its own seed (seed, seed + 1, ...), so earlier use of `env` does not matter."""
     returns = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(act(obs))
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-    finally:
-        env.close()
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
     return np.asarray(returns)
 
 
@@ -142,7 +136,7 @@ def resume_behaviour(out_dir: Path, steps: int, notify: Callable[[str], None] = 
     networks, optimizers and entropy coefficient, and its replay buffer refilled from
     replay.npz (the episode running at the save is cut there, as a time limit would).
     Random streams start afresh, so the continuation is not the uninterrupted run's."""
-    import torch
+    from stable_baselines3.common.save_util import load_from_zip_file
 
     out_dir = Path(out_dir)
     run = BehaviourRun.load(out_dir)
@@ -156,12 +150,12 @@ def resume_behaviour(out_dir: Path, steps: int, notify: Callable[[str], None] = 
     run.steps_budget = steps
     env, model = _sac(run)
     try:
-        model.set_parameters(str(out_dir / last.path), exact_match=True, device="cpu")
-        with zipfile.ZipFile(out_dir / last.path) as archive:
-            variables = torch.load(io.BytesIO(archive.read("pytorch_variables.pth")), weights_only=True)
+        # tensors only (load_data=False: the zip's pickled JSON is never read), one read
+        _, params, variables = load_from_zip_file(out_dir / last.path, device="cpu", load_data=False)
+        model.set_parameters(params, exact_match=True, device="cpu")
         model.log_ent_coef.data.copy_(variables["log_ent_coef"])
         _refill(model, out_dir / REPLAY)
-    except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile) as exc:
         raise DataError(f"{out_dir}: cannot resume from {last.path} ({type(exc).__name__}: {str(exc)[:80]})") from None
     model.num_timesteps = model._num_timesteps_at_start = last.step
     notify(f"resuming {out_dir} at step {last.step} (replay: {model.replay_buffer.size()} transitions)")
@@ -190,11 +184,11 @@ def _learn(run: BehaviourRun, env: Any, model: Any, out_dir: Path, notify: Calla
     # the policy is the one of the step before, which the buffer's size counts
     done = min(int(model.num_timesteps), model.replay_buffer.size())
     if not run.policies or run.policies[-1].step != done:
-        saver.save(done)
-    run.replay_steps = _save_replay(model, out_dir / REPLAY)
+        saver.save(done)  # else the last save was at `done`, after its transition was stored
     run.steps_done, run.finished = done, done >= run.steps_budget
     run.wall_s = saver.elapsed()
     run.save(out_dir)
+    saver.close()
     env.close()
     return run
 
@@ -220,8 +214,14 @@ class _PolicySaver:
     """Saves the policy under training and its measured return into the run."""
 
     def __init__(self, model: Any, out_dir: Path, run: BehaviourRun, notify: Callable[[str], None]) -> None:
+        from tt_core.data.minari_io import make_env
+
         self.model, self.out_dir, self.run, self.notify = model, out_dir, run, notify
+        self.eval_env = make_env(run.env_id, None)  # one for the run's measurements
         self.start, self.before = time.monotonic(), run.wall_s  # a resumed run's earlier time counts
+
+    def close(self) -> None:
+        self.eval_env.close()
 
     def elapsed(self) -> float:
         """Wall time of the run so far, earlier sessions included."""
@@ -232,7 +232,7 @@ class _PolicySaver:
         rel = f"{POLICIES}/step_{step}.zip"
         self.model.save(self.out_dir / rel)
         run.replay_steps = _save_replay(self.model, self.out_dir / REPLAY)
-        returns = evaluate_policy_returns(sb3_actor(self.model, True), run.env_id, run.eval_episodes,
+        returns = evaluate_policy_returns(sb3_actor(self.model, True), self.eval_env, run.eval_episodes,
                                           10_000 + step)
         run.policies.append(SavedPolicy(step, rel, float(returns.mean()), float(returns.std()), run.eval_episodes))
         run.steps_done, run.wall_s = step, self.elapsed()

@@ -25,8 +25,9 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 
 from tt_core.data.behaviour import REPLAY, BehaviourRun, SavedPolicy, evaluate_policy_returns
-from tt_core.data.minari_io import (DatasetInfo, ReferenceScores, check_new_id, collect_dataset,
-                                    make_env, policy_actor, write_dataset)
+from tt_core.data.minari_io import (DatasetInfo, check_new_id, collect_dataset, make_env, policy_actor,
+                                    write_dataset)
+from tt_core.data.reference import ReferenceScores
 from tt_core.durable import atomic_write_text
 from tt_core.errors import ConfigError, DataError
 
@@ -112,9 +113,10 @@ def make_behaviour_datasets(
         raise DataError(f"{run_dir}: {REPLAY} holds {run.replay_steps} transitions, the medium policy's "
                         f"step is {medium.step} (the run was stopped before saving its replay)")
     reference = measure_reference(run, run_dir, ref_episodes, seed, notify)
-    made = [_make_one(kind, dataset_id, run, run_dir, reference, steps, seed, should_stop)
+    sources = {"medium": medium, "expert": run.best()}
+    made = [_make_one(dataset_id, run, run_dir, sources.get(kind), medium.step, reference, steps, seed, should_stop)
             for kind, dataset_id in ids.items()]
-    _record(run_dir, run, reference, ref_episodes, ids)
+    _record(run_dir, run, medium, reference, ref_episodes, ids)
     return made
 
 
@@ -127,9 +129,9 @@ def measure_reference(run: BehaviourRun, run_dir: Path, episodes: int, seed: int
            f"(random policy; best policy, step {best.step})")
     env = make_env(run.env_id, None)
     try:
-        random_returns = evaluate_policy_returns(policy_actor("random", env, seed), run.env_id, episodes, seed)
+        random_returns = evaluate_policy_returns(policy_actor("random", env, seed), env, episodes, seed)
         best_returns = evaluate_policy_returns(policy_actor(str(run_dir / best.path), env, seed, deterministic=True),
-                                               run.env_id, episodes, seed)
+                                               env, episodes, seed)
     finally:
         env.close()
     reference = ReferenceScores(float(random_returns.mean()), float(best_returns.mean()))
@@ -141,25 +143,24 @@ def measure_reference(run: BehaviourRun, run_dir: Path, episodes: int, seed: int
     return reference
 
 
-def _make_one(kind: str, dataset_id: str, run: BehaviourRun, run_dir: Path, reference: ReferenceScores,
-              steps: int, seed: int, should_stop: Callable[[], bool]) -> DatasetInfo:
-    medium = medium_policy(run)
-    if kind != "medium-replay":
-        policy = medium if kind == "medium" else run.best()
+def _make_one(dataset_id: str, run: BehaviourRun, run_dir: Path, policy: SavedPolicy | None, replay_steps: int,
+              reference: ReferenceScores, steps: int, seed: int, should_stop: Callable[[], bool]) -> DatasetInfo:
+    """`steps` steps of `policy`, or (None) the run's first `replay_steps` transitions."""
+    if policy is not None:
         return collect_dataset(run.env_id, dataset_id, steps, policy=str(run_dir / policy.path),
                                seed=seed, should_stop=should_stop, reference=reference)
     env = make_env(run.env_id, None)
     try:
         return write_dataset(
-            dataset_id, replay_episodes(run_dir / REPLAY, medium.step), env,
-            algorithm=f"{run.algorithm} replay buffer, steps 1..{medium.step} (seed {run.seed})",
-            description=f"Every transition the SAC run saw until its medium policy (step {medium.step}).",
+            dataset_id, replay_episodes(run_dir / REPLAY, replay_steps), env,
+            algorithm=f"{run.algorithm} replay buffer, steps 1..{replay_steps} (seed {run.seed})",
+            description=f"Every transition the SAC run saw until its medium policy (step {replay_steps}).",
             reference=reference, should_stop=should_stop)
     finally:
         env.close()
 
 
-def _record(run_dir: Path, run: BehaviourRun, reference: ReferenceScores, episodes: int,
+def _record(run_dir: Path, run: BehaviourRun, medium: SavedPolicy, reference: ReferenceScores, episodes: int,
             ids: dict[str, str]) -> None:
     """datasets.json, merged with the datasets an earlier call made from this run."""
     path = run_dir / RECORD
@@ -168,7 +169,6 @@ def _record(run_dir: Path, run: BehaviourRun, reference: ReferenceScores, episod
         earlier = {k: v for k, v in earlier.items() if k in KINDS and isinstance(v, str)}
     except (OSError, ValueError, AttributeError, RecursionError):
         earlier = {}
-    medium = medium_policy(run)
     record = DatasetsRecord(reference.ref_min_score, reference.ref_max_score, episodes,
                             run.best().step, medium.step, medium.mean_return, {**earlier, **ids})
     atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")

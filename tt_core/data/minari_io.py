@@ -33,6 +33,7 @@ from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage.datasets_root_dir import get_dataset_path
 
 from tt_core.config import DatasetConfig
+from tt_core.data.reference import ReferenceScores
 from tt_core.durable import FileLock, LockHeld, fsync_dir, fsync_file
 from tt_core.errors import ConfigError, DataError, Interrupted
 
@@ -54,6 +55,13 @@ class DatasetInfo:
     # are damaged, or they are whole but this install cannot read them
     damaged: str | None = None
     unreadable: str | None = None
+
+    @property
+    def reference(self) -> ReferenceScores | None:
+        """Its D4RL reference scores, when it carries both."""
+        if self.ref_min_score is None or self.ref_max_score is None:
+            return None
+        return ReferenceScores(self.ref_min_score, self.ref_max_score)
 
 
 def _check_id(dataset_id: str) -> None:
@@ -236,15 +244,6 @@ def record_episodes(
         ep_trunc[-1] = True
         close_episode()
     return buffers
-
-
-@dataclass(frozen=True)
-class ReferenceScores:
-    """D4RL's normalization: score = 100 * (R - ref_min) / (ref_max - ref_min), with
-    ref_min a random policy's mean return and ref_max an expert's."""
-
-    ref_min_score: float
-    ref_max_score: float
 
 
 def collect_dataset(

@@ -22,6 +22,7 @@ from tt_core.plan.agent import Agent
 from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
+from tt_core.data.reference import ReferenceScores
 from tt_core.device import COMPUTE_DTYPES
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
@@ -63,7 +64,7 @@ def normalized_score(episode_return: float, meta: dict) -> float | None:
     else 100 * R / behaviour mean return (the dataset's own policy = 100)."""
     lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
     if lo is not None and hi is not None and hi != lo:
-        return 100.0 * (episode_return - lo) / (hi - lo)
+        return ReferenceScores(lo, hi).normalize(episode_return)
     mean = meta.get("behaviour_mean_return")
     if mean:
         return 100.0 * episode_return / abs(mean)

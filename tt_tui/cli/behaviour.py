@@ -77,4 +77,4 @@ def behaviour_datasets(
                                    should_stop=lambda: controls.stop_requested)
     for info in made:
         typer.echo(f"wrote {info.id}: {info.episodes} episodes, {info.steps} steps, mean return "
-                   f"{info.mean_return:.1f} (normalized {100 * (info.mean_return - info.ref_min_score) / (info.ref_max_score - info.ref_min_score):.1f})")
+                   f"{info.mean_return:.1f} (normalized {info.reference.normalize(info.mean_return):.1f})")
