@@ -63,6 +63,20 @@ def test_a_behaviour_run_saves_each_policy_with_its_measured_return_and_the_whol
 
 
 @ONE_WORKER
+def test_a_behaviour_run_leaves_no_logger_folders_in_the_temp_dir(tmp_path, monkeypatch):
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where SB3's default logger makes SB3-<date>/
+    out = tmp_path / "run"
+    train_behaviour(ENV, out, steps=120, seed=0, save_every=60, eval_episodes=1, learning_starts=50,
+                    batch_size=32, net_arch=(16,))
+    resume_behaviour(out, steps=180)
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("SB3-")] == []
+
+
+@ONE_WORKER
 def test_a_resumed_run_continues_from_its_newest_policy_with_its_replay(sac_run, tmp_path):
     import shutil
 

@@ -178,6 +178,9 @@ def _sac(run: BehaviourRun) -> tuple[Any, Any]:
 def _learn(run: BehaviourRun, env: Any, model: Any, out_dir: Path, notify: Callable[[str], None],
            should_stop: Callable[[], bool], start: int = 0) -> BehaviourRun:
     saver = _PolicySaver(model, out_dir, run, notify)
+    # SB3's default logger, even silent, makes an empty SB3-<date> folder in the temp dir
+    # at every learn(); the run's own files say all there is to say
+    model.set_logger(require_sb3().common.logger.Logger(folder=None, output_formats=[]))
     model.learn(total_timesteps=run.steps_budget - start, reset_num_timesteps=start == 0,
                 callback=_checkpoints(saver, run.save_every, should_stop))
     # a stop ends learning before the last step's transition is stored or learned from:
