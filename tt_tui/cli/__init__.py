@@ -1,5 +1,5 @@
 """The `tt-tui` command: the Typer app with its commands (one module per command group in
-this package: train (and seeds), planning (eval, record), data, runs, report, pretrained, bench) and the
+this package: train (and seeds), planning (eval, record), data, runs, report, loss, pretrained, bench) and the
 one-line handling of bad flags. Exit codes: exits.py; --nproc: launcher.py.
 """
 
@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tt_tui.cli import exits
-from tt_tui.cli import behaviour, bench, data, planning, pretrained, report, runs, train
+from tt_tui.cli import behaviour, bench, data, loss, planning, pretrained, report, runs, train
 
 app = typer.Typer(
     add_completion=False,
@@ -31,6 +31,7 @@ app.command()(data.datasets)
 app.command()(runs.runs)
 app.command()(runs.show)
 app.command()(report.report)
+app.command()(loss.loss)
 app.command("eval")(planning.eval_cmd)
 app.command()(planning.record)
 pretrained_app.callback(invoke_without_command=True)(pretrained.pretrained_list)
