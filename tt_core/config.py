@@ -347,6 +347,23 @@ def check_limit(key: str, value: Any, source: str | None) -> None:
         raise ConfigError(f"{key}: {value!r} must be {limit}{where}")
 
 
+def checked_value(key: str, value: Any, source: str) -> Any:
+    """`value` for dotted `key` (a flag's, say) coerced to the key's type and checked
+    against LIMITS, as a config file's would be: a bad one raises ConfigError naming `source`."""
+    cls: Any = Config
+    *sections, name = key.split(".")
+    for part in sections:
+        cls = typing.get_type_hints(cls).get(part)
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"unknown key '{key}' (from {source})")
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ConfigError(f"unknown key '{key}' (from {source})")
+    typed = _coerce(value, hints[name], key, lambda _: source)
+    check_limit(key, typed, source)
+    return typed
+
+
 def validate(cfg: Config, sources: dict[str, str]) -> None:
     """Apply the range checks; `sources` maps dotted keys to where they were set."""
     for key in LIMITS:
@@ -389,16 +406,14 @@ class PlanningPatch:
         """The patch of `given` (dotted key -> value), each value checked against its
         field's type and LIMITS: a bad one raises ConfigError naming its source."""
         sources = dict(sources or {})
-        where = lambda key: sources.get(key, "command line")  # noqa: E731
         values = {}
         for key, value in given.items():
+            source = sources.get(key, "command line")
             section, _, name = key.partition(".")
             cls_ = {"plan": PlanConfig, "eval": EvalConfig}.get(section)
-            hints = typing.get_type_hints(cls_) if cls_ else {}
-            if name not in hints:
-                raise ConfigError(f"unknown planning key '{key}' (from {where(key)})")
-            values[key] = _coerce(value, hints[name], key, where)
-            check_limit(key, values[key], where(key))
+            if cls_ is None or name not in typing.get_type_hints(cls_):
+                raise ConfigError(f"unknown planning key '{key}' (from {source})")
+            values[key] = checked_value(key, value, source)
         return cls(values, sources)
 
     def apply(self, cfg: Config) -> Config:

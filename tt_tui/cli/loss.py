@@ -10,8 +10,9 @@ from tt_tui.cli.exits import user_errors
 
 
 def _penalty(text: str):
-    """--termination-penalty: keep (the model's own), none, or a number."""
-    from tt_core.errors import ConfigError
+    """--termination-penalty: keep (the model's own), none, or a number (checked as the
+    config's dataset.termination_penalty is)."""
+    from tt_core.config import checked_value
     from tt_core.train.heldout import KEEP
 
     value = text.strip().lower()
@@ -19,13 +20,7 @@ def _penalty(text: str):
         return KEEP
     if value in ("none", "null"):
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"--termination-penalty {text!r}: give keep, none or a number") from None
-    if number != number or abs(number) == float("inf"):
-        raise ConfigError(f"--termination-penalty {text!r}: must be finite")
-    return number
+    return checked_value("dataset.termination_penalty", text, "--termination-penalty")
 
 
 @user_errors
