@@ -306,7 +306,9 @@ def _damaged_copy(run: Path, folder: Path, how) -> Path:
         if kind == "nested":
             nested = [v for v in record.values() if isinstance(v, dict)]
             nested += [r for v in record.values() if isinstance(v, list) for r in v if isinstance(r, dict)]
-            target = nested[where % len(nested)] if nested else record
+            named = [d for d in nested if what in d]  # an event's name: its nested part holding that key
+            target = (nested[where % len(nested)] if isinstance(where, int) else (named or nested)[0]) \
+                if nested else record
         keys = sorted(target)
         target[keys[what % len(keys)] if isinstance(what, int) and keys else what] = value
         lines[i] = json.dumps(record)

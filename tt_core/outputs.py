@@ -86,20 +86,22 @@ def _follow(path: Path) -> tuple[Path, Optional[int]]:
     raise OutputError(f"{path}: a symlink loop")
 
 
-def _folder_problem(folder: Path) -> Optional[str]:
-    """Why new files cannot be made in `folder` (made with its parents when missing), or None."""
+def _folder_problem(folder: Path, what: str, path: Path) -> Optional[str]:
+    """Why new files cannot be made in `folder` (made with its parents when missing), as
+    the error line of option `what` given `path`, or None."""
     ancestor = folder
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        return f"{ancestor} is not a folder"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tt-tui-probe-"):
-            pass
-    except OSError as exc:
-        return f"{folder} is not writable ({exc.strerror or exc})"
-    return None
+    subject, why = ancestor, "is not a folder"
+    if ancestor.is_dir():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".tt-tui-probe-"):
+                pass
+            return None
+        except OSError as exc:
+            subject, why = folder, f"not writable ({exc.strerror or exc})"
+    return f"{what} {path}: {why}" if subject == path else f"{what} {path}: {subject} {why.replace('not writable', 'is not writable')}"
 
 
 def output_file(path: Path, what: str) -> OutputFile:
@@ -127,11 +129,11 @@ def output_file(path: Path, what: str) -> OutputFile:
                 return OutputFile(path, target, "device")
             if not os.access(target, os.W_OK):
                 raise OutputError(f"{what} {path}: not writable (permission denied)")
-        problem = _folder_problem(target.parent)
+        problem = _folder_problem(target.parent, what, path)
     except OSError as exc:
         raise OutputError(f"{what} {path}: {exc.strerror or exc}") from None
     if problem is not None:
-        raise OutputError(f"{what} {path}: {problem}")
+        raise OutputError(problem)
     return OutputFile(path, target, "file")
 
 
@@ -142,9 +144,9 @@ def output_folder(path: Path, what: str) -> Path:
     try:
         if path.exists() and not path.is_dir():
             raise OutputError(f"{what} {path}: is not a folder")
-        problem = _folder_problem(path)
+        problem = _folder_problem(path, what, path)
     except OSError as exc:
         raise OutputError(f"{what} {path}: {exc.strerror or exc}") from None
     if problem is not None:
-        raise OutputError(f"{what} {path}: {problem}")
+        raise OutputError(problem)
     return path

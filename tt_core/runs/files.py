@@ -107,7 +107,7 @@ def read_json_object(path: Path, cap: int = SMALL_CAP) -> dict:
     try:
         data = json.loads(read_bytes(path, cap))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise RunFileError(f"{path}: not valid JSON") from None
+        raise RunFileError(f"{path}: unreadable or corrupt (not valid JSON)") from None
     if not isinstance(data, dict):
         raise RunFileError(f"{path}: holds a JSON {type(data).__name__}, not an object")
     return data
@@ -118,7 +118,7 @@ def read_yaml_mapping(path: Path, cap: int = SMALL_CAP) -> dict:
     try:
         data = yaml.load(read_text(path, cap), Loader=_YamlLoader)  # noqa: S506 - a safe loader
     except (yaml.YAMLError, RecursionError, ValueError):
-        raise RunFileError(f"{path}: not valid YAML") from None
+        raise RunFileError(f"{path}: unreadable or corrupt (not valid YAML)") from None
     if not isinstance(data, dict):
         raise RunFileError(f"{path}: holds no mapping")
     return data

@@ -106,7 +106,7 @@ def _shown(value: Any) -> str:
 _SUMMARY = {"episodes": int, "failed": int, "return_mean": float, "return_std": float, "score_mean": float,
             "score_std": float, "stopped": bool, "plans": int}
 _RESULT = {"episode_return": float, "length": int, "status": str, "score": float, "error": str}
-_RESULT_OPTIONAL = ("score", "error")
+_RESULT_OPTIONAL = ("length", "status", "score", "error")  # what the readers use is the return, score and error
 
 
 def _summary(value: dict, where: str) -> dict:

@@ -71,7 +71,5 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except BrokenPipeError:
-        exits.exit_quietly_on_closed_stdout()
     sys.exit(code if isinstance(code, int) else 0)
 

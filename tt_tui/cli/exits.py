@@ -49,7 +49,9 @@ def user_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130)
-        except (typer.Exit, typer.Abort, BrokenPipeError):  # a closed stdout: main() ends quietly
+        except BrokenPipeError:  # before click's own handler makes it a silent exit 1
+            exit_quietly_on_closed_stdout()
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a full or read-only disk, else a bug: one line unless --debug
             if debug:
