@@ -371,7 +371,8 @@ def _files(run: Path) -> dict[str, bytes]:
 
 
 def test_show_replays_a_finished_run_with_its_beam_trees_and_leaves_it_untouched(tmp_path):
-    from tt_core.runs.metrics import read_metrics
+    from tt_core.events import TrainStep
+    from tt_core.runs.reader import read_metrics
     from tt_core.runs.snapshots import SNAPSHOTS_FILE
     from tt_core.jobs.show import show_job
 
@@ -380,7 +381,7 @@ def test_show_replays_a_finished_run_with_its_beam_trees_and_leaves_it_untouched
     run = Trainer(cfg, EventBus()).run()
     assert (run / SNAPSHOTS_FILE).exists()  # evaluations keep their last beam trees
     before = _files(run)
-    steps = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "TrainStep"]
+    steps = read_metrics(run / "metrics.jsonl").of(TrainStep)
     engine = JobThread(show_job(run))
     app = TTApp(engine, "train", read_only=True, screenshot_dir=tmp_path)
 

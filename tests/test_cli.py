@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -283,7 +284,10 @@ def test_latest_json_pointing_outside_the_run_and_a_run_without_checkpoints_are_
     (run / "latest.json").write_text(json.dumps({"checkpoint": "../../elsewhere", "step": 10}))
     result = tt("eval", run, "--episodes", "1", "--headless")
     assert result.returncode == 3 and "points outside the run's checkpoints/" in _one_error_line(result)
-    (run / "latest.json").unlink()  # as a run killed before its first checkpoint leaves it
+    (run / "latest.json").unlink()  # lost while its checkpoints stay: the one to resume from is named
+    result = tt("train", "--resume", run, "--headless")
+    assert result.returncode == 3 and f"--resume {run}/checkpoints/step_000000010" in _one_error_line(result)
+    shutil.rmtree(run / "checkpoints")  # as a run killed before its first checkpoint leaves it
     result = tt("train", "--resume", run, "--headless")
     assert result.returncode == 3 and "no checkpoint yet" in _one_error_line(result)
 
@@ -297,7 +301,7 @@ def test_unwritable_eval_json_and_record_out_fail_before_any_planning(tmp_path):
         result = tt(*args, "--headless")
         assert result.returncode == 3, args
         line = _one_error_line(result)
-        assert ("not writable" in line or "is a directory" in line or "is a file" in line), line
+        assert ("not writable" in line or "is a folder, not a file" in line or "is not a folder" in line), line
         assert "no such run" not in line  # checked before the run is even loaded
 
 

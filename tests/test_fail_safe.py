@@ -165,7 +165,7 @@ def test_runs_shows_a_run_whose_newest_checkpoint_is_not_whole_as_damaged_with_t
     damaged = summarize_run(run)
     assert damaged.state == DAMAGED and "trainer.pt is missing" in damaged.why
     (run / "latest.json").write_text("{garbage")
-    assert summarize_run(run).why == "latest.json is unreadable or names no checkpoint"
+    assert summarize_run(run).why == "latest.json: unreadable or corrupt (not valid JSON)"
     listing = tt("runs", tmp_path / "runs")
     assert listing.returncode == 0 and "damaged" in listing.stdout
 
@@ -252,7 +252,7 @@ print(step_memory_bytes(gpt, rows, "cpu"), peak.read() - before)
     assert 0 < bound <= grown, (bound, grown)
 
 
-def test_show_skips_metrics_lines_that_are_not_json_objects(tmp_path):
+def test_show_skips_metrics_lines_that_are_not_json_objects_and_the_listing_names_the_first(tmp_path):
     from tt_core.controls import Controls
     from tt_core.events import TrainFinished
     from tt_core.jobs.show import show_job
@@ -267,7 +267,8 @@ def test_show_skips_metrics_lines_that_are_not_json_objects(tmp_path):
     controls.request_stop()  # one pass over the file, then return
     show_job(run)(bus, controls)
     assert [e.step for e in events if isinstance(e, TrainFinished)] == [5]
-    assert summarize_run(run).state == FINISHED
+    damaged = summarize_run(run)  # the view shows what checks; the listing names the first bad line
+    assert damaged.state == DAMAGED and damaged.why.startswith("metrics.jsonl line ")
 
 
 # ------------------------------------------------------------------ one line, its code

@@ -136,6 +136,8 @@ def test_parallel_seeds_train_the_same_runs_as_sequential_ones(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--seeds", "a,b"), "give seeds as 0,1,2 or a count"),
+    (("--seeds", "\u00b2"), "give seeds as 0,1,2 or a count"),  # a digit to str.isdigit, not to int
+    (("--seeds", "1,\u00b2"), "give seeds as 0,1,2 or a count"),
     (("--seeds", "1,1"), "a seed is given twice"),
     (("--seeds", "0"), "a count must be in [1, 1000]"),
     (("--parallel", "2"), "--parallel runs the seeds of --seeds at once"),

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import write_tiny_config
 from tt_core.runs.listing import HEARTBEAT_FILE, STALE_AFTER_S, list_runs, summarize_run
 
@@ -111,14 +113,16 @@ def test_an_evaluation_record_written_before_a_plan_key_existed_reads_back_typed
     missing keys at today's defaults and a key since dropped ignored."""
     from tt_core.config import PlanConfig
     from tt_core.events import EvalStarted
-    from tt_core.runs.metrics import from_record
+    from tt_core.runs.records import BadRecord, check_record
 
     record = {"event": "EvalStarted", "time": 0.0, "env_id": "Hopper-v5", "episodes": 4, "source": "runs/x",
               "device": "cpu", "model": {}, "memory_available": None, "cache_bytes": 1024,
               "plan": {"beam_width": 8, "beam_steps": 3, "beam_context": 2, "sample_expand": 2, "k_obs": 1,
                        "k_act": None, "k_reward": 1, "cdf_obs": None, "cdf_act": 0.6, "temperature": 1.0,
                        "plan_every": 1, "percentile": "mean"}}
-    event = from_record(record)
+    event = check_record(record).event
     assert isinstance(event, EvalStarted) and isinstance(event.plan, PlanConfig)
     assert (event.plan.beam_width, event.plan.discount, event.plan.dtype) == (8, PlanConfig().discount, "fp32")
-    assert from_record({**record, "plan": {"beam_width": "wide"}}) is None  # a damaged record is skipped
+    assert event.plan.stop_mass == "zero"  # what runs before plan.stop_mass planned with
+    with pytest.raises(BadRecord, match="beam_width"):  # a damaged record is refused, naming the field
+        check_record({**record, "plan": {"beam_width": "wide"}})

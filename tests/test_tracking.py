@@ -8,8 +8,8 @@ import pytest
 from conftest import write_tiny_config
 from tt_core.train import tracking
 from tt_core.config import load_config
-from tt_core.events import EventBus, Message, TrainStep
-from tt_core.runs.metrics import read_metrics
+from tt_core.events import EvalFinished, EventBus, Message, TrainStep
+from tt_core.runs.reader import read_metrics
 from tt_core.train.trainer import Trainer
 
 
@@ -34,10 +34,10 @@ def test_tensorboard_files_hold_every_logged_loss_and_each_evaluation(tmp_path):
     assert [step for step, _ in logged] == [e.step for e in steps] == [3, 6, 9, 12, 15, 18, 20]
     assert [v for _, v in logged] == pytest.approx([e.loss for e in steps], rel=1e-6)
     assert [s.step for s in acc.Scalars("train/lr")] == [3, 6, 9, 12, 15, 18, 20]
-    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "EvalFinished"]
+    evals = read_metrics(run / "metrics.jsonl").of(EvalFinished)
     returns = [(s.step, s.value) for s in acc.Scalars("eval/return_mean")]
     assert [step for step, _ in returns] == [10, 20]  # the weights' step, not the last logged one
-    assert [v for _, v in returns] == pytest.approx([e["summary"]["return_mean"] for e in evals], rel=1e-6)
+    assert [v for _, v in returns] == pytest.approx([e.summary["return_mean"] for e in evals], rel=1e-6)
     assert "config" in "".join(acc.Tags()["tensors"])  # the resolved config, as text
 
 
@@ -63,9 +63,9 @@ def test_wandb_offline_logs_the_scalars_the_evaluation_table_and_the_config(tmp_
               for p in (offline / "files" / "media" / "table" / "eval").glob("episodes_*.table.json")]
     assert len(tables) == 2  # one per evaluation
     assert all(t["columns"] == ["episode", "seed", "return", "length", "status", "score"] for t in tables)
-    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["event"] == "EvalFinished"]
+    evals = read_metrics(run / "metrics.jsonl").of(EvalFinished)
     logged = sorted(tuple(round(row[2], 6) for row in t["data"]) for t in tables)
-    assert logged == sorted(tuple(round(e["episode_return"], 6) for e in r["results"]) for r in evals)
+    assert logged == sorted(tuple(round(e["episode_return"], 6) for e in r.results) for r in evals)
 
 
 @pytest.mark.parametrize("override, package", [("train.tensorboard=true", "tensorboard"),

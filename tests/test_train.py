@@ -11,8 +11,8 @@ from tt_core.runs import checkpoint as ckpt
 from tt_core.config import load_config
 from tt_core.controls import Controls
 from tt_core.errors import ConfigError
-from tt_core.events import Checkpointed, EventBus, TrainFinished, TrainStarted, TrainStep
-from tt_core.runs.metrics import read_metrics
+from tt_core.events import Checkpointed, EventBus, TrainFinished, TrainStarted, TrainStep, to_record
+from tt_core.runs.reader import read_metrics
 from tt_core.train.trainer import Trainer, target_kinds, weighted_loss
 
 
@@ -58,7 +58,7 @@ def test_training_emits_events_writes_metrics_and_checkpoints(tiny_config):
     assert all(math.isfinite(s.loss) and s.tokens_per_s > 0 for s in steps)
     assert [e.step for e in events if isinstance(e, Checkpointed)] == [10, 20, 30]
     records = read_metrics(run_dir / "metrics.jsonl")
-    assert [r["step"] for r in records if r["event"] == "TrainStep"] == [5, 10, 15, 20, 25, 30]
+    assert [r.step for r in records.of(TrainStep)] == [5, 10, 15, 20, 25, 30] and records.skipped == 0
     assert load_config(run_dir / "config.yaml") == cfg
     assert ckpt.load_run(run_dir).step == 30
 
@@ -140,7 +140,7 @@ def test_training_evaluates_every_n_steps_and_at_the_end(tmp_path):
     trainer = Trainer(cfg, bus, watch=True)
     run_dir = trainer.run()
     assert any(isinstance(e, PlanSnapshot) for e in events)
-    kinds = [r["event"] for r in read_metrics(run_dir / "metrics.jsonl")]
+    kinds = [type(r.event).__name__ for r in read_metrics(run_dir / "metrics.jsonl").records]
     assert kinds.count("EvalFinished") == 2 and kinds.count("EpisodeEnd") == 4
     assert "PlanSnapshot" not in kinds and "EnvStep" not in kinds
     order = [type(e).__name__ for e in events if isinstance(e, (EvalStarted, EvalFinished, TrainFinished))]
@@ -160,16 +160,16 @@ def test_resume_after_a_kill_leaves_one_record_per_step_and_no_save_residue(tmp_
     metrics = run / "metrics.jsonl"
     with metrics.open("a") as f:
         for step in (25,):
-            f.write(json.dumps({"event": "TrainStep", "step": step, "loss": 9.0}) + "\n")
+            f.write(json.dumps(to_record(TrainStep(step, 1.0, 100, 9.0, 1.0, 1.0, 1.0, 1.0, 1e-4, 10.0))) + "\n")
         f.write('{"event": "TrainSt')  # torn by the kill
     (run / ".latest.json.k1ll3d").write_text('{"checkp')
     (run / "checkpoints" / ".step_000000030.x").mkdir()
 
     resumed = load_config(run / "config.yaml", ["train.max_steps=30"])
     Trainer(resumed, EventBus(), resume=run).run()
-    steps = [r["step"] for r in read_metrics(metrics) if r["event"] == "TrainStep"]
-    assert steps == [5, 10, 15, 20, 25, 30]  # 25 once: the resumed run's record
-    assert all(r.get("loss") != 9.0 for r in read_metrics(metrics))
+    steps = read_metrics(metrics).of(TrainStep)
+    assert [r.step for r in steps] == [5, 10, 15, 20, 25, 30]  # 25 once: the resumed run's record
+    assert all(r.loss != 9.0 for r in steps)
     assert not list(run.glob(".latest.json.*")) and not list((run / "checkpoints").glob(".step_*"))
 
 

@@ -385,10 +385,13 @@ def apply_plan_update(current: PlanConfig, update: dict[str, Any]) -> PlanConfig
 
 
 def plan_from_record(data: dict) -> PlanConfig:
-    """The PlanConfig a metrics record holds; keys it predates take today's defaults and
-    keys since dropped are ignored (a run written by any version reads back)."""
+    """The PlanConfig a metrics record holds; keys it predates take the value such runs
+    planned with (LEGACY_RUN_VALUES) or today's default, and keys since dropped are
+    ignored (a run written by any version reads back)."""
     names = {f.name for f in dataclasses.fields(PlanConfig)}
-    return _build(PlanConfig, {k: v for k, v in data.items() if k in names}, "plan", lambda key: "metrics.jsonl")
+    legacy = {key: value for (section, key), value in LEGACY_RUN_VALUES.items() if section == "plan"}
+    return _build(PlanConfig, {**legacy, **{k: v for k, v in data.items() if k in names}}, "plan",
+                  lambda key: "metrics.jsonl")
 
 
 @dataclass(frozen=True)

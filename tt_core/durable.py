@@ -65,12 +65,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None) -> None:
     """Write `data` to `path` so that readers see the old or the new file, never a part.
-    A failed write names `path` (a full disk's error on an open file names no file)."""
+    A failed write names `path` (a full disk's error on an open file names no file).
+    `mode`: the new file's permissions (default mkstemp's 0600, for the run's own files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -86,15 +89,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
-
-
-def write_output(path: Path, text: str) -> None:
-    """Write a file the user named (--json, --out): atomically, or straight into a device
-    or pipe such as /dev/stdout, which an atomic rename would replace instead."""
-    if path.exists() and not path.is_file():
-        path.write_text(text)
-    else:
-        atomic_write_text(path, text)
 
 
 def fsync_file(path: Path) -> None:

@@ -15,7 +15,8 @@ from tt_core import events as ev
 from tt_core.controls import Controls
 from tt_core.errors import CheckpointError
 from tt_core.runs.listing import summarize_run
-from tt_core.runs.metrics import from_record, parse_record
+from tt_core.runs.files import METRICS_CAP, RunFileError, open_regular
+from tt_core.runs.records import BadRecord, check_line
 from tt_core.runs.snapshots import SNAPSHOTS_FILE, read_snapshots
 
 POLL_S = 0.5  # how often a followed run's files are looked at
@@ -34,15 +35,15 @@ class _Tail:
 
     def lines(self) -> list[str]:
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
                 stat = os.fstat(f.fileno())
                 rewritten = self.inode is not None and (stat.st_ino != self.inode or stat.st_size < self.offset)
                 if rewritten:
                     self.offset = 0
                 self.inode = stat.st_ino
                 f.seek(self.offset)
-                data = f.read()
-        except OSError:
+                data = f.read(METRICS_CAP)  # bounded: the rest, if any, on the next poll
+        except (OSError, RunFileError):  # replaced by something unreadable: wait for a readable file
             return []
         end = data.rfind(b"\n") + 1
         self.offset += end
@@ -61,8 +62,10 @@ def show_job(run_dir: Path):
     """A job (see tt_core/jobs/factories.py) that replays run `run_dir` into the bus and follows it until
     the view asks it to stop."""
     root = Path(run_dir)
-    if not (root / "metrics.jsonl").is_file():
-        raise CheckpointError(f"{root}: no metrics.jsonl (not a tt-tui run directory?)")
+    try:
+        open_regular(root / "metrics.jsonl").close()  # a FIFO, a device or a folder: one line, no view
+    except FileNotFoundError:
+        raise CheckpointError(f"{root}: no metrics.jsonl (not a tt-tui run directory?)") from None
 
     def job(bus: ev.EventBus, controls: Controls) -> None:
         run = summarize_run(root)
@@ -71,10 +74,10 @@ def show_job(run_dir: Path):
         snapshots_seen = None
         while True:
             for line in tail.lines():
-                record = parse_record(line)
-                event = from_record(record) if record is not None else None
-                if event is not None:
-                    bus.emit(event)
+                try:
+                    bus.emit(check_line(line).event)
+                except BadRecord:  # counted and named by the listing; the view shows what checks
+                    continue
             try:
                 stamp = (root / SNAPSHOTS_FILE).stat().st_mtime_ns
             except OSError:

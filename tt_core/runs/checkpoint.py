@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -41,6 +40,8 @@ from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
 from tt_core.durable import FileLock, LockHeld, atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
 from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
+from tt_core.runs.files import read_json_object
+from tt_core.runs.files import read_yaml_mapping as read_yaml
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
 
@@ -138,9 +139,11 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], where: 
 
 
 def save_checkpoint(
-    run: RunFiles, step: int, model_state: dict[str, torch.Tensor], trainer_state: dict
+    run: RunFiles, step: int, model_state: dict[str, torch.Tensor], trainer_state: dict,
+    protect: Path | None = None,
 ) -> Path:
-    """Write a complete checkpoint for `step`, then point latest.json at it.
+    """Write a complete checkpoint for `step`, then point latest.json at it; `protect`
+    (the checkpoint a run resumed from) is never pruned.
 
     Refuses (TrainingDiverged) a state holding NaN or inf: such a checkpoint could
     replace, and then prune, the good ones before it."""
@@ -168,7 +171,7 @@ def save_checkpoint(
         raise
     pointer = {"checkpoint": f"checkpoints/{name}", "step": step}
     atomic_write_text(run.latest, json.dumps(pointer))
-    _prune(run, keep=final)
+    _prune(run, keep={final, protect})
     return final
 
 
@@ -199,13 +202,44 @@ def clean_residue(run: RunFiles) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _prune(run: RunFiles, keep: Path) -> None:
-    """Delete all but the newest KEEP_CHECKPOINTS checkpoints, and any save residue."""
+def _prune(run: RunFiles, keep: set) -> None:
+    """Delete all but the newest KEEP_CHECKPOINTS checkpoints (and those in `keep`), and
+    any save residue. Checkpoints newer than a resumed one were set aside at the resume
+    (`set_aside_newer`), so every checkpoint here is older than the one just saved."""
     done = sorted(p for p in run.checkpoints.glob("step_*") if p.is_dir())
     for old in done[:-KEEP_CHECKPOINTS]:
-        if old != keep:
+        if old not in keep:
             shutil.rmtree(old, ignore_errors=True)
     clean_residue(run)
+
+
+SET_ASIDE_DIR = "set-aside"
+
+
+def set_aside_newer(run: RunFiles, resumed: Path, step: int) -> Path | None:
+    """A resume from a checkpoint older than the newest: move the newer checkpoints out
+    of checkpoints/ (into set-aside/<time>/, kept whole) so that two histories never mix
+    and pruning never weighs them against the new one, and point latest.json at
+    `resumed`. The folder they went to, or None when there were none."""
+    newer = [p for p in run.checkpoints.glob("step_*") if p.is_dir() and _step_of(p) > step]
+    if newer:
+        dest = run.root / SET_ASIDE_DIR / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in sorted(newer):
+            os.replace(p, dest / p.name)
+        fsync_dir(dest)
+        fsync_dir(run.checkpoints)
+    pointer = {"checkpoint": f"checkpoints/{resumed.name}", "step": step}
+    if _json_or_none(run.latest) != pointer:
+        atomic_write_text(run.latest, json.dumps(pointer))
+    return dest if newer else None
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 @dataclass
@@ -216,6 +250,7 @@ class LoadedRun:
     config: Config
     discretizer: Discretizer
     dataset_meta: dict[str, Any]
+    checkpoint: Path  # the checkpoint directory loaded
     step: int
     model_state: dict[str, torch.Tensor]
     trainer_state: dict | None
@@ -245,7 +280,7 @@ def load_run(path: Path, with_trainer: bool = True) -> LoadedRun:
         raise CheckpointError(f"{ckpt}: weight '{bad}' holds NaN or inf; {_newest_finite(run, ckpt)}")
     trainer_state = _load_trainer(ckpt / "trainer.pt") if with_trainer else None
     step = int(trainer_state["step"]) if trainer_state else _step_of(ckpt)
-    return LoadedRun(run, cfg, disc, dataset_meta, step, model_state, trainer_state)
+    return LoadedRun(run, cfg, disc, dataset_meta, ckpt, step, model_state, trainer_state)
 
 
 def _newest_finite(run: RunFiles, bad: Path) -> str:
@@ -303,19 +338,21 @@ def _step_of(ckpt: Path) -> int:
 
 
 def _load_json(path: Path) -> dict:
+    """A run's small JSON file, read bounded (tt_core/runs/files.py), with one-line errors."""
     try:
-        data = json.loads(path.read_text())
+        return read_json_object(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: unreadable or corrupt ({exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: corrupt (expected a JSON object)")
-    return data
 
 
 def _latest_checkpoint(run: RunFiles) -> Path:
-    if not run.latest.exists() and run.config.exists():
+    if not run.latest.exists() and not run.latest.is_symlink() and run.config.exists():
+        kept = sorted(p for p in run.checkpoints.glob("step_*") if p.is_dir())
+        if kept:  # deleted by hand, or lost: the checkpoints are there to resume from
+            raise CheckpointError(
+                f"{run.latest}: missing while checkpoints/ holds {len(kept)}; name the one to use: "
+                f"tt-tui train --resume {kept[-1]}"
+            )
         raise CheckpointError(
             f"{run.root}: no checkpoint yet (the run stopped before its first save); "
             "start it again with `tt-tui train CONFIG`"
@@ -333,17 +370,12 @@ def _latest_checkpoint(run: RunFiles) -> Path:
 
 
 def read_yaml_mapping(path: Path, missing: str = "missing") -> dict:
-    """A saved YAML file holding a mapping (a run's or an FTT checkpoint's config), with
-    one-line checkpoint errors."""
+    """A saved YAML file holding a mapping (a run's or an FTT checkpoint's config), read
+    bounded, with one-line checkpoint errors."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return read_yaml(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: {missing}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: corrupt (expected a mapping)")
-    return data
 
 
 def _load_config(path: Path) -> Config:
@@ -370,6 +402,8 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
+    except PermissionError:
+        raise CheckpointError(f"{path}: unreadable (permission denied)") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: truncated or corrupt ({type(exc).__name__})") from None
 
@@ -379,6 +413,8 @@ def _load_trainer(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
+    except PermissionError:
+        raise CheckpointError(f"{path}: unreadable (permission denied)") from None
     except Exception as exc:  # torch raises many types for a damaged zip/pickle stream
         raise CheckpointError(f"{path}: truncated or corrupt ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "step" not in state:

@@ -13,7 +13,6 @@ torch here: `tt-tui runs` is instant.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import threading
@@ -23,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
+from tt_core import events as ev
 from tt_core.durable import atomic_write_text
-from tt_core.runs.metrics import read_metrics
+from tt_core.runs.files import RunFileError, read_head, read_json_object
+from tt_core.runs.reader import Metrics, RunFilesRead, read_run_files
+from tt_core.runs.records import usable_number
 
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_EVERY_S = 10.0
@@ -85,37 +85,13 @@ class RunSummary:
         return asdict(self)
 
 
-def _records(path: Path) -> list[dict]:
-    try:
-        return [r for r in read_metrics(path) if isinstance(r, dict)]
-    except OSError:
-        return []
-
-
-def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def run_config(root: Path) -> dict:
-    """The run's saved config.yaml as plain data ({} when unreadable: the run is then
-    reported by its other files)."""
-    try:
-        data = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _alive_here(beat: dict) -> Optional[bool]:
     """Whether the heartbeat's process is alive, when it ran on this host (else None)."""
-    if beat.get("host") != socket.gethostname() or not isinstance(beat.get("pid"), int):
+    pid = beat.get("pid")
+    if beat.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 1 << 31:
         return None
     try:
-        os.kill(beat["pid"], 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -123,50 +99,92 @@ def _alive_here(beat: dict) -> Optional[bool]:
     return True
 
 
-def _state(records: list[dict], beat: dict, now: float) -> tuple[str, str]:
-    last_start = max((i for i, r in enumerate(records) if r.get("event") == "TrainStarted"), default=-1)
+def _state(metrics: Metrics, beat: dict, now: float) -> tuple[str, str]:
+    records = [r.event for r in metrics.records]
+    last_start = max((i for i, e in enumerate(records) if isinstance(e, ev.TrainStarted)), default=-1)
     tail = records[last_start + 1 :] if last_start >= 0 else records
-    for r in reversed(tail):
-        if r.get("event") == "TrainFinished":
-            return (STOPPED, "stopped early") if r.get("stopped_early") else (FINISHED, "reached its last step")
-        if r.get("event") == "Failed":
-            return CRASHED, f"failed: {r.get('error', '?')}"
-    age = now - float(beat.get("time", 0) or 0)
+    for i in range(len(tail) - 1, -1, -1):
+        e = tail[i]
+        if isinstance(e, ev.TrainFinished):
+            if e.stopped_early:
+                return STOPPED, "stopped early"
+            if _final_eval_stopped(tail[:i]):  # runs written before the trainer said so itself
+                return STOPPED, "its final evaluation was stopped"
+            return FINISHED, "reached its last step"
+        if isinstance(e, ev.Failed):
+            return CRASHED, f"failed: {e.error}"
+    beat_time = beat.get("time")
+    age = now - (float(beat_time) if usable_number(beat_time) else 0.0)
     alive = _alive_here(beat)
     if beat and alive is not False and age <= STALE_AFTER_S:
         return RUNNING, f"heartbeat {age:.0f} s ago"
     if alive is False:
         return CRASHED, f"process {beat.get('pid')} is gone"
-    return CRASHED, "no heartbeat" if not beat else f"no heartbeat for {age / 60:.0f} min"
+    return CRASHED, "no heartbeat" if not beat else f"no heartbeat for {min(age, 1e9) / 60:.0f} min"
 
 
-def checkpoint_problem(root: Path) -> Optional[str]:
+def _final_eval_stopped(events_before_finish: list) -> bool:
+    """Whether the evaluation after the last training step was stopped early."""
+    for e in reversed(events_before_finish):
+        if isinstance(e, ev.EvalFinished):
+            return bool(e.summary.get("stopped"))
+        if isinstance(e, ev.TrainStep):
+            return False
+    return False
+
+
+def checkpoint_problem(root: Path, latest: Optional[dict] = None) -> Optional[str]:
     """Why the checkpoint latest.json names could not be loaded, from the files alone
-    (cheap: no weights are read), or None when it looks whole or there is none yet."""
+    (cheap: no weights are read), or None when it looks whole or there is none yet.
+    `latest`: latest.json's content when the caller has read it."""
+    root = Path(root)
     pointer_file = root / "latest.json"
-    if not pointer_file.exists():
-        return None
-    pointer = _json(pointer_file)
-    rel = pointer.get("checkpoint")
+    if latest is None:
+        try:
+            latest = read_json_object(pointer_file)
+        except FileNotFoundError:
+            latest = {}
+            kept = saved_checkpoints(root)
+            if kept:
+                return f"latest.json is missing while checkpoints/ holds {len(kept)} (newest {kept[-1].name})"
+            return None
+        except RunFileError as exc:
+            return str(exc)
+    if not latest:
+        if pointer_file.exists() or pointer_file.is_symlink():
+            return "latest.json is unreadable or names no checkpoint"
+        kept = saved_checkpoints(root)
+        return f"latest.json is missing while checkpoints/ holds {len(kept)} (newest {kept[-1].name})" if kept else None
+    rel = latest.get("checkpoint")
     if not isinstance(rel, str):
-        return "latest.json is unreadable or names no checkpoint"
+        return "latest.json names no checkpoint"
     ckpt = root / rel
     for name in ("model.safetensors", "trainer.pt"):
+        path = ckpt / name
         try:
-            size = (ckpt / name).stat().st_size
-        except OSError:
+            size = path.stat().st_size
+        except FileNotFoundError:
             return f"{rel}/{name} is missing"
+        except OSError as exc:
+            return f"{rel}/{name} is unreadable ({exc.strerror})"
         if size == 0:
             return f"{rel}/{name} is empty"
+        if not os.access(path, os.R_OK):
+            return f"{rel}/{name} is unreadable (permission denied)"
     weights = ckpt / "model.safetensors"
     try:  # safetensors: an 8-byte header length, a JSON header with each tensor's byte range, the bytes
-        with open(weights, "rb") as f:
-            length = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(min(length, 100 << 20)))
+        head = read_head(weights, 8)
+        length = int.from_bytes(head, "little")
+        size = weights.stat().st_size
+        if length > min(size, 100 << 20):
+            raise ValueError("header longer than the file")
+        data = read_head(weights, 8 + length)
+        header = json.loads(data[8:])
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
         if not isinstance(end, int):
             raise TypeError("byte offsets must be integers")
-        size = weights.stat().st_size
+    except RunFileError as exc:
+        return str(exc)
     except (OSError, ValueError, RecursionError, TypeError, KeyError, IndexError, AttributeError):
         return f"{rel}/model.safetensors is unreadable"
     if size < 8 + length + end:
@@ -174,75 +192,111 @@ def checkpoint_problem(root: Path) -> Optional[str]:
     return None
 
 
-def _finite(value: Any) -> Optional[float]:
-    """A number, or None for a missing or NaN/inf one (every episode failed)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+def saved_checkpoints(root: Path) -> list[Path]:
+    """The run's complete-looking checkpoint directories (checkpoints/step_N), oldest first."""
+    try:
+        return sorted(p for p in (Path(root) / "checkpoints").glob("step_*") if p.is_dir())
+    except OSError:
+        return []
 
 
-def _eval(record: dict, step: Optional[int]) -> dict:
-    s = record.get("summary") or {}
-    at = record.get("step") if isinstance(record.get("step"), int) else step  # older records: the last logged step
+def _eval(e: ev.EvalFinished, step: Optional[int]) -> dict:
+    s = e.summary
+    at = e.step if e.step is not None else step  # older records: the last logged step
     return {"step": at, "return": _finite(s.get("return_mean")), "score": _finite(s.get("score_mean"))}
 
 
-def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
-    """What the files of run directory `root` say about it."""
-    root = Path(root)
-    records = _records(root / "metrics.jsonl")
-    meta = _json(root / "dataset.json")
-    latest = _json(root / "latest.json")
-    beat = _json(root / HEARTBEAT_FILE)
-    steps = [r for r in records if r.get("event") == "TrainStep"]
-    starts = [r for r in records if r.get("event") == "TrainStarted"]
+def _finite(value: Any) -> Optional[float]:
+    """A number, or None for a missing or NaN/inf one (every episode failed)."""
+    return float(value) if usable_number(value) else None
+
+
+def summary_of(files: RunFilesRead, now: Optional[float] = None) -> RunSummary:
+    """What a run's files, read once (`read_run_files`), say about it."""
+    metrics = files.metrics
     step = None
     evals: list[dict] = []
-    for r in records:
-        if r.get("event") == "TrainStep":
-            step = r.get("step")
-        elif r.get("event") == "EvalFinished":
-            evals.append(_eval(r, step))
-    saved = latest.get("step") if isinstance(latest.get("step"), int) else None
+    for r in metrics.records:
+        if isinstance(r.event, ev.TrainStep):
+            step = r.event.step
+        elif isinstance(r.event, ev.EvalFinished) and not r.event.summary.get("stopped"):
+            evals.append(_eval(r.event, step))  # a stopped evaluation's cut-short episodes are no score
+    steps = metrics.of(ev.TrainStep)
+    starts = [r for r in metrics.records if isinstance(r.event, ev.TrainStarted)]
+    saved = files.latest.get("step")
+    saved = saved if isinstance(saved, int) and not isinstance(saved, bool) else None
     done = max((s for s in (step, saved) if isinstance(s, int)), default=None)
 
     def rank(e: dict) -> float:
         value = e["score"] if e["score"] is not None else e["return"]
         return float("-inf") if value is None else float(value)
 
-    train = run_config(root).get("train")
+    train = files.config.get("train")
     train = train if isinstance(train, dict) else {}
-    state, why = _state(records, beat, time.time() if now is None else now)
-    problem = checkpoint_problem(root) if state != RUNNING else None  # a save may be under way
+    state, why = _state(metrics, files.heartbeat, time.time() if now is None else now)
+    problem = next(iter(files.problems), None) or metrics.first_skipped
+    if problem is None and state != RUNNING:  # while it runs, a save may be under way
+        problem = checkpoint_problem(files.root, files.latest)
     if problem is not None:
-        state, why = DAMAGED, problem
+        state, why = DAMAGED, _short(problem, files.root)
+    group, seed = train.get("group"), train.get("seed")
     return RunSummary(
-        path=str(root), dataset=meta.get("dataset_id"), env=meta.get("env_id"), step=done,
-        total_steps=starts[-1].get("total_steps") if starts else None,
-        last_loss=steps[-1].get("loss") if steps else None,
+        path=str(files.root), dataset=_text(files.dataset.get("dataset_id")), env=_text(files.dataset.get("env_id")),
+        step=done, total_steps=starts[-1].event.total_steps if starts else None,
+        last_loss=steps[-1].loss if steps else None,
         last_eval=evals[-1] if evals else None, best_eval=max(evals, key=rank) if evals else None,
-        state=state, why=why, started=starts[0].get("time") if starts else None,
-        group=train.get("group") if isinstance(train.get("group"), str) else None,
-        seed=train.get("seed") if isinstance(train.get("seed"), int) else None,
+        state=state, why=why, started=starts[0].time if starts else None,
+        group=group if isinstance(group, str) else None,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
     )
 
 
-def _summary_or_damaged(root: Path) -> RunSummary:
-    """summarize_run, or a damaged run when its files defeat it: one bad run must not
-    hide the others."""
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _short(problem: str, root: Path) -> str:
+    """A problem line without the run's own path in front (the listing names the run)."""
+    prefix = f"{root}/"
+    return problem[len(prefix):] if problem.startswith(prefix) else problem
+
+
+def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
+    """What the files of run directory `root` say about it."""
+    return summary_of(read_run_files(Path(root)), now)
+
+
+def run_dirs(folder: Path) -> tuple[list[Path], list[str]]:
+    """The run directories directly under `folder` (those holding a config.yaml), and one
+    line for each entry that could not be looked at."""
+    roots, problems = [], []
     try:
-        return summarize_run(root)
-    except Exception as exc:  # noqa: BLE001 - whatever a hand-edited file makes the readers raise
-        return RunSummary(path=str(root), dataset=None, env=None, step=None, total_steps=None, last_loss=None,
-                          last_eval=None, best_eval=None, state=DAMAGED, why=f"unreadable ({type(exc).__name__})",
-                          started=None)
+        entries = sorted(Path(folder).iterdir())
+    except OSError as exc:
+        raise RunFileError(f"{folder}: cannot list it ({exc.strerror})") from None
+    for p in entries:
+        try:
+            if p.is_dir() and (p / "config.yaml").exists():
+                roots.append(p)
+        except OSError as exc:
+            problems.append(f"{p}: cannot look inside ({exc.strerror})")
+    return roots, problems
+
+
+def _unreadable(root: Path, why: str) -> RunSummary:
+    return RunSummary(path=str(root), dataset=None, env=None, step=None, total_steps=None, last_loss=None,
+                      last_eval=None, best_eval=None, state=DAMAGED, why=why, started=None)
 
 
 def list_runs(folder: Path) -> list[RunSummary]:
-    """Every run directory directly under `folder`, newest start first."""
+    """Every run directory directly under `folder`, newest start first; a run whose files
+    cannot be read is listed as damaged with the reason, never hiding the others."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    roots = [p for p in folder.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
-    runs = [_summary_or_damaged(p) for p in roots]
+    roots, problems = run_dirs(folder)
+    runs = [summarize_run(p) for p in roots]
+    runs += [_unreadable(Path(line.split(": ", 1)[0]), line.split(": ", 1)[1]) for line in problems]
     return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
 
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from tt_core import events as ev
+from tt_core.config import to_dict
 from tt_core.errors import ConfigError
-from tt_core.runs.listing import FINISHED, list_runs, run_config, summarize_run
-from tt_core.runs.metrics import read_metrics
+from tt_core.runs.listing import FINISHED, list_runs, summary_of
+from tt_core.runs.reader import read_metrics, read_run_files
 
 
 @dataclass(frozen=True)
@@ -85,40 +87,41 @@ class Reference:
 
 def setting_of(plan: dict) -> str:
     """The planning settings a result depends on, in one short phrase."""
-    stop = plan.get("stop_mass", "zero")  # runs before plan.stop_mass planned with the original's rule
+    stop = plan.get("stop_mass")
     return (f"beam {plan.get('beam_width')} x {plan.get('beam_steps')}, context {plan.get('beam_context')}, "
             f"expand {plan.get('sample_expand')}" + ("" if stop == "zero" else f", stop mass {stop}"))
 
 
 def run_result(root: Path) -> tuple[Optional[RunResult], Optional[str]]:
     """(the run's final evaluation, None), or (None, why it is skipped)."""
-    summary = summarize_run(root)
+    files = read_run_files(Path(root))
+    summary = summary_of(files)
     if summary.state != FINISHED:
         return None, f"{summary.state} ({summary.why})"
-    records = read_metrics(root / "metrics.jsonl")
     plan: Optional[dict] = None
-    final: Optional[tuple[dict, dict]] = None
-    for record in records:
-        if record.get("event") == "EvalStarted" and isinstance(record.get("plan"), dict):
-            plan = record["plan"]
-        elif record.get("event") == "EvalFinished" and plan is not None:
-            final = (plan, record)
+    final: Optional[tuple[dict, ev.EvalFinished]] = None
+    for e in files.metrics.of(ev.EvalStarted, ev.EvalFinished):
+        if isinstance(e, ev.EvalStarted):
+            plan = to_dict(e.plan)
+        elif plan is not None:
+            final = (plan, e)
     if final is None:
         return None, "no evaluation in its metrics (train.eval_every unset?)"
     plan, record = final
-    if (record.get("summary") or {}).get("stopped"):
+    if record.summary.get("stopped"):
         return None, "its final evaluation was stopped early (its episodes were cut short)"
-    results = [r for r in record.get("results", ()) if isinstance(r, dict)]
-    episodes = [r for r in results if r.get("error") is None]
-    returns = tuple(float(r["episode_return"]) for r in episodes if _number(r.get("episode_return")))
+    # an episode counts when it ended without an error and its return is a usable number
+    episodes = [r for r in record.results if r.get("error") is None and r.get("episode_return") is not None]
+    returns = tuple(float(r["episode_return"]) for r in episodes)
     if not returns:
         return None, "its final evaluation has no completed episode"
-    scores = tuple(float(r["score"]) for r in episodes if _number(r.get("score")))
-    max_steps = (run_config(root).get("eval") or {}).get("max_steps")
-    settings = json.dumps({"plan": plan, "max_steps": max_steps}, sort_keys=True)
+    scores = tuple(float(r["score"]) for r in episodes if r.get("score") is not None)
+    evaluation = files.config.get("eval")
+    max_steps = evaluation.get("max_steps") if isinstance(evaluation, dict) else None
+    settings = json.dumps({"plan": plan, "max_steps": max_steps}, sort_keys=True, default=str)
     return RunResult(str(root), summary.group, summary.seed, summary.dataset or "?", summary.env or "?",
-                     f"{setting_of(plan)}, max steps {max_steps}", settings, record.get("step"), returns,
-                     scores if len(scores) == len(returns) else (), len(results) - len(episodes)), None
+                     f"{setting_of(plan)}, max steps {max_steps}", settings, record.step, returns,
+                     scores if len(scores) == len(returns) else (), len(record.results) - len(episodes)), None
 
 
 def find_runs(targets: list[str], runs_dir: Path) -> list[Path]:
@@ -139,10 +142,6 @@ def find_runs(targets: list[str], runs_dir: Path) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 KINDS = ("loss_obs", "loss_action", "loss_reward", "loss_value")  # TrainStep's losses per target kind
 
 
@@ -151,15 +150,12 @@ def run_curves(run: Path) -> tuple[dict[str, dict[int, float]], dict[int, float]
     total, the value by tokens seen; the mean evaluation return by training step)."""
     losses: dict[str, dict[int, float]] = {k: {} for k in (*KINDS, "loss")}
     returns: dict[int, float] = {}
-    for r in read_metrics(Path(run) / "metrics.jsonl"):
-        if r.get("event") == "TrainStep" and isinstance(r.get("tokens"), int):
+    for e in read_metrics(Path(run) / "metrics.jsonl").of(ev.TrainStep, ev.EvalFinished):
+        if isinstance(e, ev.TrainStep):
             for k, series in losses.items():
-                if _number(r.get(k)):
-                    series[r["tokens"]] = float(r[k])
-        elif r.get("event") == "EvalFinished" and isinstance(r.get("step"), int):
-            value = (r.get("summary") or {}).get("return_mean")
-            if _number(value):
-                returns[r["step"]] = float(value)
+                series[e.tokens] = getattr(e, k)
+        elif e.step is not None and e.summary.get("return_mean") is not None:
+            returns[e.step] = float(e.summary["return_mean"])
     return losses, returns
 
 

@@ -247,6 +247,7 @@ class Trainer:
         # rank 0 is the run directory's one writer, from before it reads the checkpoint (a
         # second resume is refused; a run that finishes meanwhile is not retrained)
         self._lock = None
+        self._resumed_from: Path | None = None  # never pruned while this training runs
         if resume is not None and self.world.main:
             run = ckpt.RunFiles(ckpt.find_run_root(resume)[0])
             if run.config.exists():  # else load_run says what is missing, and no file is made
@@ -373,11 +374,17 @@ class Trainer:
             self.run_files = loaded.run
             self.dataset_meta = loaded.dataset_meta
             self._restore(loaded)
+            self._resumed_from = loaded.checkpoint
             if self.world.main:
                 ckpt.clean_residue(self.run_files)
+                aside = ckpt.set_aside_newer(self.run_files, loaded.checkpoint, self.step)
                 dropped = truncate_after_step(self.run_files.metrics, self.step)
                 note = f"; {dropped} metric records past it dropped" if dropped else ""
                 bus.emit(Message(f"resumed {loaded.run.root} at step {self.step}{note}"))
+                if aside is not None:
+                    bus.emit(Message(f"the checkpoints newer than step {self.step} were moved to {aside} "
+                                     f"(this resume starts a new history from {loaded.checkpoint.name})",
+                                     level="warning"))
         else:
             self.dataset_meta = _dataset_meta(cfg, traj, info)
             root = self.world.broadcast(new_run_dir(cfg) if self.world.main else None)
@@ -428,7 +435,7 @@ class Trainer:
         if not self.world.main:
             return None
         path = ckpt.save_checkpoint(
-            self.run_files, self.step, self.model.state_dict(), self._trainer_state()
+            self.run_files, self.step, self.model.state_dict(), self._trainer_state(), protect=self._resumed_from
         )
         self.bus.emit(Checkpointed(self.step, str(path)))
         return path
@@ -468,6 +475,8 @@ class Trainer:
             self.save()
         if cfg.train.eval_every and not stopped:
             self.evaluate()
+            # a final evaluation cut short (Ctrl+C, q) scored nothing: the run is stopped, not finished
+            stopped = self.world.any(self.controls.stop_requested)
         self.bus.emit(TrainFinished(self.step, str(self.run_files.root), stopped_early=stopped))
         return self.run_files.root
 

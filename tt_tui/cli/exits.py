@@ -1,7 +1,8 @@
 """One line and a documented exit code for every way a command can fail.
 
 Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback),
-2 usage / config error, 3 data or checkpoint error, 130 interrupted.
+2 usage / config error, 3 data or checkpoint error, 130 interrupted, 141 stdout closed
+by its reader (`| head`), quietly.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def user_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130)
+        except BrokenPipeError:  # before click's own handler makes it a silent exit 1
+            exit_quietly_on_closed_stdout()
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a full or read-only disk, else a bug: one line unless --debug
@@ -61,6 +64,14 @@ def user_errors(fn: Callable) -> Callable:
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", 1)
 
     return wrapper
+
+
+def exit_quietly_on_closed_stdout() -> None:
+    """The reader of stdout went away (`tt-tui ... | head -1`): no message and no second
+    error when Python flushes stdout at exit; 141, the shell's code for SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
 
 
 def exit_peer_lost(code: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from tt_core.outputs import OutputFile, output_file, output_folder
 from tt_tui.cli.exits import user_errors
 from tt_tui.cli.foreground import run_app, run_eval, run_job, use_app
 from tt_tui.cli.launcher import launch_local
@@ -150,10 +151,11 @@ def eval_cmd(
         raise ConfigError("--nproc: this process was started by torchrun already; drop --nproc")
     if append and json_out is None:
         raise ConfigError("--append adds to a --json file; give --json FILE")
+    json_file = None
     if json_out is not None:
-        _writable_file(json_out, "--json")
+        json_file = output_file(json_out, "--json")
         if append:
-            _json_results(json_out)  # a file of something else: refused before any planning
+            _json_results(json_file)  # a file of something else: refused before any planning
     sources = [_checked_sources(run, device, "eval") for run in (runs or [None])]
     if nproc > 1:
         for run in sources:
@@ -166,51 +168,57 @@ def eval_cmd(
     try:
         for i, run in enumerate(sources):
             report = _eval_one(run, patch, device, headless, ftt_block, world)
-            if json_out is not None and report is not None:  # written after each run: none is lost
+            if json_file is not None and report is not None:  # written after each run: none is lost
                 if append or len(sources) > 1:
-                    _add_result(json_out, report, keep=append or i > 0)
+                    _add_result(json_file, report, keep=append or i > 0)
                 else:
-                    _put(json_out, report)
+                    _put(json_file, report)
     finally:
         leave()
 
 
-def _add_result(path: Path, report: dict, keep: bool) -> None:
+def _add_result(out: OutputFile, report: dict, keep: bool) -> None:
     """Add one run's report to the list in --json (`keep`: after what the file holds,
     re-read under a lock so that concurrent --append commands keep each other's)."""
     from tt_core.durable import FileLock
 
-    with FileLock(path.with_name(f".{path.name}.lock")):
-        _put(path, (_json_results(path) if keep else []) + [report])
+    if out.kind != "file":  # a device or a pipe: each report is written as it comes
+        _put(out, report)
+        return
+    with FileLock(out.target.with_name(f".{out.target.name}.lock")):
+        _put(out, (_json_results(out) if keep else []) + [report])
 
 
-def _put(path: Path, results) -> None:
+def _put(out: OutputFile, results) -> None:
     """Write results as JSON to --json and say so."""
     import json
 
-    from tt_core.durable import write_output
-
-    write_output(path, json.dumps(results, indent=2))
-    typer.echo(f"results written to {path}", err=True)
+    out.write(json.dumps(results, indent=2))
+    typer.echo(f"results written to {out.given}", err=True)
 
 
-def _json_results(path: Path) -> list:
-    """What a --json file holds, as a list of reports (none when it does not exist yet)."""
+def _json_results(out: OutputFile) -> list:
+    """What a --json file holds, as a list of reports (none when it does not exist yet or
+    is empty); read bounded, like every file a command reads."""
     import json
 
-    from tt_core.errors import OutputError
+    from tt_core.errors import OutputError, TTError
+    from tt_core.runs.files import MIB, read_bytes
 
-    if not path.exists() or path.stat().st_size == 0:
-        return []
+    if out.kind != "file":
+        raise OutputError(f"--append: {out.given} is not a regular file; it holds no results to add to")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise OutputError(f"--append: {path} does not hold tt-tui results ({type(exc).__name__})") from None
-    if isinstance(data, dict):
-        return [data]
-    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
-        return data
-    raise OutputError(f"--append: {path} does not hold tt-tui results (a JSON object or list of them)")
+        data = read_bytes(out.target, 256 * MIB)
+        results = json.loads(data) if data.strip() else []
+    except FileNotFoundError:
+        return []
+    except (TTError, ValueError, RecursionError) as exc:
+        raise OutputError(f"--append: {out.given} does not hold tt-tui results ({exc})") from None
+    if isinstance(results, dict):
+        return [results]
+    if isinstance(results, list) and all(isinstance(d, dict) for d in results):
+        return results
+    raise OutputError(f"--append: {out.given} does not hold tt-tui results (a JSON object or list of them)")
 
 
 def _eval_one(run, patch, device, headless: bool, ftt_block, world) -> Optional[dict]:
@@ -248,7 +256,7 @@ def record(
     """Plan episodes and write one GIF per episode (MuJoCo offscreen rendering)."""
     from tt_core.jobs.factories import eval_job
 
-    _writable_folder(out, "--out")
+    output_folder(out, "--out")
     run = _planning_source(_checked_sources(run, device, "record"))
     job = eval_job(run, patch, device, record_dir=out, record_all=True, fps=fps, size=size,
                    ftt_block=ftt_block.value if ftt_block else None, snapshots=use_app(headless))
@@ -297,36 +305,3 @@ def _planning_source(run: Optional[Path]) -> Path:
 
     with DownloadReporter() as reporter:
         return fetch(*located, on_progress=reporter)
-
-
-def _writable_folder(folder: Path, what: str) -> None:
-    """Fail before any planning, not after it, when `folder` cannot take new files."""
-    import tempfile
-
-    from tt_core.errors import OutputError
-
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{what} {folder}: is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tt-tui-probe-"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"{what} {folder}: not writable ({exc.strerror or exc})") from None
-
-
-def _writable_file(path: Path, what: str) -> None:
-    import stat
-
-    from tt_core.errors import OutputError
-
-    if path.is_dir():
-        raise OutputError(f"{what} {path}: is a directory, not a file")
-    if path.exists() and stat.S_ISCHR(path.stat().st_mode):  # /dev/stdout, /dev/full: try a newline now
-        try:
-            with open(path, "w") as device:
-                device.write("\n")
-        except OSError as exc:
-            raise OutputError(f"{what} {path}: not writable ({exc.strerror or exc})") from None
-        return
-    _writable_folder(path.parent, what)

@@ -25,10 +25,17 @@ def report(
     """Mean ± standard error of the final evaluations of finished runs, per dataset, env
     and planning setting, over seeds and episodes; read from the runs' files only."""
     from tt_core.errors import ConfigError
+    from tt_core.outputs import output_file, output_folder
     from tt_core.runs.report import find_runs, run_result, table_rows, to_csv, to_latex, to_markdown
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if out is not None and fmt == "table":  # the file's name says the format
+        fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix, "")
+        if not fmt:
+            raise ConfigError(f"--out {out}: name a .md, .tex or .csv file, or give --format md|latex|csv")
+    out_file = output_file(out, "--out") if out is not None else None  # both checked before any reading
+    plots_dir = output_folder(plots, "--plots") if plots is not None else None
     results = []
     for run in find_runs(targets, runs_dir):
         result, skipped = run_result(run)
@@ -40,35 +47,35 @@ def report(
         raise ConfigError("no finished run with an evaluation among them: nothing to report")
     rows = table_rows(results)
     references = _references({row.env for row in rows}) if reference else []
-    if out is not None and fmt == "table":  # the file's name says the format
-        fmt = {".md": "md", ".tex": "latex", ".csv": "csv"}.get(out.suffix, "")
-        if not fmt:
-            raise ConfigError(f"--out {out}: name a .md, .tex or .csv file, or give --format md|latex|csv")
     if fmt == "table":
         _print_table(rows, references)
     else:
         text = {"md": to_markdown, "latex": to_latex, "csv": lambda r, _: to_csv(r)}[fmt](rows, references)
-        if out is None:
+        if out_file is None:
             typer.echo(text, nl=False)
         else:
-            from tt_core.durable import write_output
-
-            write_output(out, text)
+            out_file.write(text)
             typer.echo(f"table written to {out}", err=True)
-    if plots is not None:
+    if plots_dir is not None:
         from tt_core.runs.plots import write_plots
 
-        for path in write_plots(rows, plots):
+        for path in write_plots(rows, plots_dir):
             typer.echo(f"figure written to {path}", err=True)
 
 
 def _references(envs: set[str]) -> list:
     """The pretrained manifests' published scores for `envs`."""
+    from tt_core.errors import TTError
     from tt_core.pretrained.catalog import catalog
     from tt_core.runs.report import Reference
 
+    try:
+        manifests = catalog()
+    except TTError as exc:  # the checkout's pretrained/ folder missing or damaged: the table still stands
+        typer.echo(f"warning: --reference: {exc}; the table has no published rows", err=True)
+        return []
     return [Reference(m.env_id, f"{s.what} ({m.dataset})", s.mean, s.error)
-            for m in catalog() if m.env_id in envs for s in m.scores]
+            for m in manifests if m.env_id in envs for s in m.scores]
 
 
 def _print_table(rows: list, references: list) -> None:

@@ -23,7 +23,7 @@ def parse_seeds(text: str) -> list[int]:
     from tt_core.errors import ConfigError
 
     parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
+    if not all(p.isascii() and p.isdigit() for p in parts):  # "²" is a digit to str.isdigit, not to int
         raise ConfigError(f"--seeds {text!r}: give seeds as 0,1,2 or a count such as 3")
     seeds = [int(p) for p in parts]
     if len(seeds) == 1:

@@ -103,7 +103,7 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
         FTT_BLOCK_NOTE_KEY: note,
     }
     return LoadedRun(
-        run=RunFiles(path), config=cfg, discretizer=disc, dataset_meta=meta,
+        run=RunFiles(path), config=cfg, discretizer=disc, dataset_meta=meta, checkpoint=path,
         step=0, model_state=state, trainer_state=None,
     )
 

@@ -1,0 +1,383 @@
+"""Run files read through one typed, bounded reader, and outputs that never replace what
+is not theirs (#27): hand-edited, hostile and damaged run files against every command
+that reads runs, with real processes on real files."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings, strategies as st
+
+from conftest import write_tiny_config
+from test_cli import _one_error_line, tt
+from tt_core.config import load_config
+from tt_core.events import EventBus
+from tt_core.runs.listing import DAMAGED, FINISHED, STOPPED, summarize_run
+from tt_core.train.trainer import Trainer
+
+ONE_WORKER = pytest.mark.xdist_group("finished_run")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """One finished run with two checkpoints (steps 5 and 10) and a final evaluation."""
+    tmp = tmp_path_factory.mktemp("finished")
+    cfg = load_config(write_tiny_config(tmp / "c.yaml", tmp / "runs", max_steps=10, checkpoint_every=5,
+                                        eval_every=10, log_every=5))
+    return Trainer(cfg, EventBus()).run()
+
+
+def _copy(run: Path, folder: Path, name: str) -> Path:
+    copy = folder / name
+    shutil.copytree(run, copy, symlinks=True)
+    return copy
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _rewrite(run: Path, edit) -> None:
+    """Apply `edit(record)` to each record of the run's metrics.jsonl (edit mutates it)."""
+    records = _records(run)
+    for r in records:
+        edit(r)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _set(event: str, key: str, value):
+    def edit(r):
+        if r["event"] == event:
+            r[key] = value
+    return edit
+
+
+def _final_returns(value):
+    def edit(r):
+        if r["event"] == "EvalFinished":
+            r["results"][0]["episode_return"] = value
+    return edit
+
+
+# the hand edits the probe of #27 made (cases 6 and 7), each as a run of its own
+HAND_EDITS = {
+    "time-text": (_set("TrainStarted", "time", "abc"), "TrainStarted.time must be a unix time"),
+    "time-huge": (_set("TrainStarted", "time", 1e300), "TrainStarted.time must be a unix time"),
+    "loss-text": (_set("TrainStep", "loss", "abc"), "TrainStep.loss must be a finite number"),
+    "loss-huge": (_set("TrainStep", "loss", 1e308), "TrainStep.loss must be a finite number"),
+    "loss-infinity": (_set("TrainStep", "loss", float("inf")), "TrainStep.loss must be a finite number"),
+    "summary-list": (_set("EvalFinished", "summary", [1, 2]), "EvalFinished.summary must be an object"),
+}
+RETURN_EDITS = {"return-1e200": 1e200, "return-minus-1e200": -1e200, "return-max": 1.7e308,
+                "return-400-digits": int("9" * 400)}
+
+
+@ONE_WORKER
+def test_hand_edited_values_make_their_runs_damaged_naming_the_line_and_never_hide_the_others(finished, tmp_path):
+    folder = tmp_path / "runs"
+    _copy(finished, folder, "good")
+    for name, (edit, _) in HAND_EDITS.items():
+        _rewrite(_copy(finished, folder, name), edit)
+    listing = tt("runs", folder, "--json")
+    assert listing.returncode == 0, listing.stderr
+    runs = {Path(r["path"]).name: r for r in json.loads(listing.stdout)}
+    assert runs["good"]["state"] == FINISHED and runs["good"]["best_eval"]["return"] is not None
+    for name, (_, why) in HAND_EDITS.items():
+        assert runs[name]["state"] == DAMAGED, (name, runs[name])
+        assert runs[name]["why"].startswith("metrics.jsonl line ") and why in runs[name]["why"], runs[name]["why"]
+    table = tt("runs", folder)
+    assert table.returncode == 0 and table.stdout.count("damaged") == len(HAND_EDITS)
+    report = tt("report", folder, "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    assert report.stderr.count("skipped ") == len(HAND_EDITS) and "metrics.jsonl line" in report.stderr
+    assert "Traceback" not in report.stderr + table.stderr + listing.stderr
+
+
+@ONE_WORKER
+def test_returns_too_large_to_pool_count_as_failed_episodes_and_the_report_still_pools(finished, tmp_path):
+    folder = tmp_path / "runs"
+    for name, value in RETURN_EDITS.items():
+        run = _copy(finished, folder, name)
+        _rewrite(run, _final_returns(value))
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["train"]["group"] = "huge"
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    episodes = len([r for r in _records(finished) if r["event"] == "EvalFinished"][-1]["results"])
+    report = tt("report", folder, "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    (cells,) = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert int(cells["failed"]) == len(RETURN_EDITS)  # one unusable return in each run
+    assert int(cells["episodes"]) == len(RETURN_EDITS) * (episodes - 1)
+    group = tt("runs", folder, "--group")
+    assert group.returncode == 0 and group.stdout.startswith("huge  4 runs (4 finished)"), group.stdout + group.stderr
+
+
+@ONE_WORKER
+def test_a_metrics_file_that_is_a_device_a_fifo_or_too_large_is_refused_in_one_listing_line(finished, tmp_path):
+    folder = tmp_path / "runs"
+    _copy(finished, folder, "good")
+    zero = _copy(finished, folder, "dev-zero")
+    (zero / "metrics.jsonl").unlink()
+    (zero / "metrics.jsonl").symlink_to("/dev/zero")
+    fifo = _copy(finished, folder, "fifo")
+    (fifo / "metrics.jsonl").unlink()
+    os.mkfifo(fifo / "metrics.jsonl")
+    loop = _copy(finished, folder, "loop")
+    (loop / "latest.json").unlink()
+    (loop / "latest.json").symlink_to("latest.json")
+    for args in (("runs", folder, "--json"), ("runs", folder), ("runs", folder, "--group"), ("report", folder)):
+        result = tt(*args, timeout=60)  # bounded: /dev/zero once read until the kernel killed it
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+    runs = {Path(r["path"]).name: r for r in json.loads(tt("runs", folder, "--json").stdout)}
+    assert runs["good"]["state"] == FINISHED
+    assert runs["dev-zero"]["state"] == DAMAGED and "a character device, not a regular file" in runs["dev-zero"]["why"]
+    assert runs["fifo"]["state"] == DAMAGED and "a FIFO, not a regular file" in runs["fifo"]["why"]
+    assert runs["loop"]["state"] == DAMAGED and "a symlink loop" in runs["loop"]["why"]
+    show = tt("show", zero, TERM="dumb")
+    assert show.returncode == 3 and "metrics.jsonl: a character device" in _one_error_line(show)
+
+
+@ONE_WORKER
+def test_a_deleted_latest_json_is_damaged_and_resume_and_eval_name_the_checkpoint_to_use(finished, tmp_path):
+    run = _copy(finished, tmp_path, "run")
+    (run / "latest.json").unlink()
+    summary = summarize_run(run)
+    assert summary.state == DAMAGED
+    assert summary.why == "latest.json is missing while checkpoints/ holds 2 (newest step_000000010)"
+    for args in (("train", "--resume", run, "--headless"), ("eval", run, "--episodes", "1", "--headless")):
+        result = tt(*args)
+        assert result.returncode == 3
+        line = _one_error_line(result)
+        assert "latest.json: missing while checkpoints/ holds 2" in line
+        assert f"--resume {run}/checkpoints/step_000000010" in line and "no checkpoint yet" not in line
+
+
+@ONE_WORKER
+def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside_and_never_prunes_it(finished, tmp_path):
+    run = _copy(finished, tmp_path, "run")
+    older = run / "checkpoints" / "step_000000005"
+    result = tt("train", "--resume", older, "train.max_steps=20", "--headless")
+    assert result.returncode == 0, result.stderr
+    (aside,) = (run / "set-aside").iterdir()
+    assert [p.name for p in aside.iterdir()] == ["step_000000010"]  # the other history, whole
+    assert (aside / "step_000000010" / "model.safetensors").stat().st_size > 0
+    assert f"moved to {aside}" in result.stdout + result.stderr
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert kept == ["step_000000005", "step_000000015", "step_000000020"]  # the resumed one stays
+    steps = [r["step"] for r in _records(run) if r["event"] == "TrainStep"]
+    assert steps == [5, 10, 15, 20]  # one history: the resumed run's steps 10-20
+
+
+def test_a_final_evaluation_stopped_early_makes_the_run_stopped_not_finished(tmp_path):
+    from tt_core.controls import Controls
+    from tt_core.events import EvalStarted, TrainFinished
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=10, eval_every=10))
+    controls, bus, seen = Controls(), EventBus(), []
+    bus.subscribe(seen.append)
+    bus.subscribe(lambda e: controls.request_stop() if isinstance(e, EvalStarted) else None)  # Ctrl+C there
+    run = Trainer(cfg, bus, controls=controls).run()
+    (finish,) = [e for e in seen if isinstance(e, TrainFinished)]
+    assert finish.step == 10 and finish.stopped_early
+    assert summarize_run(run).state == STOPPED
+    # a run written before the trainer said so: its TrainFinished claims a finish
+    _rewrite(run, _set("TrainFinished", "stopped_early", False))
+    summary = summarize_run(run)
+    assert summary.state == STOPPED and summary.why == "its final evaluation was stopped"
+    assert summary.last_eval is None  # cut-short episodes are no score
+
+
+# ------------------------------------------------------------------ outputs
+
+
+@ONE_WORKER
+def test_report_out_to_a_symlink_of_stdout_writes_into_it_and_leaves_the_link(finished, tmp_path):
+    link = tmp_path / "table.md"
+    link.symlink_to("/proc/self/fd/1")
+    redirected = tmp_path / "stdout.txt"
+    with open(redirected, "w") as stdout:
+        done = subprocess.run([sys.executable, "-m", "tt_tui.cli", "report", finished, "--out", link],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"  # never renamed over
+    assert redirected.read_text().startswith("| dataset | env |")
+
+
+@ONE_WORKER
+@pytest.mark.parametrize("flag, target, why", [
+    ("--out", "{tmp}", "is a folder, not a file"),
+    ("--out", "{tmp}/file/x.md", "file is not a folder"),
+    ("--plots", "{tmp}/file", "is not a folder"),
+    ("--plots", "/dev/null", "is not a folder"),
+])
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(finished, tmp_path, flag, target, why):
+    (tmp_path / "file").write_text("mine\n")
+    result = tt("report", finished, "--format", "md", flag, target.format(tmp=tmp_path))
+    assert result.returncode == 3
+    assert why in _one_error_line(result)
+    assert result.stdout == ""  # nothing printed before the refusal
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+
+def test_an_output_file_follows_symlinks_and_replaces_only_the_regular_file_they_name(tmp_path):
+    from tt_core.outputs import output_file
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real.name)
+    out = output_file(link, "--json")
+    assert out.kind == "file" and out.target == real
+    out.write("new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert oct(real.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+    assert output_file(Path("/dev/stdout"), "--json").kind == "descriptor"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ------------------------------------------------------------------ fuzzing
+
+HOSTILE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10 ** 400), max_value=10 ** 400),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.just("x" * 20_000),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.floats(), max_size=3),
+    st.recursive(st.integers(), lambda inner: st.lists(inner, max_size=2), max_leaves=40),
+)
+RUN_FILES = ("metrics.jsonl", "latest.json", "dataset.json", "config.yaml", "heartbeat.json", "snapshots.json")
+
+
+@st.composite
+def damage(draw):
+    """One way a run's files can be wrong: a field, a nested value, a line or a whole file."""
+    kind = draw(st.sampled_from(["field", "nested", "line", "file"]))
+    if kind == "file":
+        return kind, draw(st.sampled_from(RUN_FILES)), draw(st.sampled_from(
+            ["binary", "truncated", "empty", "dev-zero", "fifo", "folder", "loop", "hostile-json"])), \
+            draw(HOSTILE_VALUES)
+    # which line, and which of its keys (an index into the record's own keys, or a new key)
+    return kind, draw(st.integers(0, 10_000)), draw(st.integers(0, 40) | st.text(max_size=8)), draw(HOSTILE_VALUES)
+
+
+def _damaged_copy(run: Path, folder: Path, how) -> Path:
+    copy = _copy(run, folder, "damaged")
+    kind, where, what, value = how
+    if kind == "file":
+        path = copy / where
+        path.unlink(missing_ok=True)
+        if what == "binary":
+            path.write_bytes(bytes(range(256)) * 4)
+        elif what == "truncated":
+            path.write_bytes((run / where).read_bytes()[: len((run / where).read_bytes()) // 2] if (run / where).exists() else b"{")
+        elif what == "empty":
+            path.write_bytes(b"")
+        elif what == "dev-zero":
+            path.symlink_to("/dev/zero")
+        elif what == "fifo":
+            os.mkfifo(path)
+        elif what == "folder":
+            path.mkdir()
+        elif what == "loop":
+            path.symlink_to(path.name)
+        else:
+            path.write_text(json.dumps(value))
+        return copy
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    # `where`: a line number (modulo the count) or the name of an event (its first record)
+    i = where % len(lines) if isinstance(where, int) else next(
+        n for n, line in enumerate(lines) if json.loads(line)["event"] == where)
+    if kind == "line":
+        cut = where if isinstance(where, int) else len(lines[i]) // 2
+        lines[i] = lines[i][: cut % (len(lines[i]) + 1)] + (json.dumps(value) if value is not None else "\x00\xff")
+    else:
+        record = json.loads(lines[i])
+        target = record
+        if kind == "nested":
+            nested = [v for v in record.values() if isinstance(v, dict)]
+            nested += [r for v in record.values() if isinstance(v, list) for r in v if isinstance(r, dict)]
+            named = [d for d in nested if what in d]  # an event's name: its nested part holding that key
+            target = (nested[where % len(nested)] if isinstance(where, int) else (named or nested)[0]) \
+                if nested else record
+        keys = sorted(target)
+        target[keys[what % len(keys)] if isinstance(what, int) and keys else what] = value
+        lines[i] = json.dumps(record)
+    (copy / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return copy
+
+
+COMMANDS = [["runs", "{folder}"], ["runs", "{folder}", "--json"], ["runs", "{folder}", "--group"],
+            ["report", "{folder}"], ["report", "{folder}", "--format", "md"],
+            ["report", "{folder}", "--format", "latex"], ["report", "{folder}", "--format", "csv"],
+            ["report", "{folder}", "--plots", "{plots}"]]
+
+
+@ONE_WORKER
+@settings(max_examples=30, deadline=None, database=None,  # no example database in the repo
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(how=damage())
+@example(how=("field", "TrainStarted", "time", "abc"))  # the cases the probe of #27 found, always tried
+@example(how=("field", "TrainStarted", "time", 1e300))
+@example(how=("field", "TrainStep", "loss", "abc"))
+@example(how=("field", "TrainStep", "loss", float("inf")))
+@example(how=("field", "EvalFinished", "summary", [1, 2]))
+@example(how=("nested", "EvalFinished", "episode_return", 10 ** 400))
+@example(how=("nested", "EvalFinished", "episode_return", 1.7e308))
+@example(how=("file", "metrics.jsonl", "dev-zero", None))
+@example(how=("file", "latest.json", "loop", None))
+def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_documented_code(finished, tmp_path, how):
+    from typer.testing import CliRunner
+
+    from tt_tui.cli import app
+
+    work = tmp_path / f"fuzz-{os.urandom(4).hex()}"
+    folder = work / "runs"
+    _copy(finished, folder, "good")
+    _damaged_copy(finished, folder, how)
+    for command in COMMANDS:
+        args = [a.format(folder=folder, plots=work / "plots") for a in command]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code in (0, 2, 3), (how, args, result.exit_code, result.output, result.exception)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (how, args, result.exception)
+        assert "Traceback" not in result.output
+        if result.exit_code != 0:
+            errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+            assert len(errors) == 1, (how, args, result.stderr)
+        if "--json" in args:
+            listed = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
+            assert listed["good"]["state"] == FINISHED  # one bad run never hides or spoils another
+    shutil.rmtree(work)
+
+
+# ------------------------------------------------------------------ smaller cases
+
+
+@ONE_WORKER
+def test_a_closed_stdout_ends_a_command_quietly_with_141(finished):
+    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "runs", finished.parent, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the listing is written (`| head -0`)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err.decode() == ""
+
+
+@ONE_WORKER
+def test_report_reference_without_the_checkouts_pretrained_folder_still_prints_the_table(finished, tmp_path):
+    checkout = tmp_path / "checkout"  # this package as a checkout whose pretrained/ is gone
+    for package in ("tt_core", "tt_tui"):
+        shutil.copytree(Path(__file__).parents[1] / package, checkout / package)
+    result = subprocess.run([sys.executable, "-m", "tt_tui.cli", "report", finished, "--reference", "--format", "csv"],
+                            cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "warning: --reference:" in result.stderr and "no such pretrained folder" in result.stderr
+    assert result.stdout.startswith("dataset,env,group,setting")

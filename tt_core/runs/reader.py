@@ -1,0 +1,118 @@
+"""The one reader of a run directory's files, for every command that reads a run
+(`runs`, `runs --group`, `report`, `show`, `show A B`; `--resume` and `eval` load
+checkpoints through tt_core/runs/checkpoint.py, which reads its small files here too).
+
+Reads are bounded and regular-file-only (tt_core/runs/files.py); metrics.jsonl records
+are checked against their typed events (tt_core/runs/records.py). A record that does not
+check is skipped and counted, and the first one is named with its line number, so a
+listing can say `damaged (metrics.jsonl line 7: TrainStep.loss must be a finite number
+...)` instead of failing. No torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from tt_core.runs.files import METRICS_CAP, RunFileError, read_bytes, read_json_object, read_yaml_mapping
+from tt_core.runs.records import BadRecord, Recorded, check_line
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The checked records of a metrics.jsonl, and what was skipped."""
+
+    records: list[Recorded]
+    skipped: int = 0  # complete lines that did not check
+    first_skipped: Optional[str] = None  # "metrics.jsonl line N: why"
+
+    def of(self, *kinds: type) -> list[Any]:
+        """The events of the given types, in order."""
+        return [r.event for r in self.records if isinstance(r.event, kinds)]
+
+
+def parse_metrics(data: bytes, name: str = METRICS_FILE) -> Metrics:
+    """The records of metrics.jsonl content `data`. A torn last line (a kill mid-write)
+    is left out silently: it is never complete and a resume cuts it."""
+    lines = data.split(b"\n")
+    if lines and lines[-1]:
+        lines = lines[:-1]
+    records: list[Recorded] = []
+    skipped, first = 0, None
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append(check_line(raw.decode("utf-8", errors="replace")))
+        except BadRecord as exc:
+            skipped += 1
+            first = first or f"{name} line {number}: {exc}"
+    return Metrics(records, skipped, first)
+
+
+def read_metrics(path: Path) -> Metrics:
+    """A run's metrics.jsonl, checked (a missing file has no records); RunFileError when
+    it is not a regular file or larger than METRICS_CAP."""
+    try:
+        data = read_bytes(path, METRICS_CAP)
+    except FileNotFoundError:
+        return Metrics([])
+    return parse_metrics(data, Path(path).name)
+
+
+def small_json(path: Path) -> tuple[dict, Optional[str]]:
+    """(the JSON object in `path`, None), ({}, None) when it is missing, or ({}, why) when
+    it cannot be read: the listing goes on with what else it knows."""
+    try:
+        return read_json_object(path), None
+    except FileNotFoundError:
+        return {}, None
+    except RunFileError as exc:
+        return {}, str(exc)
+
+
+def saved_config(root: Path) -> tuple[dict, Optional[str]]:
+    """(the run's config.yaml as plain data, None), or ({}, why it is unreadable)."""
+    path = Path(root) / "config.yaml"
+    try:
+        return read_yaml_mapping(path), None
+    except FileNotFoundError:
+        return {}, f"{path}: missing"
+    except RunFileError as exc:
+        return {}, str(exc)
+
+
+@dataclass(frozen=True)
+class RunFilesRead:
+    """What a run directory's small files and metrics say, read once."""
+
+    root: Path
+    metrics: Metrics
+    config: dict
+    dataset: dict  # dataset.json
+    latest: dict  # latest.json
+    heartbeat: dict
+    problems: list[str] = field(default_factory=list)  # files that could not be read, one line each
+
+
+def read_run_files(root: Path) -> RunFilesRead:
+    """Every small file of run `root` and its checked metrics; never raises for a file's
+    content: an unreadable file is a problem line and an empty value."""
+    root = Path(root)
+    problems: list[str] = []
+    try:
+        metrics = read_metrics(root / METRICS_FILE)
+    except RunFileError as exc:
+        metrics = Metrics([])
+        problems.append(str(exc))
+    config, why = saved_config(root)
+    problems += [why] if why else []
+    values = []
+    for name in ("dataset.json", "latest.json", "heartbeat.json"):
+        data, why = small_json(root / name)
+        values.append(data)
+        problems += [why] if why and name != "heartbeat.json" else []  # a heartbeat is rewritten every 10 s
+    return RunFilesRead(root, metrics, config, *values, problems=problems)
