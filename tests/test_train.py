@@ -232,3 +232,16 @@ def test_a_run_saved_before_the_stop_token_and_the_schedule_key_loads_plans_and_
     resumed.run()
     for name, p in straight.model.state_dict().items():
         assert torch.equal(p, resumed.model.state_dict()[name]), name
+
+
+def test_a_batch_larger_than_the_dataset_is_cut_to_its_windows_with_a_warning(tmp_path):
+    from tt_core.events import Message
+
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", max_steps=1, batch_size=5000))
+    bus = EventBus()
+    events = _collect_events(bus)
+    trainer = Trainer(cfg, bus)
+    trainer.run()
+    (warning,) = [e for e in events if isinstance(e, Message) and "train.batch_size=5000" in e.text]
+    assert warning.level == "warning" and f"each batch holds all {trainer.sampler.batch}" in warning.text
+    assert trainer.sampler.batch == trainer.sampler.num_windows < 5000

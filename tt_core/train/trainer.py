@@ -335,6 +335,10 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         self.optimizer = make_optimizer(self.model, t, self.device)
         self.sampler = WindowSampler(len(self.windows), t.batch_size, t.seed)
+        if self.sampler.batch < t.batch_size:  # every step sees the whole dataset: say so, once
+            self.bus.emit(Message(f"train.batch_size={t.batch_size} is more than the dataset's "
+                                  f"{len(self.windows)} training windows; each batch holds all {self.sampler.batch}",
+                                  level="warning"))
         check_batch_split(self.sampler.batch, self.world.size)
         self._check_step_fits(self.sampler.batch // self.world.size)
         self.schedule: Schedule = make_schedule(
