@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY_ID, write_tiny_config
-from ftt_seed import SEQ, T
+from ftt_seed import SEQ
 from tt_core.config import load_config
 from tt_core.data.minari_io import collect_dataset, load_dataset
 from tt_core.data.trajectories import Trajectories, build_trajectories

@@ -92,7 +92,7 @@ def _folder_problem(folder: Path, what: str, path: Path) -> Optional[str]:
     ancestor = folder
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
-    subject, why = ancestor, "is not a folder"
+    subject, why = ancestor, "not a folder"
     if ancestor.is_dir():
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def _folder_problem(folder: Path, what: str, path: Path) -> Optional[str]:
             return None
         except OSError as exc:
             subject, why = folder, f"not writable ({exc.strerror or exc})"
-    return f"{what} {path}: {why}" if subject == path else f"{what} {path}: {subject} {why.replace('not writable', 'is not writable')}"
+    return f"{what} {path}: {why}" if subject == path else f"{what} {path}: {subject} is {why}"
 
 
 def output_file(path: Path, what: str) -> OutputFile:

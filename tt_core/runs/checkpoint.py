@@ -41,6 +41,7 @@ from tt_core.data.discretizer import Discretizer
 from tt_core.durable import FileLock, LockHeld, atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
 from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
 from tt_core.runs.files import read_json_object
+from tt_core.runs.reader import saved_checkpoints
 from tt_core.runs.files import read_yaml_mapping as read_yaml
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
@@ -206,7 +207,7 @@ def _prune(run: RunFiles, keep: set) -> None:
     """Delete all but the newest KEEP_CHECKPOINTS checkpoints (and those in `keep`), and
     any save residue. Checkpoints newer than a resumed one were set aside at the resume
     (`set_aside_newer`), so every checkpoint here is older than the one just saved."""
-    done = sorted(p for p in run.checkpoints.glob("step_*") if p.is_dir())
+    done = saved_checkpoints(run.root)
     for old in done[:-KEEP_CHECKPOINTS]:
         if old not in keep:
             shutil.rmtree(old, ignore_errors=True)
@@ -221,25 +222,16 @@ def set_aside_newer(run: RunFiles, resumed: Path, step: int) -> Path | None:
     of checkpoints/ (into set-aside/<time>/, kept whole) so that two histories never mix
     and pruning never weighs them against the new one, and point latest.json at
     `resumed`. The folder they went to, or None when there were none."""
-    newer = [p for p in run.checkpoints.glob("step_*") if p.is_dir() and _step_of(p) > step]
+    newer = [p for p in saved_checkpoints(run.root) if _step_of(p) > step]
     if newer:
         dest = run.root / SET_ASIDE_DIR / time.strftime("%Y%m%d-%H%M%S")
         dest.mkdir(parents=True, exist_ok=True)
-        for p in sorted(newer):
+        for p in newer:
             os.replace(p, dest / p.name)
         fsync_dir(dest)
         fsync_dir(run.checkpoints)
-    pointer = {"checkpoint": f"checkpoints/{resumed.name}", "step": step}
-    if _json_or_none(run.latest) != pointer:
-        atomic_write_text(run.latest, json.dumps(pointer))
+    atomic_write_text(run.latest, json.dumps({"checkpoint": f"checkpoints/{resumed.name}", "step": step}))
     return dest if newer else None
-
-
-def _json_or_none(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
 
 
 @dataclass
@@ -285,8 +277,8 @@ def load_run(path: Path, with_trainer: bool = True) -> LoadedRun:
 
 def _newest_finite(run: RunFiles, bad: Path) -> str:
     """One clause naming the newest other checkpoint whose weights are all finite."""
-    for other in sorted(run.checkpoints.glob("step_*"), reverse=True):
-        if other.resolve() == bad.resolve() or not other.is_dir():
+    for other in reversed(saved_checkpoints(run.root)):
+        if other.resolve() == bad.resolve():
             continue
         try:
             state = load_file(str(other / "model.safetensors"))
@@ -347,7 +339,7 @@ def _load_json(path: Path) -> dict:
 
 def _latest_checkpoint(run: RunFiles) -> Path:
     if not run.latest.exists() and not run.latest.is_symlink() and run.config.exists():
-        kept = sorted(p for p in run.checkpoints.glob("step_*") if p.is_dir())
+        kept = saved_checkpoints(run.root)
         if kept:  # deleted by hand, or lost: the checkpoints are there to resume from
             raise CheckpointError(
                 f"{run.latest}: missing while checkpoints/ holds {len(kept)}; name the one to use: "

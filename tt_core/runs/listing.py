@@ -24,8 +24,8 @@ from typing import Any, Optional
 
 from tt_core import events as ev
 from tt_core.durable import atomic_write_text
-from tt_core.runs.files import RunFileError, read_head, read_json_object
-from tt_core.runs.reader import Metrics, RunFilesRead, read_run_files
+from tt_core.runs.files import RunFileError, read_head
+from tt_core.runs.reader import Metrics, RunFilesRead, read_run_files, saved_checkpoints
 from tt_core.runs.records import usable_number
 
 HEARTBEAT_FILE = "heartbeat.json"
@@ -133,24 +133,14 @@ def _final_eval_stopped(events_before_finish: list) -> bool:
     return False
 
 
-def checkpoint_problem(root: Path, latest: Optional[dict] = None) -> Optional[str]:
+def checkpoint_problem(root: Path, latest: dict) -> Optional[str]:
     """Why the checkpoint latest.json names could not be loaded, from the files alone
     (cheap: no weights are read), or None when it looks whole or there is none yet.
-    `latest`: latest.json's content when the caller has read it."""
+    `latest`: latest.json's content as read by `read_run_files` ({} when missing; an
+    unreadable one is already among the run's problems)."""
     root = Path(root)
-    pointer_file = root / "latest.json"
-    if latest is None:
-        try:
-            latest = read_json_object(pointer_file)
-        except FileNotFoundError:
-            latest = {}
-            kept = saved_checkpoints(root)
-            if kept:
-                return f"latest.json is missing while checkpoints/ holds {len(kept)} (newest {kept[-1].name})"
-            return None
-        except RunFileError as exc:
-            return str(exc)
     if not latest:
+        pointer_file = root / "latest.json"
         if pointer_file.exists() or pointer_file.is_symlink():
             return "latest.json is unreadable or names no checkpoint"
         kept = saved_checkpoints(root)
@@ -190,14 +180,6 @@ def checkpoint_problem(root: Path, latest: Optional[dict] = None) -> Optional[st
     if size < 8 + length + end:
         return f"{rel}/model.safetensors is truncated"
     return None
-
-
-def saved_checkpoints(root: Path) -> list[Path]:
-    """The run's complete-looking checkpoint directories (checkpoints/step_N), oldest first."""
-    try:
-        return sorted(p for p in (Path(root) / "checkpoints").glob("step_*") if p.is_dir())
-    except OSError:
-        return []
 
 
 def _eval(e: ev.EvalFinished, step: Optional[int]) -> dict:
@@ -266,10 +248,11 @@ def summarize_run(root: Path, now: Optional[float] = None) -> RunSummary:
     return summary_of(read_run_files(Path(root)), now)
 
 
-def run_dirs(folder: Path) -> tuple[list[Path], list[str]]:
-    """The run directories directly under `folder` (those holding a config.yaml), and one
-    line for each entry that could not be looked at."""
-    roots, problems = [], []
+def run_dirs(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The run directories directly under `folder` (those holding a config.yaml), and each
+    entry that could not be looked at, with why."""
+    roots: list[Path] = []
+    problems: list[tuple[Path, str]] = []
     try:
         entries = sorted(Path(folder).iterdir())
     except OSError as exc:
@@ -279,7 +262,7 @@ def run_dirs(folder: Path) -> tuple[list[Path], list[str]]:
             if p.is_dir() and (p / "config.yaml").exists():
                 roots.append(p)
         except OSError as exc:
-            problems.append(f"{p}: cannot look inside ({exc.strerror})")
+            problems.append((p, f"cannot look inside ({exc.strerror})"))
     return roots, problems
 
 
@@ -296,7 +279,7 @@ def list_runs(folder: Path) -> list[RunSummary]:
         return []
     roots, problems = run_dirs(folder)
     runs = [summarize_run(p) for p in roots]
-    runs += [_unreadable(Path(line.split(": ", 1)[0]), line.split(": ", 1)[1]) for line in problems]
+    runs += [_unreadable(path, why) for path, why in problems]
     return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
 
 

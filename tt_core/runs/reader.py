@@ -116,3 +116,11 @@ def read_run_files(root: Path) -> RunFilesRead:
         values.append(data)
         problems += [why] if why and name != "heartbeat.json" else []  # a heartbeat is rewritten every 10 s
     return RunFilesRead(root, metrics, config, *values, problems=problems)
+
+
+def saved_checkpoints(root: Path) -> list[Path]:
+    """The checkpoint directories of run `root` (checkpoints/step_N), oldest first."""
+    try:
+        return sorted(p for p in (Path(root) / "checkpoints").glob("step_*") if p.is_dir())
+    except OSError:
+        return []
