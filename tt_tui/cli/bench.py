@@ -1,7 +1,8 @@
-"""`tt-tui bench train|plan|gpu`: speed benchmarks (medians of repeated runs)."""
+"""`tt-tui bench train|plan|gpu|runs`: speed benchmarks (medians of repeated runs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -85,3 +86,19 @@ def bench_gpu_cmd(
         fail(f"--device {device}: bench gpu measures a CUDA device; `tt-tui bench gpu --device cpu "
               "--quick` checks that the script runs here", 2)
     typer.echo(bench_gpu(device=device, quick=quick))
+
+
+@user_errors
+def bench_runs_cmd(
+    runs: int = typer.Option(1000, "--runs", min=1, help="Runs in the folder (groups of 5 seeds)."),
+    history: list[int] = typer.Option([150, 1500], "--history", min=1, help="TrainStep records per run "
+                                      "(repeatable: folders side by side; 150 is a 3,000-step run logged every 20)."),
+    repeats: int = typer.Option(3, "--repeats", min=1),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="Make the folders here and keep them (reused when "
+                                        "they exist); default: a temporary folder, removed."),
+) -> None:
+    """Wall time of `tt-tui runs`, `runs --group` and `report` over a folder of many finished
+    runs, each in a fresh process as a user runs it (markdown)."""
+    from tt_core.jobs.listing_bench import bench_listing, listing_table
+
+    typer.echo(listing_table(bench_listing(runs, tuple(dict.fromkeys(history)), repeats, keep)))
