@@ -255,7 +255,8 @@ HOSTILE_VALUES = st.one_of(
     st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.floats(), max_size=3),
     st.recursive(st.integers(), lambda inner: st.lists(inner, max_size=2), max_leaves=40),
 )
-RUN_FILES = ("metrics.jsonl", "latest.json", "dataset.json", "config.yaml", "heartbeat.json", "snapshots.json")
+RUN_FILES = ("metrics.jsonl", "latest.json", "dataset.json", "config.yaml", "heartbeat.json", "snapshots.json",
+             "listing.json")
 
 
 @st.composite

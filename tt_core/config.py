@@ -316,10 +316,16 @@ def _coerce(value: Any, tp: Any, key: str, where: Callable[[str], str]) -> Any:
     raise TypeError(f"unsupported config annotation {_type_name(tp)} for {key}")
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """(type hints, field names) of a config dataclass: evaluated once (the annotations are
+    strings; evaluating them per record made reading a folder of runs slow)."""
+    return typing.get_type_hints(cls), frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def _build(cls: type, data: dict, prefix: str, where: Callable[[str], str]) -> Any:
     """Build dataclass `cls` from `data`, refusing unknown keys."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints, names = _fields_of(cls)
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else str(name)

@@ -65,10 +65,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None, sync: bool = True) -> None:
     """Write `data` to `path` so that readers see the old or the new file, never a part.
     A failed write names `path` (a full disk's error on an open file names no file).
-    `mode`: the new file's permissions (default mkstemp's 0600, for the run's own files)."""
+    `mode`: the new file's permissions (default mkstemp's 0600, for the run's own files).
+    `sync=False`: no fsync, for a cache rewritten often whose loss in a crash only costs
+    a slower read (after a power cut it may be empty, never a mix of two versions)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -77,14 +79,16 @@ def atomic_write_bytes(path: Path, data: bytes, mode: Optional[int] = None) -> N
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.filename is None:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

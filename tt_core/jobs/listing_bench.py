@@ -7,11 +7,14 @@ events through MetricsWriter. One template is made per history length and copied
 checkpoint files hard-linked (a listing reads their headers only); each copy gets its own
 config.yaml so that groups of 5 seeds form, as `--seeds 5` makes them. Each command runs
 as the user runs it, a fresh `python -m tt_tui.cli` process, and its wall time is the
-median of `repeats`; "empty folder" is the cost of starting the command at all.
+median of `repeats`; "empty folder" is the cost of starting the command at all. With
+`against` (another checkout, e.g. an older commit) each command also runs with that
+code, alternating, for a before/after measured side by side.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -21,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import yaml
@@ -28,6 +32,7 @@ import yaml
 from tt_core import events as ev
 from tt_core.config import PlanConfig, load_config
 from tt_core.data.discretizer import Discretizer
+from tt_core.runs.digest import DIGEST_FILE, ConfigFacts, cached_metrics, digest_json, stamp_of
 from tt_core.runs.checkpoint import RunFiles, save_checkpoint, write_run_header
 from tt_core.runs.metrics import MetricsWriter
 
@@ -42,6 +47,7 @@ class ListingRow:
     runs: int
     history: int  # TrainStep records per run
     seconds: list[float]  # wall time of each repeat
+    against: Optional[list[float]] = None  # the same with the other checkout's code (--against)
 
 
 def _events(lines: int, eval_every: int, plan: PlanConfig) -> list:
@@ -97,35 +103,55 @@ def make_template(root: Path, lines: int) -> Path:
 
 
 def clone_runs(template: Path, folder: Path, count: int) -> None:
-    """`count` copies of `template` under `folder`, in groups of GROUP_SIZE seeds."""
+    """`count` copies of `template` under `folder`, in groups of GROUP_SIZE seeds, each
+    with the listing.json its writer would have kept (the template's metrics digest, its
+    own config's facts)."""
     config = yaml.safe_load((template / "config.yaml").read_text())
+    metrics_stamp = stamp_of(template / "metrics.jsonl")
+    digest = cached_metrics(json.loads((template / DIGEST_FILE).read_text()), metrics_stamp)
     for i in range(count):
         dest = folder / f"run-{i:05d}"
         shutil.copytree(template, dest, copy_function=os.link)
         config["train"].update(group=f"g{i // GROUP_SIZE}", seed=i % GROUP_SIZE)
-        (dest / "config.yaml").unlink()  # the template's, hard-linked: replaced, never written through
+        for name in ("config.yaml", DIGEST_FILE):  # the template's, hard-linked: replaced, never written through
+            (dest / name).unlink()
         (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        facts = (stamp_of(dest / "config.yaml"), ConfigFacts.of(config))
+        (dest / DIGEST_FILE).write_text(digest_json((metrics_stamp, digest), facts))
 
 
-def time_command(args: list[str], repeats: int) -> list[float]:
-    """Wall seconds of `tt-tui ARGS` in a fresh process, `repeats` times."""
-    times = []
+def time_command(args: list[str], repeats: int, against: Optional[Path] = None) -> tuple[list[float], Optional[list[float]]]:
+    """Wall seconds of `tt-tui ARGS` in a fresh process, `repeats` times; with `against`
+    (another checkout), also with its code, the two alternating so both see the same load."""
+    mine: list[float] = []
+    other: list[float] = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tt_tui.cli", *args], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - start)
-    return times
+        mine.append(_timed(args, None))
+        if against is not None:
+            other.append(_timed(args, against))
+    return mine, (other if against is not None else None)
 
 
-def bench_listing(runs: int, histories: tuple[int, ...], repeats: int, keep: Path | None = None) -> list[ListingRow]:
+def _timed(args: list[str], checkout: Optional[Path]) -> float:
+    """Seconds of one `tt-tui ARGS` with the code of `checkout` (None: this process's own),
+    run from there: `python -m` puts the working folder first on the path."""
+    code = Path(checkout).resolve() if checkout is not None else Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tt_tui.cli", *args], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False, env=env, cwd=code)
+    return time.perf_counter() - start
+
+
+def bench_listing(runs: int, histories: tuple[int, ...], repeats: int, keep: Optional[Path] = None,
+                  against: Optional[Path] = None) -> list[ListingRow]:
     """Each command over `runs` runs of each history length, and on an empty folder."""
-    base = Path(tempfile.mkdtemp(prefix="tt-bench-runs-")) if keep is None else Path(keep)
+    base = Path(tempfile.mkdtemp(prefix="tt-bench-runs-")) if keep is None else Path(keep).resolve()
     rows: list[ListingRow] = []
     try:
         empty = base / "empty"
         empty.mkdir(parents=True, exist_ok=True)
-        rows.append(ListingRow("runs (empty folder)", 0, 0, time_command(["runs", str(empty)], repeats)))
+        rows.append(ListingRow("runs (empty folder)", 0, 0, *time_command(["runs", str(empty)], repeats, against)))
         for lines in histories:
             folder = base / f"history-{lines}"
             if not folder.is_dir():
@@ -133,7 +159,7 @@ def bench_listing(runs: int, histories: tuple[int, ...], repeats: int, keep: Pat
                 folder.mkdir()
                 clone_runs(template, folder, runs)
             for name, args in COMMANDS.items():
-                rows.append(ListingRow(name, runs, lines, time_command([*args, str(folder)], repeats)))
+                rows.append(ListingRow(name, runs, lines, *time_command([*args, str(folder)], repeats, against)))
     finally:
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -141,11 +167,20 @@ def bench_listing(runs: int, histories: tuple[int, ...], repeats: int, keep: Pat
 
 
 def listing_table(rows: list[ListingRow]) -> str:
-    """Markdown: median and spread of each command's wall time, and per run."""
-    lines = ["| command | runs | log lines per run | median s | min-max s | ms per run |", "|---|---:|---:|---:|---:|---:|"]
+    """Markdown: median and spread of each command's wall time, and per run; with
+    --against, the other checkout's median and how many times slower it is."""
+    against = any(r.against is not None for r in rows)
+    head = "| command | runs | log lines per run | median s | min-max s | ms per run |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if against:
+        head, rule = head + " other checkout, median s | ratio |", rule + "---:|---:|"
+    lines = [head, rule]
     for r in rows:
         median = statistics.median(r.seconds)
         per_run = f"{1000 * median / r.runs:.2f}" if r.runs else "-"
-        lines.append(f"| {r.command} | {r.runs} | {r.history} | {median:.2f} | {min(r.seconds):.2f}-{max(r.seconds):.2f} "
-                     f"| {per_run} |")
+        line = f"| {r.command} | {r.runs} | {r.history} | {median:.2f} | {min(r.seconds):.2f}-{max(r.seconds):.2f} | {per_run} |"
+        if r.against is not None:
+            other = statistics.median(r.against)
+            line += f" {other:.2f} | {other / median:.1f}x |"
+        lines.append(line)
     return "\n".join(lines)

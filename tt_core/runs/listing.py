@@ -7,7 +7,8 @@ HEARTBEAT_EVERY_S, with its host and pid), so a run whose metrics end without a
 TrainFinished is "running" while its heartbeat is fresh and "crashed" once it is stale
 (or its process is gone, on this host). A run whose newest checkpoint (the one a resume
 or an evaluation would load) is not whole is "damaged", whatever its metrics say. No
-torch here: `tt-tui runs` is instant.
+torch here, and a run's metrics are read through the writer's digest (listing.json):
+`tt-tui bench runs` times the listing of 1,000 runs.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from tt_core import events as ev
 from tt_core.durable import atomic_write_text
 from tt_core.runs.files import RunFileError, read_head
-from tt_core.runs.reader import Metrics, RunFilesRead, read_run_files, saved_checkpoints
+from tt_core.runs.digest import CRASHED, FINISHED, STOPPED, MetricsDigest
+from tt_core.runs.reader import RunFilesRead, read_run_files, saved_checkpoints
 from tt_core.runs.records import usable_number
 
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = 6 * HEARTBEAT_EVERY_S  # a paused or busy run still beats; a dead one does not
-RUNNING, FINISHED, STOPPED, CRASHED, DAMAGED = "running", "finished", "stopped", "crashed", "damaged"
+RUNNING, DAMAGED = "running", "damaged"  # and FINISHED, STOPPED, CRASHED: what the metrics say
 
 
 class Heartbeat:
@@ -99,20 +100,10 @@ def _alive_here(beat: dict) -> Optional[bool]:
     return True
 
 
-def _state(metrics: Metrics, beat: dict, now: float) -> tuple[str, str]:
-    records = [r.event for r in metrics.records]
-    last_start = max((i for i, e in enumerate(records) if isinstance(e, ev.TrainStarted)), default=-1)
-    tail = records[last_start + 1 :] if last_start >= 0 else records
-    for i in range(len(tail) - 1, -1, -1):
-        e = tail[i]
-        if isinstance(e, ev.TrainFinished):
-            if e.stopped_early:
-                return STOPPED, "stopped early"
-            if _final_eval_stopped(tail[:i]):  # runs written before the trainer said so itself
-                return STOPPED, "its final evaluation was stopped"
-            return FINISHED, "reached its last step"
-        if isinstance(e, ev.Failed):
-            return CRASHED, f"failed: {e.error}"
+def _state(digest: MetricsDigest, beat: dict, now: float) -> tuple[str, str]:
+    if digest.outcome is not None:  # the current training ended: finished, stopped or failed
+        state, why = digest.outcome
+        return state, why
     beat_time = beat.get("time")
     age = now - (float(beat_time) if usable_number(beat_time) else 0.0)
     alive = _alive_here(beat)
@@ -121,16 +112,6 @@ def _state(metrics: Metrics, beat: dict, now: float) -> tuple[str, str]:
     if alive is False:
         return CRASHED, f"process {beat.get('pid')} is gone"
     return CRASHED, "no heartbeat" if not beat else f"no heartbeat for {min(age, 1e9) / 60:.0f} min"
-
-
-def _final_eval_stopped(events_before_finish: list) -> bool:
-    """Whether the evaluation after the last training step was stopped early."""
-    for e in reversed(events_before_finish):
-        if isinstance(e, ev.EvalFinished):
-            return bool(e.summary.get("stopped"))
-        if isinstance(e, ev.TrainStep):
-            return False
-    return False
 
 
 def checkpoint_problem(root: Path, latest: dict) -> Optional[str]:
@@ -182,54 +163,29 @@ def checkpoint_problem(root: Path, latest: dict) -> Optional[str]:
     return None
 
 
-def _eval(e: ev.EvalFinished, step: Optional[int]) -> dict:
-    s = e.summary
-    at = e.step if e.step is not None else step  # older records: the last logged step
-    return {"step": at, "return": _finite(s.get("return_mean")), "score": _finite(s.get("score_mean"))}
-
-
-def _finite(value: Any) -> Optional[float]:
-    """A number, or None for a missing or NaN/inf one (every episode failed)."""
-    return float(value) if usable_number(value) else None
-
-
 def summary_of(files: RunFilesRead, now: Optional[float] = None) -> RunSummary:
     """What a run's files, read once (`read_run_files`), say about it."""
-    metrics = files.metrics
-    step = None
-    evals: list[dict] = []
-    for r in metrics.records:
-        if isinstance(r.event, ev.TrainStep):
-            step = r.event.step
-        elif isinstance(r.event, ev.EvalFinished) and not r.event.summary.get("stopped"):
-            evals.append(_eval(r.event, step))  # a stopped evaluation's cut-short episodes are no score
-    steps = metrics.of(ev.TrainStep)
-    starts = [r for r in metrics.records if isinstance(r.event, ev.TrainStarted)]
+    digest = files.digest
     saved = files.latest.get("step")
     saved = saved if isinstance(saved, int) and not isinstance(saved, bool) else None
-    done = max((s for s in (step, saved) if isinstance(s, int)), default=None)
+    done = max((s for s in (digest.step, saved) if isinstance(s, int)), default=None)
 
     def rank(e: dict) -> float:
         value = e["score"] if e["score"] is not None else e["return"]
         return float("-inf") if value is None else float(value)
 
-    train = files.config.get("train")
-    train = train if isinstance(train, dict) else {}
-    state, why = _state(metrics, files.heartbeat, time.time() if now is None else now)
-    problem = next(iter(files.problems), None) or metrics.first_skipped
+    state, why = _state(digest, files.heartbeat, time.time() if now is None else now)
+    problem = next(iter(files.problems), None) or digest.first_skipped
     if problem is None and state != RUNNING:  # while it runs, a save may be under way
         problem = checkpoint_problem(files.root, files.latest)
     if problem is not None:
         state, why = DAMAGED, _short(problem, files.root)
-    group, seed = train.get("group"), train.get("seed")
+    evals = digest.evals
     return RunSummary(
         path=str(files.root), dataset=_text(files.dataset.get("dataset_id")), env=_text(files.dataset.get("env_id")),
-        step=done, total_steps=starts[-1].event.total_steps if starts else None,
-        last_loss=steps[-1].loss if steps else None,
+        step=done, total_steps=digest.total_steps, last_loss=digest.loss,
         last_eval=evals[-1] if evals else None, best_eval=max(evals, key=rank) if evals else None,
-        state=state, why=why, started=starts[0].time if starts else None,
-        group=group if isinstance(group, str) else None,
-        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        state=state, why=why, started=digest.started, group=files.config.group, seed=files.config.seed,
     )
 
 
@@ -271,16 +227,25 @@ def _unreadable(root: Path, why: str) -> RunSummary:
                       last_eval=None, best_eval=None, state=DAMAGED, why=why, started=None)
 
 
-def list_runs(folder: Path) -> list[RunSummary]:
-    """Every run directory directly under `folder`, newest start first; a run whose files
-    cannot be read is listed as damaged with the reason, never hiding the others."""
+def scan_runs(folder: Path) -> list[tuple[RunSummary, Optional[RunFilesRead]]]:
+    """Every run directory directly under `folder` with its files as read (None where the
+    directory itself could not be looked at), newest start first; a run whose files cannot
+    be read is listed as damaged with the reason, never hiding the others."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     roots, problems = run_dirs(folder)
-    runs = [summarize_run(p) for p in roots]
-    runs += [_unreadable(path, why) for path, why in problems]
-    return sorted(runs, key=lambda r: r.started or 0.0, reverse=True)
+    runs: list[tuple[RunSummary, Optional[RunFilesRead]]] = []
+    for root in roots:
+        files = read_run_files(root)
+        runs.append((summary_of(files), files))
+    runs += [(_unreadable(path, why), None) for path, why in problems]
+    return sorted(runs, key=lambda r: r[0].started or 0.0, reverse=True)
+
+
+def list_runs(folder: Path) -> list[RunSummary]:
+    """`scan_runs`' summaries."""
+    return [summary for summary, _ in scan_runs(folder)]
 
 
 def started_text(run: RunSummary) -> str:

@@ -6,7 +6,9 @@ Reads are bounded and regular-file-only (tt_core/runs/files.py); metrics.jsonl r
 are checked against their typed events (tt_core/runs/records.py). A record that does not
 check is skipped and counted, and the first one is named with its line number, so a
 listing can say `damaged (metrics.jsonl line 7: TrainStep.loss must be a finite number
-...)` instead of failing. No torch here.
+...)` instead of failing. A listing reads metrics.jsonl and config.yaml through the digest
+the writer keeps in listing.json (tt_core/runs/digest.py) while it matches them, so its
+cost does not grow with a run's history. No torch here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from tt_core.runs.digest import DIGEST_FILE, ConfigFacts, MetricsDigest, cached_config, cached_metrics, stamp_of
 from tt_core.runs.files import METRICS_CAP, RunFileError, read_bytes, read_json_object, read_yaml_mapping
 from tt_core.runs.records import BadRecord, Recorded, check_line
 
@@ -28,6 +31,7 @@ class Metrics:
     records: list[Recorded]
     skipped: int = 0  # complete lines that did not check
     first_skipped: Optional[str] = None  # "metrics.jsonl line N: why"
+    lines: int = 0  # complete lines
 
     def of(self, *kinds: type) -> list[Any]:
         """The events of the given types, in order."""
@@ -37,9 +41,7 @@ class Metrics:
 def parse_metrics(data: bytes, name: str = METRICS_FILE) -> Metrics:
     """The records of metrics.jsonl content `data`. A torn last line (a kill mid-write)
     is left out silently: it is never complete and a resume cuts it."""
-    lines = data.split(b"\n")
-    if lines and lines[-1]:
-        lines = lines[:-1]
+    lines = data.split(b"\n")[:-1]  # the complete ones: what follows the last newline is torn or empty
     records: list[Recorded] = []
     skipped, first = 0, None
     for number, raw in enumerate(lines, start=1):
@@ -50,7 +52,12 @@ def parse_metrics(data: bytes, name: str = METRICS_FILE) -> Metrics:
         except BadRecord as exc:
             skipped += 1
             first = first or f"{name} line {number}: {exc}"
-    return Metrics(records, skipped, first)
+    return Metrics(records, skipped, first, len(lines))
+
+
+def digest_of(metrics: Metrics) -> MetricsDigest:
+    """The listing's digest of checked metrics (what the writer keeps in listing.json)."""
+    return MetricsDigest.of(metrics.records, metrics.lines, metrics.skipped, metrics.first_skipped)
 
 
 def read_metrics(path: Path) -> Metrics:
@@ -90,32 +97,41 @@ class RunFilesRead:
     """What a run directory's small files and metrics say, read once."""
 
     root: Path
-    metrics: Metrics
-    config: dict
+    digest: MetricsDigest  # of metrics.jsonl
+    config: ConfigFacts  # of config.yaml
     dataset: dict  # dataset.json
     latest: dict  # latest.json
-    heartbeat: dict
+    heartbeat: dict  # read only while the metrics do not say how the training ended
     problems: list[str] = field(default_factory=list)  # files that could not be read, one line each
 
 
 def read_run_files(root: Path) -> RunFilesRead:
-    """Every small file of run `root` and its checked metrics; never raises for a file's
-    content: an unreadable file is a problem line and an empty value."""
+    """Every small file of run `root` and its checked metrics, through listing.json where it
+    matches them; never raises for a file's content: an unreadable file is a problem line
+    and an empty value."""
     root = Path(root)
     problems: list[str] = []
-    try:
-        metrics = read_metrics(root / METRICS_FILE)
-    except RunFileError as exc:
-        metrics = Metrics([])
-        problems.append(str(exc))
-    config, why = saved_config(root)
-    problems += [why] if why else []
+    cache, _ = small_json(root / DIGEST_FILE)  # a cache: unreadable or stale, it is not used
+    digest = cached_metrics(cache, stamp_of(root / METRICS_FILE))
+    if digest is None:
+        try:
+            digest = digest_of(read_metrics(root / METRICS_FILE))
+        except RunFileError as exc:
+            digest = MetricsDigest()
+            problems.append(str(exc))
+    config = cached_config(cache, stamp_of(root / "config.yaml"))
+    if config is None:
+        data, why = saved_config(root)
+        problems += [why] if why else []
+        config = ConfigFacts.of(data)
     values = []
-    for name in ("dataset.json", "latest.json", "heartbeat.json"):
+    for name in ("dataset.json", "latest.json"):
         data, why = small_json(root / name)
         values.append(data)
-        problems += [why] if why and name != "heartbeat.json" else []  # a heartbeat is rewritten every 10 s
-    return RunFilesRead(root, metrics, config, *values, problems=problems)
+        problems += [why] if why else []
+    # a heartbeat is rewritten every 10 s: an unreadable one is no problem of the run
+    heartbeat = small_json(root / "heartbeat.json")[0] if digest.outcome is None else {}
+    return RunFilesRead(root, digest, config, *values, heartbeat, problems=problems)
 
 
 def saved_checkpoints(root: Path) -> list[Path]:

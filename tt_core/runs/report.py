@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from tt_core import events as ev
-from tt_core.config import to_dict
 from tt_core.errors import ConfigError
-from tt_core.runs.listing import FINISHED, list_runs, summary_of
-from tt_core.runs.reader import read_metrics, read_run_files
+from tt_core.runs.listing import FINISHED, RunSummary, list_runs, summary_of
+from tt_core.runs.reader import RunFilesRead, read_metrics, read_run_files
 
 
 @dataclass(frozen=True)
@@ -94,34 +93,27 @@ def setting_of(plan: dict) -> str:
 
 def run_result(root: Path) -> tuple[Optional[RunResult], Optional[str]]:
     """(the run's final evaluation, None), or (None, why it is skipped)."""
-    files = read_run_files(Path(root))
-    summary = summary_of(files)
+    return result_of(read_run_files(Path(root)))
+
+
+def result_of(files: RunFilesRead, summary: Optional[RunSummary] = None) -> tuple[Optional[RunResult], Optional[str]]:
+    """`run_result` of a run's files already read (and summarized)."""
+    summary = summary or summary_of(files)
     if summary.state != FINISHED:
         return None, f"{summary.state} ({summary.why})"
-    plan: Optional[dict] = None
-    final: Optional[tuple[dict, ev.EvalFinished]] = None
-    for e in files.metrics.of(ev.EvalStarted, ev.EvalFinished):
-        if isinstance(e, ev.EvalStarted):
-            plan = to_dict(e.plan)
-        elif plan is not None:
-            final = (plan, e)
+    final = files.digest.final
     if final is None:
         return None, "no evaluation in its metrics (train.eval_every unset?)"
-    plan, record = final
-    if record.summary.get("stopped"):
+    if final["stopped"]:
         return None, "its final evaluation was stopped early (its episodes were cut short)"
-    # an episode counts when it ended without an error and its return is a usable number
-    episodes = [r for r in record.results if r.get("error") is None and r.get("episode_return") is not None]
-    returns = tuple(float(r["episode_return"]) for r in episodes)
+    returns, scores = tuple(final["returns"]), tuple(final["scores"])
     if not returns:
         return None, "its final evaluation has no completed episode"
-    scores = tuple(float(r["score"]) for r in episodes if r.get("score") is not None)
-    evaluation = files.config.get("eval")
-    max_steps = evaluation.get("max_steps") if isinstance(evaluation, dict) else None
+    plan, max_steps = final["plan"], files.config.max_steps
     settings = json.dumps({"plan": plan, "max_steps": max_steps}, sort_keys=True, default=str)
-    return RunResult(str(root), summary.group, summary.seed, summary.dataset or "?", summary.env or "?",
-                     f"{setting_of(plan)}, max steps {max_steps}", settings, record.step, returns,
-                     scores if len(scores) == len(returns) else (), len(record.results) - len(episodes)), None
+    return RunResult(str(files.root), summary.group, summary.seed, summary.dataset or "?", summary.env or "?",
+                     f"{setting_of(plan)}, max steps {max_steps}", settings, final["step"], returns,
+                     scores if len(scores) == len(returns) else (), final["failed"]), None
 
 
 def find_runs(targets: list[str], runs_dir: Path) -> list[Path]:

@@ -96,9 +96,14 @@ def bench_runs_cmd(
     repeats: int = typer.Option(3, "--repeats", min=1),
     keep: Optional[Path] = typer.Option(None, "--keep", help="Make the folders here and keep them (reused when "
                                         "they exist); default: a temporary folder, removed."),
+    against: Optional[Path] = typer.Option(None, "--against", help="Another checkout of tt-tui (e.g. a worktree "
+                                           "of an older commit): each command also runs with its code, side by side."),
 ) -> None:
     """Wall time of `tt-tui runs`, `runs --group` and `report` over a folder of many finished
     runs, each in a fresh process as a user runs it (markdown)."""
+    from tt_core.errors import ConfigError
     from tt_core.jobs.listing_bench import bench_listing, listing_table
 
-    typer.echo(listing_table(bench_listing(runs, tuple(dict.fromkeys(history)), repeats, keep)))
+    if against is not None and not (against / "tt_tui" / "cli" / "__init__.py").is_file():
+        raise ConfigError(f"--against {against}: not a checkout of tt-tui (no tt_tui/cli/ in it)")
+    typer.echo(listing_table(bench_listing(runs, tuple(dict.fromkeys(history)), repeats, keep, against)))

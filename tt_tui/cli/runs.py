@@ -23,12 +23,12 @@ def runs(
     from rich.console import Console
     from rich.table import Table
 
-    from tt_core.runs.listing import list_runs, started_text
+    from tt_core.runs.listing import list_runs, scan_runs, started_text
 
-    rows = list_runs(folder)
     if group:
-        _print_groups(rows)
+        _print_groups(scan_runs(folder))
         return
+    rows = list_runs(folder)
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in rows], indent=2, allow_nan=False))
         return
@@ -55,26 +55,27 @@ def runs(
     console.print(table)
 
 
-def _print_groups(rows: list) -> None:
+def _print_groups(scanned: list) -> None:
     """Per group: its runs' states and the pooled final score (or return) over its seeds."""
     from collections import Counter
 
-    from tt_core.runs.report import run_result, table_rows
+    from tt_core.runs.report import result_of, table_rows
 
     groups: dict[str, list] = {}
-    for r in rows:
-        if r.group is not None:
-            groups.setdefault(r.group, []).append(r)
+    for summary, files in scanned:
+        if summary.group is not None:
+            groups.setdefault(summary.group, []).append((summary, files))
     if not groups:
         typer.echo("no groups of runs here (train several seeds as one: tt-tui train CONFIG --seeds 3)")
         return
     for name, members in groups.items():
-        states = ", ".join(f"{n} {state}" for state, n in Counter(m.state for m in members).items())
-        results = [res for res, _ in map(run_result, (Path(m.path) for m in members)) if res is not None]
+        states = ", ".join(f"{n} {state}" for state, n in Counter(s.state for s, _ in members).items())
+        results = [res for res, _ in (result_of(files, summary) for summary, files in members) if res is not None]
         result = "no finished evaluation"
         if results:
             result = "; ".join(_pooled(row) for row in table_rows(results))
-        typer.echo(f"{name}  {len(members)} runs ({states})  {result}  {members[0].dataset or '-'}  {members[0].env or '-'}")
+        first = members[0][0]
+        typer.echo(f"{name}  {len(members)} runs ({states})  {result}  {first.dataset or '-'}  {first.env or '-'}")
 
 
 def _pooled(row) -> str:
