@@ -18,7 +18,7 @@ import yaml
 from ftt_seed import (
     A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, git_blob, seed_config, transitions, write_seed_dir,
 )
-from tt_core.pretrained.ftt import config as ftt_config, discretizer as ftt_discretizer, loader, unpickler, weights
+from tt_core.pretrained.ftt import config as ftt_config, discretizer as ftt_discretizer, layout, loader, unpickler, weights
 from tt_core.errors import CheckpointError
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 
@@ -491,20 +491,20 @@ def test_a_discretizer_of_other_dimensions_is_refused(seed_dir, seed_module):
 
 def test_seed_directories_are_recognised_by_their_files(seed_dir, tmp_path):
     path, _, _ = seed_dir
-    assert loader.is_ftt_checkpoint(path)
+    assert layout.is_ftt_checkpoint(path)
     (path / "model_last.pt").rename(path / "model_12.pt")
     (path / "model_3.pt").write_bytes(b"older")
-    assert loader.is_ftt_checkpoint(path)
+    assert layout.is_ftt_checkpoint(path)
     assert loader.load_ftt_checkpoint(path).dataset_meta["ftt_weights"] == "model_12.pt"
     (path / "model_12.pt").unlink()
     (path / "model_3.pt").unlink()
-    assert not loader.is_ftt_checkpoint(path)
-    assert not loader.is_ftt_checkpoint(tmp_path / "nowhere")
+    assert not layout.is_ftt_checkpoint(path)
+    assert not layout.is_ftt_checkpoint(tmp_path / "nowhere")
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("{}")
     (run / "discretizer.npz").write_bytes(b"")
-    assert not loader.is_ftt_checkpoint(run)
+    assert not layout.is_ftt_checkpoint(run)
 
 
 def test_arrays_pickled_by_numpy_1_load_through_the_restricted_unpickler():

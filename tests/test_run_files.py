@@ -357,7 +357,29 @@ def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_docum
         if "--json" in args:
             listed = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
             assert listed["good"]["state"] == FINISHED  # one bad run never hides or spoils another
+    _show_side_by_side(folder / "good", folder / "damaged")
     shutil.rmtree(work)
+
+
+def _show_side_by_side(*runs: Path) -> None:
+    """`tt-tui show A B`, headless through Textual's pilot: it draws, switches the loss
+    kind and quits without an exception (the table names what is wrong)."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from tt_tui.compare import CompareApp
+
+    app = CompareApp(list(runs), poll_s=60)
+
+    async def drive():
+        async with app.run_test(size=(120, 32)) as pilot:
+            await pilot.pause(0.05)
+            await pilot.press("l")
+            assert app.query_one(DataTable).row_count == len(runs)
+            await pilot.press("q")
+
+    asyncio.run(drive())  # an exception inside the app is raised here
 
 
 # ------------------------------------------------------------------ smaller cases
@@ -382,3 +404,113 @@ def test_report_reference_without_the_checkouts_pretrained_folder_still_prints_t
     assert result.returncode == 0, result.stderr
     assert "warning: --reference:" in result.stderr and "no such pretrained folder" in result.stderr
     assert result.stdout.startswith("dataset,env,group,setting")
+
+
+def _without_file_privileges() -> list[str]:
+    """The command prefix under which permission bits hold: as root, drop the capabilities
+    that let root read and search anything (chmod 000 means nothing to root otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permission bits cannot be tested")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@ONE_WORKER
+def test_an_unreadable_run_folder_is_named_and_every_other_run_still_listed_and_reported(finished, tmp_path):
+    folder = tmp_path / "runs"
+    for name in ("good", "closed", "no-metrics", "no-checkpoints"):
+        config = _copy(finished, folder, name) / "config.yaml"
+        config.write_text(config.read_text().replace("group: null", "group: sweep"))
+    closed, no_checkpoints = folder / "closed", folder / "no-checkpoints"
+    (folder / "no-metrics" / "metrics.jsonl").chmod(0)
+    closed.chmod(0)
+    (no_checkpoints / "checkpoints").chmod(0)
+    try:
+        def run(*args):
+            return subprocess.run([*_without_file_privileges(), sys.executable, "-m", "tt_tui.cli", *map(str, args)],
+                                  capture_output=True, text=True, timeout=120)
+
+        listed = run("runs", folder, "--json")
+        assert listed.returncode == 0, listed.stderr
+        states = {Path(r["path"]).name: (r["state"], r["why"]) for r in json.loads(listed.stdout)}
+        assert states == {
+            "good": (FINISHED, "reached its last step"),
+            "closed": (DAMAGED, "cannot look inside (Permission denied)"),
+            "no-metrics": (DAMAGED, "metrics.jsonl: unreadable (permission denied)"),
+            "no-checkpoints": (DAMAGED, states["no-checkpoints"][1]),
+        } and "unreadable" in states["no-checkpoints"][1]
+        grouped = run("runs", folder, "--group")
+        assert grouped.returncode == 0 and grouped.stdout.startswith("sweep  3 runs (1 finished, 2 damaged)  score"), grouped
+        report = run("report", folder, "--format", "csv")
+        assert report.returncode == 0, report.stderr
+        assert f"skipped {closed}: damaged ({closed}: cannot look inside (permission denied))" in report.stderr
+        assert len(list(csv.reader(io.StringIO(report.stdout)))) == 2  # the header and the good run's row
+    finally:
+        for path in (closed, folder / "no-metrics" / "metrics.jsonl", no_checkpoints / "checkpoints"):
+            path.chmod(0o755)
+
+
+def test_a_seed_checkpoint_folder_among_runs_is_listed_as_foreign_and_left_out_of_the_report(seed_dir, tmp_path):
+    from tt_core.runs.listing import FOREIGN, list_runs
+    from tt_core.runs.report import run_result
+
+    path, _, _ = seed_dir
+    folder = tmp_path / "runs"
+    shutil.copytree(path, folder / "hopper-ftt")
+    (listed,) = list_runs(folder)
+    assert (listed.state, listed.why) == (FOREIGN, "a seed (FTT) checkpoint folder, not a tt-tui run: "
+                                                   "tt-tui eval plans with it")
+    assert run_result(folder / "hopper-ftt") == (None, f"foreign ({listed.why})")
+
+
+LOADED_FILES = ("latest.json", "config.yaml", "dataset.json", "discretizer.npz", "model.safetensors", "trainer.pt")
+
+
+@ONE_WORKER
+@settings(max_examples=8, deadline=None, database=None,  # no example database in the repo
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=st.sampled_from(LOADED_FILES),
+       what=st.sampled_from(["binary", "truncated", "empty", "dev-zero", "fifo", "folder", "loop", "hostile-json",
+                             "missing"]),
+       value=HOSTILE_VALUES)
+@example(name="latest.json", what="loop", value=None)  # the cases the probe of #27 found, always tried
+@example(name="latest.json", what="missing", value=None)
+@example(name="model.safetensors", what="truncated", value=None)
+def test_any_damage_to_what_eval_and_resume_load_ends_in_one_line_with_a_documented_code(
+        finished, tmp_path, name, what, value):
+    from typer.testing import CliRunner
+
+    from tt_tui.cli import app
+
+    run = _copy(finished, tmp_path / f"fuzz-{os.urandom(4).hex()}", "damaged")
+    checkpoint = run / json.loads((run / "latest.json").read_text())["checkpoint"]
+    path = (checkpoint if name in ("model.safetensors", "trainer.pt") else run) / name
+    original = path.read_bytes()
+    path.unlink()
+    if what == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif what == "truncated":
+        path.write_bytes(original[: len(original) // 2])
+    elif what == "empty":
+        path.write_bytes(b"")
+    elif what == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif what == "fifo":
+        os.mkfifo(path)
+    elif what == "folder":
+        path.mkdir()
+    elif what == "loop":
+        path.symlink_to(path.name)
+    elif what == "hostile-json":
+        path.write_text(json.dumps(value))
+    for args in (["eval", str(run), "--episodes", "1", "--max-steps", "2", "--headless"],
+                 ["train", "--resume", str(run), "--headless"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code in (0, 2, 3, 4), (name, what, args, result.exit_code, result.output, result.exception)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (name, what, result.exception)
+        assert "Traceback" not in result.output
+        if result.exit_code != 0:
+            errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+            assert len(errors) == 1, (name, what, args, result.stderr)
+    shutil.rmtree(run.parent)

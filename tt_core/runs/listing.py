@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tt_core.durable import atomic_write_text
+from tt_core.pretrained.ftt.layout import is_ftt_checkpoint
 from tt_core.runs.files import RunFileError, read_head
 from tt_core.runs.digest import CRASHED, FINISHED, STOPPED, MetricsDigest
 from tt_core.runs.reader import RunFilesRead, read_run_files, saved_checkpoints
@@ -32,7 +33,7 @@ from tt_core.runs.records import usable_number
 HEARTBEAT_FILE = "heartbeat.json"
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = 6 * HEARTBEAT_EVERY_S  # a paused or busy run still beats; a dead one does not
-RUNNING, DAMAGED = "running", "damaged"  # and FINISHED, STOPPED, CRASHED: what the metrics say
+RUNNING, DAMAGED, FOREIGN = "running", "damaged", "foreign"  # and FINISHED, STOPPED, CRASHED: what the metrics say
 
 
 class Heartbeat:
@@ -76,7 +77,7 @@ class RunSummary:
     last_loss: Optional[float]
     last_eval: Optional[dict]  # {"step", "return", "score"} of the newest evaluation
     best_eval: Optional[dict]  # the one with the highest score (return where no score)
-    state: str  # running | finished | stopped | crashed | damaged
+    state: str  # running | finished | stopped | crashed | damaged | foreign (an FTT folder)
     why: str  # one phrase: how the state was told
     started: Optional[float]  # unix time of the run's first start
     group: Optional[str] = None  # train.group of its config (e.g. the seeds of one experiment)
@@ -175,8 +176,10 @@ def summary_of(files: RunFilesRead, now: Optional[float] = None) -> RunSummary:
         return float("-inf") if value is None else float(value)
 
     state, why = _state(digest, files.heartbeat, time.time() if now is None else now)
+    if digest.lines == 0 and not files.latest and is_ftt_checkpoint(files.root):  # never written by tt-tui
+        state, why = FOREIGN, "a seed (FTT) checkpoint folder, not a tt-tui run: tt-tui eval plans with it"
     problem = next(iter(files.problems), None) or digest.first_skipped
-    if problem is None and state != RUNNING:  # while it runs, a save may be under way
+    if problem is None and state not in (RUNNING, FOREIGN):  # while it runs, a save may be under way
         problem = checkpoint_problem(files.root, files.latest)
     if problem is not None:
         state, why = DAMAGED, _short(problem, files.root)

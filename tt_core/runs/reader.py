@@ -13,6 +13,7 @@ cost does not grow with a run's history. No torch here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -110,10 +111,15 @@ def read_run_files(root: Path) -> RunFilesRead:
     matches them; never raises for a file's content: an unreadable file is a problem line
     and an empty value."""
     root = Path(root)
+    if not os.access(root, os.R_OK | os.X_OK):  # say so, rather than that each of its files is unreadable
+        return RunFilesRead(root, MetricsDigest(), ConfigFacts(), {}, {}, {},
+                            problems=[f"{root}: cannot look inside (permission denied)"])
     problems: list[str] = []
     cache, _ = small_json(root / DIGEST_FILE)  # a cache: unreadable or stale, it is not used
     digest = cached_metrics(cache, stamp_of(root / METRICS_FILE))
-    if digest is None:
+    if digest is not None and not os.access(root / METRICS_FILE, os.R_OK):  # `show` and a resume could not read it
+        problems.append(f"{root / METRICS_FILE}: unreadable (permission denied)")
+    elif digest is None:
         try:
             digest = digest_of(read_metrics(root / METRICS_FILE))
         except RunFileError as exc:

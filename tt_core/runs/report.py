@@ -20,7 +20,8 @@ from typing import Iterable, Optional
 
 from tt_core import events as ev
 from tt_core.errors import ConfigError
-from tt_core.runs.listing import FINISHED, RunSummary, list_runs, summary_of
+from tt_core.runs.listing import FINISHED, RunSummary, list_runs, run_dirs, summary_of
+from tt_core.runs.files import RunFileError
 from tt_core.runs.reader import RunFilesRead, read_metrics, read_run_files
 
 
@@ -124,8 +125,9 @@ def find_runs(targets: list[str], runs_dir: Path) -> list[Path]:
         path = Path(target)
         if (path / "config.yaml").is_file():
             found.append(path)
-        elif path.is_dir():
-            found += sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
+        elif path.is_dir():  # every run in it; one that cannot be looked into is reported as skipped, with why
+            roots, unreadable = run_dirs(path)
+            found += sorted(roots + [p for p, _ in unreadable])
         else:
             members = [Path(r.path) for r in list_runs(runs_dir) if r.group == target]
             if not members:
@@ -139,10 +141,15 @@ KINDS = ("loss_obs", "loss_action", "loss_reward", "loss_value")  # TrainStep's 
 
 def run_curves(run: Path) -> tuple[dict[str, dict[int, float]], dict[int, float]]:
     """A run's training curves from its metrics: (per loss kind, and "loss" the weighted
-    total, the value by tokens seen; the mean evaluation return by training step)."""
+    total, the value by tokens seen; the mean evaluation return by training step). A
+    metrics file that cannot be read has no curves (its listing says why)."""
     losses: dict[str, dict[int, float]] = {k: {} for k in (*KINDS, "loss")}
     returns: dict[int, float] = {}
-    for e in read_metrics(Path(run) / "metrics.jsonl").of(ev.TrainStep, ev.EvalFinished):
+    try:
+        metrics = read_metrics(Path(run) / "metrics.jsonl")
+    except RunFileError:
+        return losses, returns
+    for e in metrics.of(ev.TrainStep, ev.EvalFinished):
         if isinstance(e, ev.TrainStep):
             for k, series in losses.items():
                 series[e.tokens] = getattr(e, k)

@@ -3,7 +3,6 @@ package docstring for what is mapped and why)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -16,38 +15,7 @@ from tt_core.pretrained.ftt.weights import (
 from tt_core.errors import CheckpointError
 from tt_core.model.gpt import GPTConfig
 from tt_core.runs.checkpoint import LoadedRun, RunFiles, read_yaml_mapping
-
-CONFIG_FILE = "config.yaml"
-DISCRETIZER_FILE = "discretizer.pt"
-MODEL_FILE = "model_last.pt"
-
-
-def _model_file(path: Path) -> Optional[Path]:
-    """model_last.pt, else the model_<epoch>.pt with the highest epoch."""
-    last = path / MODEL_FILE
-    if last.is_file():
-        return last
-    epochs = []
-    for p in path.glob("model_*.pt"):
-        m = re.fullmatch(r"model_(\d+)\.pt", p.name)
-        if m and p.is_file():
-            epochs.append((int(m.group(1)), p))
-    return max(epochs)[1] if epochs else None
-
-
-def is_ftt_checkpoint(path: Path) -> bool:
-    """True for a directory laid out like the seed's `pretrained/<env>` (cheap; never raises)."""
-    try:
-        path = Path(path)
-        return (
-            path.is_dir()
-            and (path / CONFIG_FILE).is_file()
-            and (path / DISCRETIZER_FILE).is_file()
-            and _model_file(path) is not None
-        )
-    except OSError:
-        return False
-
+from tt_core.pretrained.ftt.layout import CONFIG_FILE, DISCRETIZER_FILE, MODEL_FILE, model_file
 
 def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     """Load a FTT-format directory as a LoadedRun (step 0, no trainer state).
@@ -79,7 +47,7 @@ def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     strategy = disc_state.get("strategy")
     cfg = build_config(data, spec, strategy if isinstance(strategy, str) else "uniform", cfg_path)
 
-    model_path = _model_file(path)
+    model_path = model_file(path)
     if model_path is None:
         raise CheckpointError(f"{path / MODEL_FILE}: missing (nor any model_<epoch>.pt)")
     gpt = GPTConfig.from_config(cfg, spec.observation_dim, spec.action_dim)
