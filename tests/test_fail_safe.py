@@ -123,6 +123,32 @@ def test_a_dataset_of_another_minari_version_is_unreadable_here_not_damaged(mina
     assert "cannot be read by this install" in tt("datasets").stdout
 
 
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*"))  # hidden ones included: `.tt-collect-*` temporaries
+
+
+def test_a_dataset_the_disk_has_no_room_for_is_refused_before_anything_is_written(small_disk):  # noqa: F811
+    disk = small_disk("minari", "size=2m")
+    (disk / "there-before.txt").write_text("kept")
+    before = _files(disk)
+    result = tt("collect", "Hopper-v5", "--dataset-id", "local/x/y-v0", "--steps", "4000",
+                MINARI_DATASETS_PATH=str(disk))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"no space left on {disk}: dataset 'local/x/y-v0' needs ~" in result.stderr and "MiB free" in result.stderr
+    assert _files(disk) == before
+
+
+def test_a_training_that_collects_its_dataset_on_a_full_disk_ends_in_one_line(small_disk, tmp_path):  # noqa: F811
+    disk = small_disk("minari", "size=2m")
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs")
+    cfg.write_text(cfg.read_text().replace("steps: 400", "steps: 4000"))
+    result = tt("train", cfg, "--headless", MINARI_DATASETS_PATH=str(disk))
+    assert result.returncode == 3
+    assert f"no space left on {disk}: dataset 'test/hopper/tiny-v0' needs ~" in _one_error_line(result)
+    assert _files(disk) == []
+
+
 # ------------------------------------------------------------------ runs
 
 

@@ -9,6 +9,7 @@ and only a complete dataset is renamed to its id. A kill at any moment leaves ei
 dataset or a whole one; a leftover temporary root (its writer's flock released: the
 process is gone) is removed by the next collection or listing. A damaged dataset found under an id (an older tt-tui's
 killed collection, a broken download) is reported, never used and never deleted.
+A dataset the Minari root has no room for is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from minari.storage.datasets_root_dir import get_dataset_path
 from tt_core.config import DatasetConfig
 from tt_core.data.reference import ReferenceScores
 from tt_core.durable import FileLock, LockHeld, fsync_dir, fsync_file
-from tt_core.errors import ConfigError, DataError, Interrupted
+from tt_core.errors import ConfigError, DataError, Interrupted, OutputError, no_space_message
 
 # The hub client retries for ~20 s offline; never let a start hang much longer.
 DOWNLOAD_TIMEOUT_S = 45.0
@@ -300,12 +301,14 @@ def write_dataset(
     reference: ReferenceScores | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DatasetInfo:
-    """Write recorded episodes as the new local dataset `dataset_id`: under a temporary
-    root, renamed into place only when whole (see the module's docstring)."""
+    """Write recorded episodes as the new local dataset `dataset_id`: refused when the
+    Minari root has no room for it, else under a temporary root, renamed into place only
+    when whole (see the module's docstring)."""
     check_new_id(dataset_id)
     path = get_dataset_path(dataset_id)
     root = get_dataset_path()
     remove_stale_temporaries(root)
+    _check_room(root, dataset_id, buffers)
     staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=root))
     alive = FileLock(staging / LOCK_FILE).acquire(f"pid {os.getpid()}")  # tells a live writer from a dead one
     scores = {} if reference is None else {"ref_min_score": reference.ref_min_score,
@@ -328,6 +331,34 @@ def write_dataset(
         shutil.rmtree(staging, ignore_errors=True)
         alive.release()
     return dataset_info(load_dataset(dataset_id, download=False))
+
+
+# What a dataset's files take, measured on 17 datasets (Minari 0.5.4, h5py 3.16; random
+# policies in Hopper, Walker2d, HalfCheetah, Ant, Humanoid, Swimmer, Reacher and three
+# pendulums; 5 to 20,000 episodes of 1 to 1,000 steps): the HDF5 file is 0.95 to 1.14
+# times its arrays' bytes (h5py pads each array's last chunk) plus 14.2 to 14.7 KB per
+# episode (its group, its chunked arrays and their B-trees), plus about 4 KB (the file's
+# header, metadata.json). So random Hopper (22-step episodes) takes 6.6 times its arrays,
+# 1,000-step HalfCheetah episodes 1.2 times. These constants put the estimate 5 to 21%
+# above each of those files: a little room is refused rather than a write begun that fails.
+ARRAY_RATIO = 1.2
+EPISODE_BYTES = 14_848  # 14.5 KiB
+FILE_BYTES = 16 * 1024
+
+
+def dataset_bytes(buffers: list[EpisodeBuffer]) -> int:
+    """About how many bytes the dataset of `buffers` takes on disk (tt-tui's buffers hold
+    arrays only, no infos)."""
+    arrays = sum(np.asarray(part).nbytes for b in buffers for part in
+                 (b.observations, b.actions, b.rewards, b.terminations, b.truncations))
+    return int(ARRAY_RATIO * arrays) + EPISODE_BYTES * len(buffers) + FILE_BYTES
+
+
+def _check_room(root: Path, dataset_id: str, buffers: list[EpisodeBuffer]) -> None:
+    """Refuse, before anything is written, a dataset the Minari root has no room for."""
+    needed, free = dataset_bytes(buffers), shutil.disk_usage(root).free
+    if free < needed:
+        raise OutputError(no_space_message(root, f"dataset '{dataset_id}'", needed, free))
 
 
 TEMP_PREFIX = ".tt-collect-"
