@@ -17,6 +17,7 @@ from conftest import write_tiny_config
 from test_cli import _one_error_line, small_disk, tt  # noqa: F401  (small_disk: a fixture)
 from tt_core.config import load_config
 from tt_core.data.minari_io import TEMP_PREFIX, list_datasets
+from tt_core.errors import DataError
 from tt_core.events import EventBus
 from tt_core.runs import checkpoint as ckpt
 from tt_core.runs.listing import DAMAGED, FINISHED, summarize_run
@@ -121,6 +122,63 @@ def test_a_dataset_of_another_minari_version_is_unreadable_here_not_damaged(mina
     line = _one_error_line(result)
     assert "cannot be read by this install" in line and "rm -r" not in line
     assert "cannot be read by this install" in tt("datasets").stdout
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*"))  # hidden ones included: `.tt-collect-*` temporaries
+
+
+# the estimate of a dataset's size set to nothing: the check passes, the disk fills mid-write
+# (as when another process fills it meanwhile)
+_NO_ESTIMATE = ("import tt_core.data.minari_io as m; m.ARRAY_RATIO = m.EPISODE_BYTES = m.FILE_BYTES = 0; "
+                "from tt_tui.cli import main; main()")
+
+
+def test_a_dataset_the_disk_has_no_room_for_is_refused_before_anything_is_written(small_disk):  # noqa: F811
+    disk = small_disk("minari", "size=2m")
+    (disk / "there-before.txt").write_text("kept")
+    before = _files(disk)
+    result = tt("collect", "Hopper-v5", "--dataset-id", "local/x/y-v0", "--steps", "4000",
+                MINARI_DATASETS_PATH=str(disk))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"no space left on {disk}: dataset 'local/x/y-v0' needs ~" in result.stderr and "MiB free" in result.stderr
+    assert _files(disk) == before
+
+
+def test_a_disk_that_fills_while_the_dataset_is_written_is_one_line_and_leaves_nothing(small_disk):  # noqa: F811
+    disk = small_disk("minari", "size=2m")
+    (disk / "there-before.txt").write_text("kept")
+    before = _files(disk)
+    result = subprocess.run([sys.executable, "-c", _NO_ESTIMATE, "collect", "Hopper-v5", "--dataset-id",
+                             "local/x/y-v0", "--steps", "4000"], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "MINARI_DATASETS_PATH": str(disk)})
+    assert result.returncode == 3, result.stderr  # h5py's thousands of lines and its crash stay in the writer
+    assert result.stderr == f"error: no space left on {disk} (No space left on device)\n"
+    assert _files(disk) == before
+
+
+def test_a_training_that_collects_its_dataset_on_a_full_disk_ends_in_one_line(small_disk, tmp_path):  # noqa: F811
+    disk = small_disk("minari", "size=2m")
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs")
+    cfg.write_text(cfg.read_text().replace("steps: 400", "steps: 4000"))
+    result = tt("train", cfg, "--headless", MINARI_DATASETS_PATH=str(disk))
+    assert result.returncode == 3
+    assert f"no space left on {disk}: dataset 'test/hopper/tiny-v0' needs ~" in _one_error_line(result)
+    assert _files(disk) == []
+
+
+def test_a_writer_process_that_dies_is_one_error_and_leaves_nothing(minari_root):
+    from tt_core.data.minari_io import WriterProcess, make_env, policy_actor, record_episodes, write_dataset
+
+    env = make_env("Hopper-v5", None)
+    buffers = record_episodes(env, policy_actor("random", env, 0), 50, 0, lambda: False)
+    writer = WriterProcess()
+    os.kill(writer._proc.pid, signal.SIGSEGV)  # as h5py's crash on a full disk
+    with pytest.raises(DataError, match="writing the dataset was killed by SIGSEGV.*; no dataset was written"):
+        write_dataset("test/dies/d-v0", buffers, env, algorithm="random", description="d", writer=writer)
+    env.close()
+    assert list(minari_root.iterdir()) == []
 
 
 # ------------------------------------------------------------------ runs

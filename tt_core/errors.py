@@ -72,6 +72,11 @@ def _is_peer_lost(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _PEER_GONE)
 
 
+def no_space_message(where: Path, what: str, needed: int, free: int) -> str:
+    """Why a write does not fit: what it needs and what is free on `where`."""
+    return f"no space left on {where}: {what} needs ~{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free"
+
+
 def as_user_error(exc: BaseException) -> TTError | None:
     """The user error an OS error stands for (a full or read-only disk, a folder the
     user may not write, a lost peer of a distributed job), or None when it is not one."""

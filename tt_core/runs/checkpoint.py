@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
 from tt_core.durable import FileLock, LockHeld, atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
-from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
+from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, no_space_message
 from tt_core.runs.files import read_json_object
 from tt_core.runs.reader import saved_checkpoints
 from tt_core.runs.files import read_yaml_mapping as read_yaml
@@ -187,10 +187,8 @@ def _raise_if_disk_full(exc: BaseException, run: RunFiles, step: int, *states: A
     except OSError:
         return
     if free < needed:
-        raise OutputError(
-            f"no space left on {run.checkpoints}: step {step} needs ~{needed / 2**20:.1f} MiB, "
-            f"{free / 2**20:.1f} MiB free; {newest_kept(run)}"
-        ) from None
+        raise OutputError(f"{no_space_message(run.checkpoints, f'step {step}', needed, free)}; "
+                          f"{newest_kept(run)}") from None
 
 
 def clean_residue(run: RunFiles) -> None:
