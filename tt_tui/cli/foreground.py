@@ -26,7 +26,7 @@ def stop_on_sigint(controls, announce: bool = True) -> None:
 def run_job(job, reporter, announce: bool = True) -> None:
     """Run an engine job in the foreground with a headless reporter; Ctrl+C stops it."""
     from tt_core.controls import Controls
-    from tt_core.errors import TTError, as_user_error
+    from tt_core.errors import TTError, as_user_error, caused_by_interrupt
     from tt_core.events import EventBus, Failed
 
     bus, controls = EventBus(), Controls()
@@ -36,6 +36,8 @@ def run_job(job, reporter, announce: bool = True) -> None:
         try:
             job(bus, controls)
         except Exception as exc:  # on record (metrics.jsonl: `tt-tui runs` says why); printed once, by main
+            if caused_by_interrupt(exc):  # the aborting Ctrl+C, reported by a library as its own error
+                raise KeyboardInterrupt from exc
             user = exc if isinstance(exc, TTError) else as_user_error(exc)
             bus.listeners.remove(reporter)
             bus.emit(Failed(str(user or exc), user.exit_code if user else 1))
