@@ -3,8 +3,45 @@ that lands inside a library's import is never read as a missing package, and SIG
 `train --seeds` stops every seed after it saved. Real processes, real signals."""
 
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
+
+from conftest import write_tiny_config
+
+EARLY = (0.0, 0.02, 0.05, 0.1, 0.2)  # seconds after the entry point is called
+# `tt-tui` as the console script runs it, saying on stdout when main() is about to run:
+# the interpreter's own start (site, the path's .pth files) comes before any of our code
+# and ends in Python's fatal-error lines whatever a program does
+ENTRY = "import os; from tt_tui.cli import main; os.write(1, b'.'); main()"
+
+
+def _interrupted_at(delay: float, *args) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.read(1) == "."
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _at_most_one_line(err: str) -> None:
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 1, err
+
+
+@pytest.mark.parametrize("command", ["runs", "train"])
+def test_ctrl_c_at_any_early_moment_is_exit_130_in_at_most_one_line(command, tmp_path):
+    args = ["runs", tmp_path / "none"] if command == "runs" else \
+        ["train", write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs"), "--headless"]
+    for delay in EARLY:
+        result = _interrupted_at(delay, *args)
+        _at_most_one_line(result.stderr)
+        finished = command == "runs" and result.returncode == 0 and "no runs under" in result.stdout
+        assert result.returncode == 130 or finished, (delay, result.returncode, result.stderr)
 
 
 def _error_of_an_interrupted_import() -> Exception:

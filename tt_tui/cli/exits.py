@@ -15,7 +15,7 @@ from typing import Callable
 
 import typer
 
-debug = False  # --debug: full tracebacks (set by the top-level callback in cli.py)
+debug = False  # --debug: full tracebacks (set by the top-level callback in commands.py)
 
 
 def one_line(text: str) -> str:
