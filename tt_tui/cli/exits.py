@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback),
 2 usage / config error, 3 data or checkpoint error, 130 interrupted, 141 stdout closed
-by its reader (`| head`), quietly.
+by its reader (`| head`), quietly, 143 a job stopped by SIGTERM (foreground.py).
 """
 
 from __future__ import annotations
