@@ -415,6 +415,7 @@ def test_once_a_job_has_ended_a_further_ctrl_c_changes_nothing():
         assert stops == [True]
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def test_an_immutable_output_folder_is_found_before_planning(tmp_path):

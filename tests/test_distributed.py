@@ -160,6 +160,22 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_after_a_checkpoint(tmp_path):
     assert err.count("stopping after this step") == 1  # rank 0 alone says so
 
 
+def test_sigterm_on_the_launcher_stops_every_rank_after_a_checkpoint_with_143(tmp_path):
+    from tt_core.runs.listing import STOPPED, summarize_run
+
+    launcher, run = _start_long_run(tmp_path, "terminated")
+    ranks = _ranks(launcher)
+    launcher.send_signal(signal.SIGTERM)  # torchrun passes it on to every rank
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, err
+    assert "training stopped at step" in out + err, out + err
+    stopped_at = int((out + err).split("training stopped at step ")[1].split(";")[0])
+    assert ckpt.latest_step(ckpt.RunFiles(run)) == stopped_at  # saved where every rank stopped
+    assert summarize_run(run).state == STOPPED
+    assert err.count("SIGTERM: stopping after this step") == 1  # rank 0 alone says so
+    assert "Traceback" not in err and not any(Path(f"/proc/{pid}").exists() for pid in ranks.values())
+
+
 def test_evaluation_split_over_two_processes_equals_one_process(one_process, tmp_path):
     cfg = config(tmp_path, "eval", max_steps=10)
     assert tt("train", cfg, "--headless", cwd=tmp_path).returncode == 0

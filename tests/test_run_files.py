@@ -339,7 +339,7 @@ COMMANDS = [["runs", "{folder}"], ["runs", "{folder}", "--json"], ["runs", "{fol
 def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_documented_code(finished, tmp_path, how):
     from typer.testing import CliRunner
 
-    from tt_tui.cli import app
+    from tt_tui.cli.commands import app
 
     work = tmp_path / f"fuzz-{os.urandom(4).hex()}"
     folder = work / "runs"

@@ -99,6 +99,24 @@ def as_user_error(exc: BaseException) -> TTError | None:
     return None
 
 
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` is a Ctrl+C, or an error that stands for one. A KeyboardInterrupt
+    raised while a compiled module initialises comes out as that import's ImportError
+    (pybind11's "initialization failed": mujoco, torch), which libraries wrap again
+    (gymnasium: "MuJoCo is not installed"); one raised in a ctypes call comes out as a
+    ctypes.ArgumentError naming it. Wrapping keeps it in the chain (`from None` too)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        if type(current).__module__ == "ctypes" and "KeyboardInterrupt" in str(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class TrainingDiverged(TTError):
     """Non-finite loss, gradients or weights: the step is not applied and nothing
     non-finite is saved; the last checkpoint stays the newest."""

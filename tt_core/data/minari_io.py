@@ -273,7 +273,14 @@ def collect_dataset(
     if steps < 1:
         raise ConfigError(f"collection steps must be >= 1, got {steps}")
     check_new_id(dataset_id)
-    env = make_env(env_id, max_episode_steps)
+    try:
+        env = make_env(env_id, max_episode_steps)
+    except ConfigError:
+        # a terminal's Ctrl+C reaches the helper processes of the env's libraries too (glfw
+        # starts a Python to test its library): what they fail with is the stop
+        if should_stop():
+            raise Interrupted(f"stopped while collecting (step 0 of {steps}); no dataset was written") from None
+        raise
     try:
         act = policy_actor(policy, env, seed, deterministic)
         with WriterProcess() as writer:  # started now, to be ready when the episodes are

@@ -1,76 +1,48 @@
-"""The `tt-tui` command: the Typer app with its commands (one module per command group in
-this package: train (and seeds), planning (eval, record), data, runs, report, loss, pretrained, bench) and the
-one-line handling of bad flags. Exit codes: exits.py; --nproc: launcher.py.
+"""The `tt-tui` command's entry point (the console script and `python -m tt_tui.cli`).
+
+Only the standard library is imported here: the commands (commands.py) are loaded inside
+the Ctrl+C guard of `main`, so an interrupt at any moment, during typer's and the command
+modules' imports included, ends in one line and exit 130, never a traceback.
 """
 
-from __future__ import annotations
-
-import os
+import signal
 import sys
-
-import typer
-
-from tt_tui.cli import exits
-from tt_tui.cli import behaviour, bench, data, loss, planning, pretrained, report, runs, train
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Train Trajectory Transformers on offline RL datasets and watch them plan.",
-)
-bench_app = typer.Typer(no_args_is_help=True, help="Speed benchmarks (medians of repeated runs).")
-app.add_typer(bench_app, name="bench")
-pretrained_app = typer.Typer(help="The seed project's published models: list and fetch (verified).")
-app.add_typer(pretrained_app, name="pretrained")
-behaviour_app = typer.Typer(no_args_is_help=True, help="Behaviour policies (SAC) and the D4RL-style datasets cut from them.")
-app.add_typer(behaviour_app, name="behaviour")
-
-app.command()(train.train)
-app.command()(data.collect)
-app.command()(data.datasets)
-app.command()(runs.runs)
-app.command()(runs.show)
-app.command()(report.report)
-app.command()(loss.loss)
-app.command("eval")(planning.eval_cmd)
-app.command()(planning.record)
-pretrained_app.callback(invoke_without_command=True)(pretrained.pretrained_list)
-pretrained_app.command("fetch")(pretrained.pretrained_fetch)
-behaviour_app.command("train")(behaviour.behaviour_train)
-behaviour_app.command("datasets")(behaviour.behaviour_datasets)
-bench_app.command("train")(bench.bench_train_cmd)
-bench_app.command("plan")(bench.bench_plan_cmd)
-bench_app.command("gpu")(bench.bench_gpu_cmd)
-bench_app.command("runs")(bench.bench_runs_cmd)
-
-
-@app.callback()
-def _main(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-) -> None:
-    exits.debug = debug
 
 
 def main() -> None:
-    # Without a display MuJoCo can only render offscreen; choose EGL before anything
-    # imports mujoco, unless the user picked a backend (MUJOCO_GL=osmesa, ...).
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("MUJOCO_GL", "egl")
-    # click's ClickException (typer may vendor its own copy of click)
-    click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=sys.argv[1:], prog_name="tt-tui", standalone_mode=False)
-    except click_error as exc:  # bad flags and arguments: one line like every other error
-        ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, exit 0
-            if exc.format_message().strip():  # plain (non-rich) mode carries the help text
-                typer.echo(exc.format_message())
-            sys.exit(0)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    """Run the command line `sys.argv[1:]`; an interrupt anywhere: "interrupted", 130."""
+    try:  # from the first line: Python's own handler may raise before ours is in place
+        # ours only where Python installed its own: a process started with SIGINT ignored
+        # (a background job of a script) keeps ignoring it
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt)
+        from tt_tui.cli.commands import run
 
+        run()
+    except SystemExit:  # the command is over: a Ctrl+C while Python shuts down changes nothing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise
+    except BaseException as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what follows an interrupt is not interrupted
+        from tt_core.errors import caused_by_interrupt
+
+        if not caused_by_interrupt(exc):
+            raise
+        _exit_interrupted()
+
+
+def _interrupt(signum, frame) -> None:
+    """Python's Ctrl+C (a KeyboardInterrupt), once: a second press while the first one
+    unwinds would interrupt its cleanup and end in a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _exit_interrupted() -> None:
+    exits = sys.modules.get("tt_tui.cli.exits")
+    if exits is not None and exits.debug:  # --debug: where it was interrupted
+        import traceback
+
+        traceback.print_exc()
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)

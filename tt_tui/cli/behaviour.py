@@ -30,7 +30,7 @@ def behaviour_train(
     from tt_core.controls import Controls
     from tt_core.data.behaviour import resume_behaviour, train_behaviour
     from tt_core.errors import ConfigError
-    from tt_tui.cli.foreground import stop_on_sigint
+    from tt_tui.cli.foreground import stop_on_signals
 
     if (resume is None) == (env_id is None or out is None):
         raise ConfigError("give ENV_ID and --out for a new run, or --resume RUN_DIR alone")
@@ -38,7 +38,7 @@ def behaviour_train(
     check_limit("dataset.collect.seed", seed, "--seed")
     torch.set_num_threads(threads)
     controls = Controls()
-    stop_on_sigint(controls)
+    stop_on_signals(controls)
     stop = lambda: controls.stop_requested  # noqa: E731
     if resume is not None:
         run, out = resume_behaviour(resume, steps, notify=typer.echo, should_stop=stop), resume
@@ -66,12 +66,12 @@ def behaviour_datasets(
     from tt_core.config import check_limit
     from tt_core.controls import Controls
     from tt_core.data.behaviour_datasets import make_behaviour_datasets
-    from tt_tui.cli.foreground import stop_on_sigint
+    from tt_tui.cli.foreground import stop_on_signals
 
     check_limit("dataset.collect.steps", steps, "--steps")
     check_limit("dataset.collect.seed", seed, "--seed")
     controls = Controls()
-    stop_on_sigint(controls, announce=False)
+    stop_on_signals(controls, announce=False)
     made = make_behaviour_datasets(run_dir, name, steps=steps, ref_episodes=ref_episodes, seed=seed,
                                    which=which, notify=typer.echo,
                                    should_stop=lambda: controls.stop_requested)

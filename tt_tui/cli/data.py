@@ -22,13 +22,13 @@ def collect(
     from tt_core.controls import Controls
     from tt_core.data.minari_io import collect_dataset
     from tt_core.config import check_limit
-    from tt_tui.cli.foreground import stop_on_sigint
+    from tt_tui.cli.foreground import stop_on_signals
 
     check_limit("dataset.collect.policy", policy, "--policy")
     check_limit("dataset.collect.steps", steps, "--steps")
     check_limit("dataset.collect.seed", seed, "--seed")
     controls = Controls()
-    stop_on_sigint(controls, announce=False)  # Ctrl+C: stop at the next check, even mid-write
+    stop_on_signals(controls, announce=False)  # Ctrl+C: stop at the next check, even mid-write
     info = collect_dataset(env_id, dataset_id, steps=steps, policy=policy, seed=seed,
                            should_stop=lambda: controls.stop_requested, deterministic=deterministic)
     typer.echo(

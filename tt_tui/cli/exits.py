@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 internal error (a bug: rerun with --debug for the traceback),
 2 usage / config error, 3 data or checkpoint error, 130 interrupted, 141 stdout closed
-by its reader (`| head`), quietly.
+by its reader (`| head`), quietly, 143 a job stopped by SIGTERM (foreground.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 
 import typer
 
-debug = False  # --debug: full tracebacks (set by the top-level callback in cli.py)
+debug = False  # --debug: full tracebacks (set by the top-level callback in commands.py)
 
 
 def one_line(text: str) -> str:
@@ -36,19 +36,20 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tt_core.errors import PeerLost, TTError, as_user_error
+        from tt_core.errors import PeerLost, TTError, as_user_error, caused_by_interrupt
 
         try:
             return fn(*args, **kwargs)
         except TTError as exc:
             if debug:
                 traceback.print_exc()
+            if caused_by_interrupt(exc):  # a Ctrl+C a library reported as its own error
+                exit_interrupted()
             if isinstance(exc, PeerLost):
                 exit_peer_lost(exc.exit_code)
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130)
+            exit_interrupted()
         except BrokenPipeError:  # before click's own handler makes it a silent exit 1
             exit_quietly_on_closed_stdout()
         except (typer.Exit, typer.Abort):
@@ -56,6 +57,8 @@ def user_errors(fn: Callable) -> Callable:
         except Exception as exc:  # a full or read-only disk, else a bug: one line unless --debug
             if debug:
                 traceback.print_exc()
+            if caused_by_interrupt(exc):  # e.g. "MuJoCo is not installed": Ctrl+C during its import
+                exit_interrupted()
             user = as_user_error(exc)
             if isinstance(user, PeerLost):
                 exit_peer_lost(user.exit_code)
@@ -64,6 +67,12 @@ def user_errors(fn: Callable) -> Callable:
             fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", 1)
 
     return wrapper
+
+
+def exit_interrupted() -> None:
+    """Stopped by Ctrl+C: one line, 130."""
+    typer.echo("interrupted", err=True)
+    raise typer.Exit(130)
 
 
 def exit_quietly_on_closed_stdout() -> None:

@@ -9,39 +9,60 @@ import sys
 import typer
 
 
-def stop_on_sigint(controls, announce: bool = True) -> None:
-    """First Ctrl+C asks the job to stop cleanly (and save); a second one aborts.
+TERMINATED = 143  # a job stopped by SIGTERM (128 + 15, what a shell shows for a process it killed)
+
+
+def stop_on_signals(controls, announce: bool = True, signals: tuple[int, ...] = (signal.SIGINT,)) -> list[int]:
+    """The first of `signals` (Ctrl+C; SIGTERM too for a job) asks the job to stop cleanly
+    (and save); a second one aborts. Returns the list the signals received are added to.
     `announce`: say so (rank 0 of a distributed job only)."""
+    received: list[int] = []
 
     def handler(signum, frame):
+        received.append(signum)
         if controls.stop_requested:
             raise KeyboardInterrupt
         if announce:
-            typer.echo("\nstopping after this step (Ctrl+C again to abort)...", err=True)
+            typer.echo("\nstopping after this step (Ctrl+C again to abort)..." if signum == signal.SIGINT  # after "^C"
+                       else f"{signal.Signals(signum).name}: stopping after this step (a second one aborts)...",
+                       err=True)
         controls.request_stop()
 
-    signal.signal(signal.SIGINT, handler)
+    for signum in signals:
+        signal.signal(signum, handler)
+    return received
 
 
 def run_job(job, reporter, announce: bool = True) -> None:
-    """Run an engine job in the foreground with a headless reporter; Ctrl+C stops it."""
+    """Run an engine job in the foreground with a headless reporter. The first Ctrl+C or
+    SIGTERM stops it cleanly (a training saves first); a stop by SIGTERM then exits 143,
+    so whoever sent it (a scheduler, the --seeds launcher) is told a stop from an end."""
     from tt_core.controls import Controls
-    from tt_core.errors import TTError, as_user_error
+    from tt_core.errors import Interrupted, TTError, as_user_error, caused_by_interrupt
     from tt_core.events import EventBus, Failed
+    from tt_tui.cli.exits import fail
 
     bus, controls = EventBus(), Controls()
     bus.subscribe(reporter)
-    stop_on_sigint(controls, announce)
+    stops = (signal.SIGINT, signal.SIGTERM)
+    received = stop_on_signals(controls, announce, stops)
     with reporter:
         try:
             job(bus, controls)
         except Exception as exc:  # on record (metrics.jsonl: `tt-tui runs` says why); printed once, by main
+            if caused_by_interrupt(exc):  # the aborting Ctrl+C, reported by a library as its own error
+                raise KeyboardInterrupt from exc
             user = exc if isinstance(exc, TTError) else as_user_error(exc)
             bus.listeners.remove(reporter)
             bus.emit(Failed(str(user or exc), user.exit_code if user else 1))
+            if isinstance(exc, Interrupted) and received[:1] == [signal.SIGTERM]:
+                fail(str(exc), TERMINATED)  # stopped by SIGTERM before anything could be saved
             raise
-        finally:  # the job is over (a clean stop included): a further Ctrl+C changes nothing
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        finally:  # the job is over (a clean stop included): a further signal changes nothing
+            for signum in stops:
+                signal.signal(signum, signal.SIG_IGN)
+    if received[:1] == [signal.SIGTERM]:
+        raise typer.Exit(TERMINATED)
 
 
 def run_eval(job):

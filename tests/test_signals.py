@@ -1,0 +1,200 @@
+"""Signals (#27 case 11): Ctrl+C at any moment is exit 130 in at most one line, a Ctrl+C
+that lands inside a library's import is never read as a missing package, and SIGTERM to
+`train --seeds` stops every seed after it saved. Real processes, real signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_tiny_config
+from test_cli import tt
+from tt_core.data.minari_io import TEMP_PREFIX
+from tt_core.runs import checkpoint as ckpt
+from tt_core.runs.listing import STOPPED
+
+EARLY = (0.0, 0.02, 0.05, 0.1, 0.2)  # seconds after the entry point is called
+# `tt-tui` as the console script runs it, saying on stdout when main() is about to run:
+# the interpreter's own start (site, the path's .pth files) comes before any of our code
+# and ends in Python's fatal-error lines whatever a program does
+ENTRY = "import os; from tt_tui.cli import main; os.write(1, b'.'); main()"
+
+
+def _interrupted_at(delay: float, *args) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.read(1) == "."
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _at_most_one_line(err: str) -> None:
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 1, err
+
+
+@pytest.mark.parametrize("command", ["runs", "train"])
+def test_ctrl_c_at_any_early_moment_is_exit_130_in_at_most_one_line(command, tmp_path):
+    args = ["runs", tmp_path / "none"] if command == "runs" else \
+        ["train", write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs"), "--headless"]
+    for delay in EARLY:
+        result = _interrupted_at(delay, *args)
+        _at_most_one_line(result.stderr)
+        finished = command == "runs" and result.returncode == 0 and "no runs under" in result.stdout
+        assert result.returncode == 130 or finished, (delay, result.returncode, result.stderr)
+
+
+def _pids(runs: Path) -> dict[str, int]:
+    """Each seed's training process, from its run's heartbeat."""
+    return {p.parent.name: json.loads(p.read_text())["pid"] for p in runs.glob("*/heartbeat.json")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_to_a_seeds_launcher_stops_and_saves_every_seed_then_exits_143(tmp_path):
+    runs = tmp_path / "runs"
+    cfg = write_tiny_config(tmp_path / "c.yaml", runs, max_steps=100_000, epochs=10_000, checkpoint_every=20)
+    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "train", cfg, "train.group=t", "--seeds", "2",
+                             "--parallel", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(list(runs.glob("t-seed*/latest.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # both seeds are training: each has saved a checkpoint
+    pids = _pids(runs)
+    assert sorted(pids) == ["t-seed0", "t-seed1"]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    try:
+        assert proc.returncode == 143, err
+        _at_most_one_line(err)
+        assert f"group t: stopped by SIGTERM; seed(s) 0, 1 stopped and saved; resume with tt-tui train " \
+               f"--resume {runs}/t-seed<seed>" in err
+        assert out.count("SIGTERM: stopping after this step") == 2  # each seed was told once
+        assert not [name for name, pid in pids.items() if _alive(pid)]  # no orphan: each stopped itself
+    finally:
+        for pid in pids.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    listed = tt("runs", runs, "--json")
+    states = sorted((Path(r["path"]).name, r["state"]) for r in json.loads(listed.stdout))
+    assert states == [("t-seed0", STOPPED), ("t-seed1", STOPPED)]  # not crashed, not running
+    for seed in ("t-seed0", "t-seed1"):
+        saved = ckpt.load_run(runs / seed).step
+        assert f"[seed {seed[-1]}] training stopped at step {saved};" in out  # saved where it stopped
+    resumed = tt("train", "--resume", runs / "t-seed0", f"train.max_steps={ckpt.load_run(runs / 't-seed0').step + 2}",
+                 "--headless")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_ctrl_c_while_a_seeds_launcher_collects_its_dataset_is_an_interrupt_not_a_missing_package(
+        tmp_path, monkeypatch):
+    minari = tmp_path / "minari"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari))
+    cfg = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs")
+    cfg.write_text(cfg.read_text().replace("steps: 400", "steps: 200000"))  # still collecting when signalled
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.3):  # the imports of gymnasium's MuJoCo env, its creation, its steps
+        proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "train", cfg, "--seeds", "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            if "collecting" in line:
+                break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (delay, err)
+        _at_most_one_line(err)
+        assert "stopped while collecting" in err and "not installed" not in err, (delay, err)
+        assert not list(minari.glob(f"{TEMP_PREFIX}*")) and not (minari / "test").exists()
+        assert not (tmp_path / "runs").exists()  # no seed started
+
+
+def _error_of_an_interrupted_import() -> Exception:
+    """What gymnasium raises when a Ctrl+C lands in `import mujoco`: pybind11 turns the
+    KeyboardInterrupt into ImportError("initialization failed"), gymnasium that into
+    DependencyNotInstalled (the chain the probe's "MuJoCo is not installed" came with)."""
+    from gymnasium.error import DependencyNotInstalled
+
+    try:
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as exc:
+                raise ImportError("initialization failed") from exc
+        except ImportError as exc:
+            raise DependencyNotInstalled('MuJoCo is not installed, run `pip install "gymnasium[mujoco]"`') from exc
+    except DependencyNotInstalled as exc:
+        return exc
+
+
+def test_an_error_is_read_as_an_interrupt_only_when_a_ctrl_c_is_in_its_chain():
+    import ctypes
+
+    from tt_core.errors import ConfigError, caused_by_interrupt
+
+    assert caused_by_interrupt(_error_of_an_interrupted_import())
+    assert caused_by_interrupt(ctypes.ArgumentError("argument 1: KeyboardInterrupt: "))  # one in a ctypes call
+    try:
+        try:
+            raise _error_of_an_interrupted_import()
+        except Exception:
+            raise ConfigError("cannot make environment 'Hopper-v5': MuJoCo is not installed") from None
+    except ConfigError as exc:
+        assert caused_by_interrupt(exc)  # `from None` hides the chain from tracebacks, not from us
+    assert not caused_by_interrupt(ImportError("No module named 'mujoco'"))
+    assert not caused_by_interrupt(ctypes.ArgumentError("argument 1: TypeError: wrong type"))
+
+
+def test_a_ctrl_c_inside_the_mujoco_import_of_make_env_ends_as_interrupted_not_as_not_installed(
+        monkeypatch, capsys):
+    import typer
+
+    from tt_core.data import minari_io
+    from tt_tui.cli.exits import user_errors
+
+    def make(*args, **kwargs):
+        raise _error_of_an_interrupted_import()
+
+    monkeypatch.setattr(minari_io.gym, "make", make)
+    with pytest.raises(typer.Exit) as exit_:
+        user_errors(lambda: minari_io.make_env("Hopper-v5", None))()
+    assert exit_.value.exit_code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_job_whose_error_stands_for_a_ctrl_c_is_not_recorded_as_failed():
+    from tt_core.events import Failed
+    from tt_tui.cli.foreground import run_job
+
+    seen = []
+
+    class Reporter:
+        def __call__(self, event):
+            seen.append(event)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def job(bus, controls):
+        raise _error_of_an_interrupted_import()
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_job(job, Reporter())
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert not [e for e in seen if isinstance(e, Failed)]
