@@ -481,7 +481,7 @@ def test_any_damage_to_what_eval_and_resume_load_ends_in_one_line_with_a_documen
         finished, tmp_path, name, what, value):
     from typer.testing import CliRunner
 
-    from tt_tui.cli import app
+    from tt_tui.cli.commands import app
 
     run = _copy(finished, tmp_path / f"fuzz-{os.urandom(4).hex()}", "damaged")
     checkpoint = run / json.loads((run / "latest.json").read_text())["checkpoint"]
