@@ -18,7 +18,8 @@ import yaml
 from ftt_seed import (
     A, E, HEADS, L, LAYERS, N, O, SEQ, T, KBinsDiscretizer, git_blob, seed_config, transitions, write_seed_dir,
 )
-from tt_core.pretrained.ftt import config as ftt_config, discretizer as ftt_discretizer, layout, loader, unpickler, weights
+from tt_core.pretrained.ftt import config as ftt_config, discretizer as ftt_discretizer, loader, unpickler, weights
+from tt_core.runs import ftt_layout as layout
 from tt_core.errors import CheckpointError
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 

@@ -24,7 +24,7 @@ from tt_core.pretrained import catalog as pt
 from tt_core.errors import CheckpointError, DownloadError
 from tt_core.events import Downloaded, DownloadProgress
 from tt_core.pretrained.ftt.weights import BLOCK_KINDS, PUBLISHED_MODELS
-from tt_core.pretrained.ftt.layout import is_ftt_checkpoint
+from tt_core.runs.ftt_layout import is_ftt_checkpoint
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FILES = ("config.yaml", "discretizer.pt", "model_last.pt")

@@ -14,7 +14,7 @@ from tt_core.data.discretizer import Discretizer
 from tt_core.errors import CheckpointError
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.pretrained.ftt.weights import adapt_model
-from tt_core.pretrained.ftt.layout import is_ftt_checkpoint
+from tt_core.runs.ftt_layout import is_ftt_checkpoint
 from tt_core.pretrained.ftt.loader import load_ftt_checkpoint
 
 

@@ -15,7 +15,7 @@ from tt_core.pretrained.ftt.weights import (
 from tt_core.errors import CheckpointError
 from tt_core.model.gpt import GPTConfig
 from tt_core.runs.checkpoint import LoadedRun, RunFiles, read_yaml_mapping
-from tt_core.pretrained.ftt.layout import CONFIG_FILE, DISCRETIZER_FILE, MODEL_FILE, model_file
+from tt_core.runs.ftt_layout import CONFIG_FILE, DISCRETIZER_FILE, MODEL_FILE, model_file
 
 def load_ftt_checkpoint(path: Path, block: Optional[str] = None) -> LoadedRun:
     """Load a FTT-format directory as a LoadedRun (step 0, no trainer state).

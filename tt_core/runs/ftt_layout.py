@@ -1,5 +1,6 @@
-"""How a seed (FTT) checkpoint directory is laid out, told from its file names alone: no
-torch here, so `tt-tui runs` can tell such a folder from a tt-tui run."""
+"""How a seed (FTT) checkpoint directory is laid out, told from its file names alone.
+Here, below pretrained/ftt (which loads such a folder), so that the torch-free listing
+can tell such a folder from a tt-tui run."""
 
 from __future__ import annotations
 
