@@ -40,7 +40,7 @@ from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
 from tt_core.durable import FileLock, LockHeld, atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
 from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, no_space_message
-from tt_core.runs.files import read_json_object
+from tt_core.runs.files import RunFileError, check_regular, open_regular, read_json_object
 from tt_core.runs.reader import saved_checkpoints
 from tt_core.runs.files import read_yaml_mapping as read_yaml
 
@@ -279,8 +279,8 @@ def _newest_finite(run: RunFiles, bad: Path) -> str:
         if other.resolve() == bad.resolve():
             continue
         try:
-            state = load_file(str(other / "model.safetensors"))
-        except (SafetensorError, OSError, ValueError, RuntimeError):
+            state = load_file(str(check_regular(other / "model.safetensors")))
+        except (SafetensorError, OSError, ValueError, RuntimeError, RunFileError):
             continue
         if non_finite_key(state) is None:
             return f"the newest finite checkpoint is {other} (use it: tt-tui train --resume {other})"
@@ -378,18 +378,20 @@ def _load_config(path: Path) -> Config:
 
 def _load_discretizer(path: Path) -> Discretizer:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open_regular(path) as f, np.load(f, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         return Discretizer.from_arrays(arrays)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a tt-tui run directory?)") from None
+    except RunFileError:
+        raise
     except Exception as exc:  # zip/npz/format errors all mean the same to the user
         raise CheckpointError(f"{path}: unreadable or corrupt ({type(exc).__name__})") from None
 
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(path))
+        return load_file(str(check_regular(path)))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
     except PermissionError:
@@ -400,11 +402,12 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_trainer(path: Path) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open_regular(path) as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
-    except PermissionError:
-        raise CheckpointError(f"{path}: unreadable (permission denied)") from None
+    except RunFileError:
+        raise
     except Exception as exc:  # torch raises many types for a damaged zip/pickle stream
         raise CheckpointError(f"{path}: truncated or corrupt ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "step" not in state:

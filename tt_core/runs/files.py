@@ -66,6 +66,15 @@ def _open_regular(path: Path) -> tuple[int, os.stat_result]:
     return fd, info
 
 
+def check_regular(path: Path) -> Path:
+    """`path`, after checking it is a regular file (RunFileError otherwise: a FIFO or a
+    device would block or never end a library's own read); FileNotFoundError passes
+    through. For files a library opens itself by name (safetensors maps its file)."""
+    fd, _ = _open_regular(Path(path))
+    os.close(fd)
+    return Path(path)
+
+
 def open_regular(path: Path) -> BinaryIO:
     """`path` opened for binary reading, when it is a regular file (RunFileError
     otherwise); FileNotFoundError passes through, a missing file is the caller's case."""

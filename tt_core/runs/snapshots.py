@@ -14,6 +14,7 @@ import numpy as np
 
 from tt_core import events as ev
 from tt_core.durable import atomic_write_text
+from tt_core.runs.files import SNAPSHOTS_CAP, RunFileError, read_bytes
 
 SNAPSHOTS_FILE = "snapshots.json"
 
@@ -53,9 +54,10 @@ class SnapshotWriter:
 
 def read_snapshots(run_dir: Path) -> list[ev.PlanSnapshot]:
     """The beam trees of the run's latest evaluation ([] when there are none or the file
-    is unreadable: the view goes on without them)."""
+    is unreadable: the view goes on without them). Read bounded, a regular file only: a
+    FIFO or a device there would block or fill the view's memory."""
     try:
-        data = json.loads((Path(run_dir) / SNAPSHOTS_FILE).read_text())
+        data = json.loads(read_bytes(Path(run_dir) / SNAPSHOTS_FILE, SNAPSHOTS_CAP))
         return [snapshot_from_json(d) for d in data["snapshots"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, RunFileError):
         return []
