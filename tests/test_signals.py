@@ -18,11 +18,22 @@ from tt_core.data.minari_io import TEMP_PREFIX
 from tt_core.runs import checkpoint as ckpt
 from tt_core.runs.listing import STOPPED
 
-EARLY = (0.0, 0.02, 0.05, 0.1, 0.2)  # seconds after the entry point is called
-# `tt-tui` as the console script runs it, saying on stdout when main() is about to run:
-# the interpreter's own start (site, the path's .pth files) comes before any of our code
-# and ends in Python's fatal-error lines whatever a program does
-ENTRY = "import os; from tt_tui.cli import main; os.write(1, b'.'); main()"
+EARLY = (0.0, 0.02, 0.05, 0.1, 0.2)  # seconds after the entry point's guard is in place
+# `tt-tui` as the console script runs it, saying on stdout the moment main() has put its
+# Ctrl+C handler in place: what comes before (the interpreter's own start, the few
+# bytecodes from the script's first line to main's first) is no program's to guard, and
+# a marker written before main() is called let a loaded machine land the signal there
+ENTRY = """import os, signal
+install = signal.signal
+def marked(*args):
+    previous = install(*args)
+    signal.signal = install
+    os.write(1, b".")
+    return previous
+signal.signal = marked
+from tt_tui.cli import main
+main()
+"""
 
 
 def _interrupted_at(delay: float, *args) -> subprocess.CompletedProcess:
