@@ -337,6 +337,7 @@ COMMANDS = [["runs", "{folder}"], ["runs", "{folder}", "--json"], ["runs", "{fol
 @example(how=("file", "metrics.jsonl", "dev-zero", None))
 @example(how=("file", "latest.json", "loop", None))
 @example(how=("file", "snapshots.json", "fifo", None))  # found by this test: show's read blocked forever
+@example(how=("field", "EvalStarted", "episodes", 10 ** 9))  # found by this test: show laid out 1e9 rows (23 GB)
 def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_documented_code(finished, tmp_path, how):
     from typer.testing import CliRunner
 
