@@ -160,6 +160,38 @@ def test_a_deleted_latest_json_is_damaged_and_resume_and_eval_name_the_checkpoin
 
 
 @ONE_WORKER
+@pytest.mark.parametrize("damage", ["self-loop", "empty", "no-entry"])
+def test_an_unreadable_latest_json_names_the_checkpoint_to_use(finished, tmp_path, damage):
+    """Found by the probe of #27 round two: a latest.json that is a symlink loop, empty or
+    names nothing was refused without naming the whole checkpoints beside it."""
+    from tt_core.errors import CheckpointError
+    from tt_core.runs.checkpoint import load_run
+
+    run = _copy(finished, tmp_path, "run")
+    latest = run / "latest.json"
+    latest.unlink()
+    {"self-loop": lambda: latest.symlink_to(latest.name), "empty": lambda: latest.write_text(""),
+     "no-entry": lambda: latest.write_text("{}")}[damage]()
+    with pytest.raises(CheckpointError) as refused:
+        load_run(run)
+    assert f"checkpoints/ holds 2; name the one to use: tt-tui train --resume {run}/checkpoints/step_000000010" \
+        in str(refused.value)
+
+
+def test_a_lock_file_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path):
+    """Found by the probe of #27 round two: a FIFO named train.lock made --resume exit 1."""
+    from tt_core.durable import FileLock
+    from tt_core.errors import OutputError
+
+    os.mkfifo(tmp_path / "train.lock")
+    with pytest.raises(OutputError, match="train.lock: not a regular file, which a lock file must be; remove it"):
+        FileLock(tmp_path / "train.lock").acquire("me")
+    held = FileLock(tmp_path / "other.lock").acquire("me")  # a regular one still locks
+    assert (tmp_path / "other.lock").read_text() == "me"
+    held.release()
+
+
+@ONE_WORKER
 def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside_and_never_prunes_it(finished, tmp_path):
     run = _copy(finished, tmp_path, "run")
     older = run / "checkpoints" / "step_000000005"
@@ -471,7 +503,8 @@ def test_an_unreadable_run_folder_is_named_and_every_other_run_still_listed_and_
             "no-checkpoints": (DAMAGED, states["no-checkpoints"][1]),
         } and "unreadable" in states["no-checkpoints"][1]
         grouped = run("runs", folder, "--group")
-        assert grouped.returncode == 0 and grouped.stdout.startswith("sweep  3 runs (1 finished, 2 damaged)  score"), grouped
+        assert grouped.returncode == 0 and "sweep  3 runs (1 finished, 2 damaged)  score" in grouped.stdout, grouped
+        assert "closed  damaged (cannot look inside (Permission denied)), in no group that can be told" in grouped.stdout
         report = run("report", folder, "--format", "csv")
         assert report.returncode == 0, report.stderr
         assert f"skipped {closed}: damaged ({closed}: cannot look inside (permission denied))" in report.stderr

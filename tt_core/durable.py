@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
+
+from tt_core.errors import OutputError
 
 
 class LockHeld(Exception):
@@ -29,7 +32,13 @@ class FileLock:
     def acquire(self, owner: str = "") -> "FileLock":
         """Take the lock or raise LockHeld at once."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
+        # O_NONBLOCK: a FIFO put where the lock file belongs must not block the open
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(f"{self.path}: not a regular file, which a lock file must be; remove it")
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "r+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -347,10 +347,17 @@ def _latest_checkpoint(run: RunFiles) -> Path:
             f"{run.root}: no checkpoint yet (the run stopped before its first save); "
             "start it again with `tt-tui train CONFIG`"
         )
-    pointer = _load_json(run.latest)
-    rel = pointer.get("checkpoint")
-    if not isinstance(rel, str):
-        raise CheckpointError(f"{run.latest}: corrupt (no 'checkpoint' entry)")
+    try:
+        pointer = _load_json(run.latest)
+        rel = pointer.get("checkpoint")
+        if not isinstance(rel, str):
+            raise CheckpointError(f"{run.latest}: corrupt (no 'checkpoint' entry)")
+    except CheckpointError as exc:  # the checkpoints it pointed at may all be whole: name the one to use
+        kept = saved_checkpoints(run.root)
+        if not kept:
+            raise
+        raise CheckpointError(f"{exc}; checkpoints/ holds {len(kept)}; name the one to use: "
+                              f"tt-tui train --resume {kept[-1]}") from None
     ckpt = run.root / rel
     if ckpt.resolve().parent != run.checkpoints.resolve():
         raise CheckpointError(f"{run.latest}: points outside the run's checkpoints/ ({rel!r})")

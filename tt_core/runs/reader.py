@@ -126,7 +126,9 @@ def read_run_files(root: Path) -> RunFilesRead:
             digest = MetricsDigest()
             problems.append(str(exc))
     config = cached_config(cache, stamp_of(root / "config.yaml"))
-    if config is None:
+    if config is not None and not os.access(root / "config.yaml", os.R_OK):  # a resume or eval could not read it
+        problems.append(f"{root / 'config.yaml'}: unreadable (permission denied)")
+    elif config is None:
         data, why = saved_config(root)
         problems += [why] if why else []
         config = ConfigFacts.of(data)

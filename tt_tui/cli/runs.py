@@ -59,12 +59,15 @@ def _print_groups(scanned: list) -> None:
     """Per group: its runs' states and the pooled final score (or return) over its seeds."""
     from collections import Counter
 
+    from tt_core.runs.listing import DAMAGED
     from tt_core.runs.report import result_of, table_rows
 
     groups: dict[str, list] = {}
     for summary, files in scanned:
         if summary.group is not None:
             groups.setdefault(summary.group, []).append((summary, files))
+        elif files is None or summary.state == DAMAGED:  # its group cannot be told: name it rather than drop it
+            typer.echo(f"{Path(summary.path).name}  {summary.state} ({summary.why}), in no group that can be told")
     if not groups:
         typer.echo("no groups of runs here (train several seeds as one: tt-tui train CONFIG --seeds 3)")
         return
