@@ -306,28 +306,46 @@ def damage(draw):
     return kind, draw(st.integers(0, 10_000)), draw(st.integers(0, 40) | st.text(max_size=8)), draw(HOSTILE_VALUES)
 
 
+def _damage_file(path: Path, what: str, value) -> None:
+    """Replace the file at `path` by one kind of damage: binary garbage, its first half,
+    nothing, a symlink to /dev/zero, a FIFO, a folder, a symlink loop, hostile JSON, or
+    ("missing") no file at all."""
+    original = path.read_bytes() if path.is_file() else b"{"
+    path.unlink(missing_ok=True)
+    if what == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif what == "truncated":
+        path.write_bytes(original[: len(original) // 2])
+    elif what == "empty":
+        path.write_bytes(b"")
+    elif what == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif what == "fifo":
+        os.mkfifo(path)
+    elif what == "folder":
+        path.mkdir()
+    elif what == "loop":
+        path.symlink_to(path.name)
+    elif what == "hostile-json":
+        path.write_text(json.dumps(value))
+
+
+def _ends_in_one_line(result, codes: tuple[int, ...], context) -> None:
+    """A CliRunner result that ended in one of `codes`, with no traceback and, when it
+    failed, exactly one `error:` line."""
+    assert result.exit_code in codes, (context, result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (context, result.exception)
+    assert "Traceback" not in result.output
+    if result.exit_code != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, (context, result.stderr)
+
+
 def _damaged_copy(run: Path, folder: Path, how) -> Path:
     copy = _copy(run, folder, "damaged")
     kind, where, what, value = how
     if kind == "file":
-        path = copy / where
-        path.unlink(missing_ok=True)
-        if what == "binary":
-            path.write_bytes(bytes(range(256)) * 4)
-        elif what == "truncated":
-            path.write_bytes((run / where).read_bytes()[: len((run / where).read_bytes()) // 2] if (run / where).exists() else b"{")
-        elif what == "empty":
-            path.write_bytes(b"")
-        elif what == "dev-zero":
-            path.symlink_to("/dev/zero")
-        elif what == "fifo":
-            os.mkfifo(path)
-        elif what == "folder":
-            path.mkdir()
-        elif what == "loop":
-            path.symlink_to(path.name)
-        else:
-            path.write_text(json.dumps(value))
+        _damage_file(copy / where, what, value)
         return copy
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     # `where`: a line number (modulo the count) or the name of an event (its first record)
@@ -385,12 +403,7 @@ def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_docum
     for command in COMMANDS:
         args = [a.format(folder=folder, plots=work / "plots") for a in command]
         result = CliRunner().invoke(app, args)
-        assert result.exit_code in (0, 2, 3), (how, args, result.exit_code, result.output, result.exception)
-        assert result.exception is None or isinstance(result.exception, SystemExit), (how, args, result.exception)
-        assert "Traceback" not in result.output
-        if result.exit_code != 0:
-            errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-            assert len(errors) == 1, (how, args, result.stderr)
+        _ends_in_one_line(result, (0, 2, 3), (how, args))
         if "--json" in args:
             listed = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
             assert listed["good"]["state"] == FINISHED  # one bad run never hides or spoils another
@@ -554,32 +567,8 @@ def test_any_damage_to_what_eval_and_resume_load_ends_in_one_line_with_a_documen
 
     run = _copy(finished, tmp_path / f"fuzz-{os.urandom(4).hex()}", "damaged")
     checkpoint = run / json.loads((run / "latest.json").read_text())["checkpoint"]
-    path = (checkpoint if name in ("model.safetensors", "trainer.pt") else run) / name
-    original = path.read_bytes()
-    path.unlink()
-    if what == "binary":
-        path.write_bytes(bytes(range(256)) * 4)
-    elif what == "truncated":
-        path.write_bytes(original[: len(original) // 2])
-    elif what == "empty":
-        path.write_bytes(b"")
-    elif what == "dev-zero":
-        path.symlink_to("/dev/zero")
-    elif what == "fifo":
-        os.mkfifo(path)
-    elif what == "folder":
-        path.mkdir()
-    elif what == "loop":
-        path.symlink_to(path.name)
-    elif what == "hostile-json":
-        path.write_text(json.dumps(value))
+    _damage_file((checkpoint if name in ("model.safetensors", "trainer.pt") else run) / name, what, value)
     for args in (["eval", str(run), "--episodes", "1", "--max-steps", "2", "--headless"],
                  ["train", "--resume", str(run), "--headless"]):
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code in (0, 2, 3, 4), (name, what, args, result.exit_code, result.output, result.exception)
-        assert result.exception is None or isinstance(result.exception, SystemExit), (name, what, result.exception)
-        assert "Traceback" not in result.output
-        if result.exit_code != 0:
-            errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-            assert len(errors) == 1, (name, what, args, result.stderr)
+        _ends_in_one_line(CliRunner().invoke(app, args), (0, 2, 3, 4), (name, what, args))
     shutil.rmtree(run.parent)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any, Callable, Literal, Optional
 import yaml
 
 from tt_core.errors import ConfigError
+from tt_core.files import SMALL_CAP, RunFileError, read_bytes
 
 
 @dataclass
@@ -509,22 +508,6 @@ def _not_too_deep(fn: Callable) -> Callable:
     return wrapper
 
 
-CONFIG_CAP = 4 << 20  # a config is a few KiB: a device or a runaway file is refused, never read whole
-
-
-def _read_bounded(path: Path) -> bytes:
-    """A regular file's bytes, at most CONFIG_CAP (ConfigError otherwise: /dev/zero as a
-    config once filled the machine's memory)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{path}: not a regular file; a config is a YAML file")
-        data = f.read(CONFIG_CAP + 1)
-    if len(data) > CONFIG_CAP:
-        raise ConfigError(f"{path}: larger than {CONFIG_CAP >> 20} MiB; a config is a YAML file")
-    return data
-
-
 @_not_too_deep
 def load_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), saved_run: bool = False
@@ -537,7 +520,9 @@ def load_config(
     if path is not None:
         p = Path(path)
         try:
-            text = _read_bounded(p).decode("utf-8")
+            text = read_bytes(p, SMALL_CAP).decode("utf-8")  # a device or a runaway file is refused
+        except RunFileError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
