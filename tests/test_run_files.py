@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -178,14 +179,27 @@ def test_an_unreadable_latest_json_names_the_checkpoint_to_use(finished, tmp_pat
         in str(refused.value)
 
 
-def test_a_lock_file_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path):
-    """Found by the probe of #27 round two: a FIFO named train.lock made --resume exit 1."""
+_NOT_FILES = {
+    "fifo": lambda path: os.mkfifo(path),
+    "folder": lambda path: path.mkdir(),
+    "symlink loop": lambda path: path.symlink_to(path.name),
+    "dangling symlink": lambda path: path.symlink_to(path.parent / "elsewhere"),
+    "symlink to a device": lambda path: path.symlink_to("/dev/null"),
+    "socket": lambda path: socket.socket(socket.AF_UNIX).bind(str(path)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_NOT_FILES))
+def test_a_lock_file_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path, kind):
+    """Found by the probes of #27: a FIFO named train.lock made --resume exit 1, a folder,
+    a symlink loop or a device there did too; a dangling symlink must not create its target."""
     from tt_core.durable import FileLock
     from tt_core.errors import OutputError
 
-    os.mkfifo(tmp_path / "train.lock")
+    _NOT_FILES[kind](tmp_path / "train.lock")
     with pytest.raises(OutputError, match="train.lock: not a regular file, which a lock file must be; remove it"):
         FileLock(tmp_path / "train.lock").acquire("me")
+    assert not (tmp_path / "elsewhere").exists()
     held = FileLock(tmp_path / "other.lock").acquire("me")  # a regular one still locks
     assert (tmp_path / "other.lock").read_text() == "me"
     held.release()
@@ -464,12 +478,17 @@ def _show_side_by_side(*runs: Path) -> None:
 
 
 @ONE_WORKER
-def test_a_closed_stdout_ends_a_command_quietly_with_141(finished):
-    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "runs", finished.parent, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdout.close()  # the reader is gone before the listing is written (`| head -0`)
+@pytest.mark.parametrize("command", [("runs", "{runs}", "--json"), ("runs", "{runs}"), ("report", "{runs}"),
+                                     ("eval", "{run}", "--episodes", "1", "--max-steps", "2", "--headless")])
+def test_a_closed_stdout_ends_a_command_quietly_with_141(finished, command):
+    """Tables are printed through rich, which ends a closed reader with its own silent exit 1
+    (`eval ... | head -1` in the probe of #27): every command must end as `runs --json` does."""
+    args = [part.format(runs=finished.parent, run=finished) for part in command]
+    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL if command[0] == "eval" else subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the table is written (`| head -0`)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 141 and err.decode() == ""
+    assert proc.returncode == 141 and not err
 
 
 @ONE_WORKER

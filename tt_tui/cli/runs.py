@@ -20,7 +20,7 @@ def runs(
     """List the runs under FOLDER, newest first: data, progress, loss, evaluations, state."""
     import json
 
-    from rich.console import Console
+    from tt_tui.console import Console
     from rich.table import Table
 
     from tt_core.runs.listing import list_runs, scan_runs, started_text
