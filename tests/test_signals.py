@@ -64,6 +64,32 @@ def test_ctrl_c_at_any_early_moment_is_exit_130_and_the_one_line_interrupted(com
             assert (result.returncode, result.stderr) == (130, "interrupted\n"), delay
 
 
+LOST_CHAIN = """import os, signal, sys, time, types
+def run():  # a compiled import that turns the Ctrl+C into its own error, the chain lost
+    pressed = False
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10)
+    except KeyboardInterrupt:
+        pressed = True
+    if pressed:
+        raise ImportError('PyCapsule_Import could not import module "datetime"')
+commands = types.ModuleType("tt_tui.cli.commands")
+commands.run = run
+sys.modules["tt_tui.cli.commands"] = commands
+from tt_tui.cli import main
+main()
+"""
+
+
+def test_an_error_after_a_ctrl_c_is_that_ctrl_c_even_when_its_chain_lost_it():
+    """numpy interrupted while it imports datetime raised ImportError('PyCapsule_Import could
+    not import module "datetime"') with no KeyboardInterrupt in its chain: exit 1 and a
+    traceback in the probe of #27."""
+    result = subprocess.run([sys.executable, "-c", LOST_CHAIN], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")
+
+
 def test_a_caught_ctrl_c_keeps_exit_130_under_python_m_after_it_left_generated_code(tmp_path):
     """CPython (3.11, 3.12) remembers a KeyboardInterrupt that left an exec() of a string (the
     code dataclasses and namedtuples generate while modules import) and, under `python -m`,

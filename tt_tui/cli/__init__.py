@@ -30,17 +30,27 @@ def main() -> None:
         raise
     except BaseException as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # what follows an interrupt is not interrupted
-        from tt_core.errors import caused_by_interrupt
+        if not _pressed:
+            from tt_core.errors import caused_by_interrupt
 
-        if not caused_by_interrupt(exc):
-            raise
+            if not caused_by_interrupt(exc):
+                raise
         _exit_interrupted()
+
+
+# Ctrl+C was pressed while our handler was in place. Whatever error follows is its doing,
+# even one whose chain lost the KeyboardInterrupt: a compiled module that fails to import
+# its own dependency says so in an ImportError of its own (numpy: 'PyCapsule_Import could
+# not import module "datetime"', seen by the probe of #27).
+_pressed = False
 
 
 def _interrupt(signum, frame) -> None:
     """Python's Ctrl+C (a KeyboardInterrupt), once: a second press while the first one
     unwinds would interrupt its cleanup and end in a traceback."""
+    global _pressed
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _pressed = True
     raise KeyboardInterrupt
 
 
