@@ -23,7 +23,7 @@ from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
 from tt_core.data.reference import ReferenceScores
-from tt_core.device import COMPUTE_DTYPES
+from tt_core.device import COMPUTE_DTYPES, set_compute_threads
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
@@ -189,9 +189,11 @@ class Rollout:
         render_size: int | None = None,
         snapshots: bool = False,
         world: World | None = None,
+        threads: int | None = None,
     ) -> None:
         """`world`: under torchrun each rank plays its share of the episodes and every rank
-        returns all results (rank 0 reports them)."""
+        returns all results (rank 0 reports them). `threads`: device.threads (None: chosen,
+        and lowered while the machine is oversubscribed; `threads_text` says how)."""
         self.agent = agent
         self.world = world or World()
         self.plan_cfg = plan
@@ -205,6 +207,7 @@ class Rollout:
         self.snapshots = snapshots
         self.planner = self._make_planner(plan)
         self._fallback_said = False
+        self._tuner, self.threads_text = set_compute_threads(threads, self.device)
 
     def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
         return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device,
@@ -323,6 +326,8 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
+        if self._tuner is not None:
+            self._tuner.timed(result.seconds)
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
             self._fallback_said = True
             self.bus.emit(Message(self.planner.graphs.fallback, level="warning"))
