@@ -1,5 +1,6 @@
 """Config files, dotted overrides and the one-line errors they produce."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,17 @@ def test_a_planning_patch_is_typed_checked_where_given_and_changes_only_its_keys
         PlanningPatch.checked({"plan.temperature": "hot"})
     with pytest.raises(ConfigError, match="unknown planning key 'train.lr'"):
         PlanningPatch.checked({"train.lr": 1.0})
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "too-large"])
+def test_a_config_that_is_a_device_a_fifo_or_a_runaway_file_is_refused_without_reading_it(tmp_path, kind):
+    """/dev/zero as a run's config.yaml once filled the machine's memory (#27)."""
+    path = tmp_path / "c.yaml"
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"#" * (5 << 20))
+    with pytest.raises(ConfigError, match="not a regular file|over the 4 MiB"):
+        load_config(path)

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,51 @@ def test_a_deleted_latest_json_is_damaged_and_resume_and_eval_name_the_checkpoin
 
 
 @ONE_WORKER
+@pytest.mark.parametrize("damage", ["self-loop", "empty", "no-entry"])
+def test_an_unreadable_latest_json_names_the_checkpoint_to_use(finished, tmp_path, damage):
+    """Found by the probe of #27 round two: a latest.json that is a symlink loop, empty or
+    names nothing was refused without naming the whole checkpoints beside it."""
+    from tt_core.errors import CheckpointError
+    from tt_core.runs.checkpoint import load_run
+
+    run = _copy(finished, tmp_path, "run")
+    latest = run / "latest.json"
+    latest.unlink()
+    {"self-loop": lambda: latest.symlink_to(latest.name), "empty": lambda: latest.write_text(""),
+     "no-entry": lambda: latest.write_text("{}")}[damage]()
+    with pytest.raises(CheckpointError) as refused:
+        load_run(run)
+    assert f"checkpoints/ holds 2; name the one to use: tt-tui train --resume {run}/checkpoints/step_000000010" \
+        in str(refused.value)
+
+
+_NOT_FILES = {
+    "fifo": lambda path: os.mkfifo(path),
+    "folder": lambda path: path.mkdir(),
+    "symlink loop": lambda path: path.symlink_to(path.name),
+    "dangling symlink": lambda path: path.symlink_to(path.parent / "elsewhere"),
+    "symlink to a device": lambda path: path.symlink_to("/dev/null"),
+    "socket": lambda path: socket.socket(socket.AF_UNIX).bind(str(path)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_NOT_FILES))
+def test_a_lock_file_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path, kind):
+    """Found by the probes of #27: a FIFO named train.lock made --resume exit 1, a folder,
+    a symlink loop or a device there did too; a dangling symlink must not create its target."""
+    from tt_core.durable import FileLock
+    from tt_core.errors import OutputError
+
+    _NOT_FILES[kind](tmp_path / "train.lock")
+    with pytest.raises(OutputError, match="train.lock: not a regular file, which a lock file must be; remove it"):
+        FileLock(tmp_path / "train.lock").acquire("me")
+    assert not (tmp_path / "elsewhere").exists()
+    held = FileLock(tmp_path / "other.lock").acquire("me")  # a regular one still locks
+    assert (tmp_path / "other.lock").read_text() == "me"
+    held.release()
+
+
+@ONE_WORKER
 def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside_and_never_prunes_it(finished, tmp_path):
     run = _copy(finished, tmp_path, "run")
     older = run / "checkpoints" / "step_000000005"
@@ -248,6 +294,9 @@ def _umask() -> int:
 
 
 # ------------------------------------------------------------------ fuzzing
+# derandomize=True (and no example database): every run tries the same examples. Random
+# examples found the hangs, the 23 GB layout and the 23 GB /dev/zero config fixed in #27
+# (each killed a CI worker before it was found), so CI runs a fixed, reproducible set.
 
 HOSTILE_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(10 ** 400), max_value=10 ** 400),
@@ -271,28 +320,46 @@ def damage(draw):
     return kind, draw(st.integers(0, 10_000)), draw(st.integers(0, 40) | st.text(max_size=8)), draw(HOSTILE_VALUES)
 
 
+def _damage_file(path: Path, what: str, value) -> None:
+    """Replace the file at `path` by one kind of damage: binary garbage, its first half,
+    nothing, a symlink to /dev/zero, a FIFO, a folder, a symlink loop, hostile JSON, or
+    ("missing") no file at all."""
+    original = path.read_bytes() if path.is_file() else b"{"
+    path.unlink(missing_ok=True)
+    if what == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif what == "truncated":
+        path.write_bytes(original[: len(original) // 2])
+    elif what == "empty":
+        path.write_bytes(b"")
+    elif what == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif what == "fifo":
+        os.mkfifo(path)
+    elif what == "folder":
+        path.mkdir()
+    elif what == "loop":
+        path.symlink_to(path.name)
+    elif what == "hostile-json":
+        path.write_text(json.dumps(value))
+
+
+def _ends_in_one_line(result, codes: tuple[int, ...], context) -> None:
+    """A CliRunner result that ended in one of `codes`, with no traceback and, when it
+    failed, exactly one `error:` line."""
+    assert result.exit_code in codes, (context, result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (context, result.exception)
+    assert "Traceback" not in result.output
+    if result.exit_code != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, (context, result.stderr)
+
+
 def _damaged_copy(run: Path, folder: Path, how) -> Path:
     copy = _copy(run, folder, "damaged")
     kind, where, what, value = how
     if kind == "file":
-        path = copy / where
-        path.unlink(missing_ok=True)
-        if what == "binary":
-            path.write_bytes(bytes(range(256)) * 4)
-        elif what == "truncated":
-            path.write_bytes((run / where).read_bytes()[: len((run / where).read_bytes()) // 2] if (run / where).exists() else b"{")
-        elif what == "empty":
-            path.write_bytes(b"")
-        elif what == "dev-zero":
-            path.symlink_to("/dev/zero")
-        elif what == "fifo":
-            os.mkfifo(path)
-        elif what == "folder":
-            path.mkdir()
-        elif what == "loop":
-            path.symlink_to(path.name)
-        else:
-            path.write_text(json.dumps(value))
+        _damage_file(copy / where, what, value)
         return copy
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     # `where`: a line number (modulo the count) or the name of an event (its first record)
@@ -324,7 +391,7 @@ COMMANDS = [["runs", "{folder}"], ["runs", "{folder}", "--json"], ["runs", "{fol
 
 
 @ONE_WORKER
-@settings(max_examples=15, deadline=None, database=None,  # no example database in the repo
+@settings(max_examples=15, deadline=None, database=None, derandomize=True,  # fixed examples: see below
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(how=damage())
 @example(how=("field", "TrainStarted", "time", "abc"))  # the cases the probe of #27 found, always tried
@@ -337,6 +404,7 @@ COMMANDS = [["runs", "{folder}"], ["runs", "{folder}", "--json"], ["runs", "{fol
 @example(how=("file", "metrics.jsonl", "dev-zero", None))
 @example(how=("file", "latest.json", "loop", None))
 @example(how=("file", "snapshots.json", "fifo", None))  # found by this test: show's read blocked forever
+@example(how=("field", "EvalStarted", "episodes", 10 ** 9))  # found by this test: show laid out 1e9 rows (23 GB)
 def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_documented_code(finished, tmp_path, how):
     from typer.testing import CliRunner
 
@@ -349,12 +417,7 @@ def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_docum
     for command in COMMANDS:
         args = [a.format(folder=folder, plots=work / "plots") for a in command]
         result = CliRunner().invoke(app, args)
-        assert result.exit_code in (0, 2, 3), (how, args, result.exit_code, result.output, result.exception)
-        assert result.exception is None or isinstance(result.exception, SystemExit), (how, args, result.exception)
-        assert "Traceback" not in result.output
-        if result.exit_code != 0:
-            errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-            assert len(errors) == 1, (how, args, result.stderr)
+        _ends_in_one_line(result, (0, 2, 3), (how, args))
         if "--json" in args:
             listed = {Path(r["path"]).name: r for r in json.loads(result.stdout)}
             assert listed["good"]["state"] == FINISHED  # one bad run never hides or spoils another
@@ -415,12 +478,17 @@ def _show_side_by_side(*runs: Path) -> None:
 
 
 @ONE_WORKER
-def test_a_closed_stdout_ends_a_command_quietly_with_141(finished):
-    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "runs", finished.parent, "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdout.close()  # the reader is gone before the listing is written (`| head -0`)
+@pytest.mark.parametrize("command", [("runs", "{runs}", "--json"), ("runs", "{runs}"), ("report", "{runs}"),
+                                     ("eval", "{run}", "--episodes", "1", "--max-steps", "2", "--headless")])
+def test_a_closed_stdout_ends_a_command_quietly_with_141(finished, command):
+    """Tables are printed through rich, which ends a closed reader with its own silent exit 1
+    (`eval ... | head -1` in the probe of #27): every command must end as `runs --json` does."""
+    args = [part.format(runs=finished.parent, run=finished) for part in command]
+    proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL if command[0] == "eval" else subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the table is written (`| head -0`)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 141 and err.decode() == ""
+    assert proc.returncode == 141 and not err
 
 
 @ONE_WORKER
@@ -470,7 +538,8 @@ def test_an_unreadable_run_folder_is_named_and_every_other_run_still_listed_and_
             "no-checkpoints": (DAMAGED, states["no-checkpoints"][1]),
         } and "unreadable" in states["no-checkpoints"][1]
         grouped = run("runs", folder, "--group")
-        assert grouped.returncode == 0 and grouped.stdout.startswith("sweep  3 runs (1 finished, 2 damaged)  score"), grouped
+        assert grouped.returncode == 0 and "sweep  3 runs (1 finished, 2 damaged)  score" in grouped.stdout, grouped
+        assert "closed  damaged (cannot look inside (Permission denied)), in no group that can be told" in grouped.stdout
         report = run("report", folder, "--format", "csv")
         assert report.returncode == 0, report.stderr
         assert f"skipped {closed}: damaged ({closed}: cannot look inside (permission denied))" in report.stderr
@@ -497,7 +566,7 @@ LOADED_FILES = ("latest.json", "config.yaml", "dataset.json", "discretizer.npz",
 
 
 @ONE_WORKER
-@settings(max_examples=8, deadline=None, database=None,  # no example database in the repo
+@settings(max_examples=8, deadline=None, database=None, derandomize=True,  # fixed examples: see below
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(name=st.sampled_from(LOADED_FILES),
        what=st.sampled_from(["binary", "truncated", "empty", "dev-zero", "fifo", "folder", "loop", "hostile-json",
@@ -517,32 +586,8 @@ def test_any_damage_to_what_eval_and_resume_load_ends_in_one_line_with_a_documen
 
     run = _copy(finished, tmp_path / f"fuzz-{os.urandom(4).hex()}", "damaged")
     checkpoint = run / json.loads((run / "latest.json").read_text())["checkpoint"]
-    path = (checkpoint if name in ("model.safetensors", "trainer.pt") else run) / name
-    original = path.read_bytes()
-    path.unlink()
-    if what == "binary":
-        path.write_bytes(bytes(range(256)) * 4)
-    elif what == "truncated":
-        path.write_bytes(original[: len(original) // 2])
-    elif what == "empty":
-        path.write_bytes(b"")
-    elif what == "dev-zero":
-        path.symlink_to("/dev/zero")
-    elif what == "fifo":
-        os.mkfifo(path)
-    elif what == "folder":
-        path.mkdir()
-    elif what == "loop":
-        path.symlink_to(path.name)
-    elif what == "hostile-json":
-        path.write_text(json.dumps(value))
+    _damage_file((checkpoint if name in ("model.safetensors", "trainer.pt") else run) / name, what, value)
     for args in (["eval", str(run), "--episodes", "1", "--max-steps", "2", "--headless"],
                  ["train", "--resume", str(run), "--headless"]):
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code in (0, 2, 3, 4), (name, what, args, result.exit_code, result.output, result.exception)
-        assert result.exception is None or isinstance(result.exception, SystemExit), (name, what, result.exception)
-        assert "Traceback" not in result.output
-        if result.exit_code != 0:
-            errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-            assert len(errors) == 1, (name, what, args, result.stderr)
+        _ends_in_one_line(CliRunner().invoke(app, args), (0, 2, 3, 4), (name, what, args))
     shutil.rmtree(run.parent)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Literal, Optional
 import yaml
 
 from tt_core.errors import ConfigError
+from tt_core.files import SMALL_CAP, RunFileError, read_bytes
 
 
 @dataclass
@@ -529,7 +530,9 @@ def load_config(
     if path is not None:
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_bytes(p, SMALL_CAP).decode("utf-8")  # a device or a runaway file is refused
+        except RunFileError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:

@@ -6,11 +6,20 @@ No torch here: commands that only move files (downloads, metrics) import this al
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
+
+from tt_core.errors import OutputError
+
+
+# what opening a lock file's path says when it is not a file: a folder, a symlink (O_NOFOLLOW),
+# a socket, a device without a driver
+_NOT_A_FILE = (errno.EISDIR, errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EINVAL, errno.EOPNOTSUPP)
 
 
 class LockHeld(Exception):
@@ -29,7 +38,20 @@ class FileLock:
     def acquire(self, owner: str = "") -> "FileLock":
         """Take the lock or raise LockHeld at once."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
+        refused = f"{self.path}: not a regular file, which a lock file must be; remove it"
+        # O_NONBLOCK: a FIFO put where the lock file belongs must not block the open;
+        # O_NOFOLLOW: a symlink must not make us create or lock a file elsewhere
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:  # a folder, a symlink, a socket or a device that cannot be opened
+            if exc.errno in _NOT_A_FILE:
+                raise OutputError(refused) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(refused)
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "r+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

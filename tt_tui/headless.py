@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
-from rich.console import Console
+from tt_tui.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,

@@ -43,6 +43,7 @@ from tt_core.config import DatasetConfig
 from tt_core.data.reference import ReferenceScores
 from tt_core.durable import FileLock, LockHeld, fsync_dir, fsync_file
 from tt_core.errors import ConfigError, DataError, Interrupted, OutputError, no_space_message
+from tt_core.mujoco_import import import_glfw_shielded
 
 # The hub client retries for ~20 s offline; never let a start hang much longer.
 DOWNLOAD_TIMEOUT_S = 45.0
@@ -184,6 +185,7 @@ def _open_whole(dataset_id: str) -> tuple[Any, str | None, bool]:
 
 def make_env(env_id: str, max_episode_steps: int | None) -> gym.Env:
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    import_glfw_shielded()
     try:
         env = gym.make(env_id, **kwargs)
     except Exception as exc:  # NameNotFound, DependencyNotInstalled, bad kwargs, ...

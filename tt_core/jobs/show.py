@@ -15,7 +15,7 @@ from tt_core import events as ev
 from tt_core.controls import Controls
 from tt_core.errors import CheckpointError
 from tt_core.runs.listing import summarize_run
-from tt_core.runs.files import METRICS_CAP, RunFileError, open_regular
+from tt_core.files import METRICS_CAP, RunFileError, open_regular
 from tt_core.runs.records import BadRecord, check_line
 from tt_core.runs.snapshots import SNAPSHOTS_FILE, read_snapshots
 

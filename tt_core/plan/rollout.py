@@ -27,6 +27,7 @@ from tt_core.device import COMPUTE_DTYPES, set_compute_threads
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
+from tt_core.mujoco_import import import_glfw_shielded
 from tt_core.events import (
     EnvStep,
     EpisodeEnd,
@@ -123,6 +124,7 @@ def make_vector_env(
         gym.spec(env_id)
     except Exception as exc:
         raise ConfigError(f"cannot make environment '{env_id}': {exc}") from None
+    import_glfw_shielded()  # here, not in each env: async workers inherit it
     fns = [make] * n
     if mode == "async":
         return gym.vector.AsyncVectorEnv(fns)

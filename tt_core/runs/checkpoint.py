@@ -40,9 +40,9 @@ from tt_core.config import Config, config_from_dict, dump_config
 from tt_core.data.discretizer import Discretizer
 from tt_core.durable import FileLock, LockHeld, atomic_write_bytes, atomic_write_text, fsync_dir, fsync_file
 from tt_core.errors import CheckpointError, ConfigError, OutputError, TrainingDiverged, no_space_message
-from tt_core.runs.files import RunFileError, check_regular, open_regular, read_json_object
+from tt_core.files import RunFileError, check_regular, open_regular, read_json_object
 from tt_core.runs.reader import saved_checkpoints
-from tt_core.runs.files import read_yaml_mapping as read_yaml
+from tt_core.files import read_yaml_mapping as read_yaml
 
 KEEP_CHECKPOINTS = 2  # older complete checkpoints are deleted after a successful save
 
@@ -328,7 +328,7 @@ def _step_of(ckpt: Path) -> int:
 
 
 def _load_json(path: Path) -> dict:
-    """A run's small JSON file, read bounded (tt_core/runs/files.py), with one-line errors."""
+    """A run's small JSON file, read bounded (tt_core/files.py), with one-line errors."""
     try:
         return read_json_object(path)
     except FileNotFoundError:
@@ -347,10 +347,17 @@ def _latest_checkpoint(run: RunFiles) -> Path:
             f"{run.root}: no checkpoint yet (the run stopped before its first save); "
             "start it again with `tt-tui train CONFIG`"
         )
-    pointer = _load_json(run.latest)
-    rel = pointer.get("checkpoint")
-    if not isinstance(rel, str):
-        raise CheckpointError(f"{run.latest}: corrupt (no 'checkpoint' entry)")
+    try:
+        pointer = _load_json(run.latest)
+        rel = pointer.get("checkpoint")
+        if not isinstance(rel, str):
+            raise CheckpointError(f"{run.latest}: corrupt (no 'checkpoint' entry)")
+    except CheckpointError as exc:  # the checkpoints it pointed at may all be whole: name the one to use
+        kept = saved_checkpoints(run.root)
+        if not kept:
+            raise
+        raise CheckpointError(f"{exc}; checkpoints/ holds {len(kept)}; name the one to use: "
+                              f"tt-tui train --resume {kept[-1]}") from None
     ckpt = run.root / rel
     if ckpt.resolve().parent != run.checkpoints.resolve():
         raise CheckpointError(f"{run.latest}: points outside the run's checkpoints/ ({rel!r})")

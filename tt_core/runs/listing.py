@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from tt_core.durable import atomic_write_text
 from tt_core.runs.ftt_layout import is_ftt_checkpoint
-from tt_core.runs.files import RunFileError, read_head
+from tt_core.files import RunFileError, read_head
 from tt_core.runs.digest import CRASHED, FINISHED, STOPPED, MetricsDigest
 from tt_core.runs.reader import RunFilesRead, read_run_files, saved_checkpoints
 from tt_core.runs.records import usable_number

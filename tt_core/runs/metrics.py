@@ -17,7 +17,7 @@ from tt_core import events
 from tt_core.durable import atomic_write_bytes
 from tt_core.events import to_record
 from tt_core.runs.digest import DIGEST_FILE, ConfigFacts, MetricsDigest, digest_json, stamp_of
-from tt_core.runs.files import METRICS_CAP, RunFileError, read_bytes
+from tt_core.files import METRICS_CAP, RunFileError, read_bytes
 from tt_core.runs.reader import digest_of, parse_metrics, saved_config
 from tt_core.runs.records import RECORDED, BadRecord, check_line
 

@@ -2,7 +2,7 @@
 (`runs`, `runs --group`, `report`, `show`, `show A B`; `--resume` and `eval` load
 checkpoints through tt_core/runs/checkpoint.py, which reads its small files here too).
 
-Reads are bounded and regular-file-only (tt_core/runs/files.py); metrics.jsonl records
+Reads are bounded and regular-file-only (tt_core/files.py); metrics.jsonl records
 are checked against their typed events (tt_core/runs/records.py). A record that does not
 check is skipped and counted, and the first one is named with its line number, so a
 listing can say `damaged (metrics.jsonl line 7: TrainStep.loss must be a finite number
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tt_core.runs.digest import DIGEST_FILE, ConfigFacts, MetricsDigest, cached_config, cached_metrics, stamp_of
-from tt_core.runs.files import METRICS_CAP, RunFileError, read_bytes, read_json_object, read_yaml_mapping
+from tt_core.files import METRICS_CAP, RunFileError, read_bytes, read_json_object, read_yaml_mapping
 from tt_core.runs.records import BadRecord, Recorded, check_line
 
 METRICS_FILE = "metrics.jsonl"
@@ -126,7 +126,9 @@ def read_run_files(root: Path) -> RunFilesRead:
             digest = MetricsDigest()
             problems.append(str(exc))
     config = cached_config(cache, stamp_of(root / "config.yaml"))
-    if config is None:
+    if config is not None and not os.access(root / "config.yaml", os.R_OK):  # a resume or eval could not read it
+        problems.append(f"{root / 'config.yaml'}: unreadable (permission denied)")
+    elif config is None:
         data, why = saved_config(root)
         problems += [why] if why else []
         config = ConfigFacts.of(data)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from tt_core import events
-from tt_core.config import PlanConfig, plan_from_record
+from tt_core.config import LIMITS, PlanConfig, check_limit, plan_from_record
 from tt_core.errors import ConfigError
 
 MAX_ABS = 1e15  # larger than any return, loss or count a run makes; small enough that sums of squares stay finite
@@ -155,6 +155,11 @@ def check_record(record: Any) -> Recorded:
                 raise BadRecord(f"{where} is missing")
             continue
         fields[f.name] = _check(record[f.name], hints[f.name], where)
+    if cls is events.EvalStarted:  # a view lays out one row per episode: the config's own limit holds
+        try:
+            check_limit("eval.episodes", fields["episodes"], "metrics.jsonl")
+        except ConfigError:
+            raise BadRecord(f"{name}.episodes must be {LIMITS['eval.episodes']}, not {_shown(fields['episodes'])}") from None
     if cls is events.EvalFinished:
         fields["summary"] = _summary(fields["summary"], f"{name}.summary")
         fields["results"] = tuple(_result(_check(r, dict, f"{name}.results[{i}]"), f"{name}.results[{i}]")

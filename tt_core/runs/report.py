@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 from tt_core import events as ev
 from tt_core.errors import ConfigError
 from tt_core.runs.listing import FINISHED, RunSummary, list_runs, run_dirs, summary_of
-from tt_core.runs.files import RunFileError
+from tt_core.files import RunFileError
 from tt_core.runs.reader import RunFilesRead, read_metrics, read_run_files
 
 

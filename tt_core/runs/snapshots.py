@@ -14,7 +14,7 @@ import numpy as np
 
 from tt_core import events as ev
 from tt_core.durable import atomic_write_text
-from tt_core.runs.files import SNAPSHOTS_CAP, RunFileError, read_bytes
+from tt_core.files import SNAPSHOTS_CAP, RunFileError, read_bytes
 
 SNAPSHOTS_FILE = "snapshots.json"
 

@@ -72,7 +72,9 @@ def run() -> None:
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
+    except typer.Abort:  # a Ctrl+C in one of click's prompts
+        code = 130
+    if code == 130 and not exits.closing_line_said:  # typer made a Ctrl+C outside a command a silent 130
+        typer.echo("interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -11,11 +11,14 @@ import functools
 import os
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Optional, TextIO
 
 import typer
 
 debug = False  # --debug: full tracebacks (set by the top-level callback in commands.py)
+# the command's closing line is out (commands.run says "interrupted" for a Ctrl+C typer
+# caught outside a command, which it turns into a silent exit 130)
+closing_line_said = False
 
 
 def one_line(text: str) -> str:
@@ -27,7 +30,14 @@ def one_line(text: str) -> str:
 
 
 def fail(message: str, code: int) -> None:
-    typer.echo(f"error: {one_line(message)}", err=True)
+    exit_with_line(f"error: {one_line(message)}", code)
+
+
+def exit_with_line(line: str, code: int) -> None:
+    """End the command with `line` on stderr and `code`."""
+    global closing_line_said
+    typer.echo(line, err=True)
+    closing_line_said = True
     raise typer.Exit(code)
 
 
@@ -71,15 +81,18 @@ def user_errors(fn: Callable) -> Callable:
 
 def exit_interrupted() -> None:
     """Stopped by Ctrl+C: one line, 130."""
-    typer.echo("interrupted", err=True)
-    raise typer.Exit(130)
+    exit_with_line("interrupted", 130)
 
 
-def exit_quietly_on_closed_stdout() -> None:
-    """The reader of stdout went away (`tt-tui ... | head -1`): no message and no second
-    error when Python flushes stdout at exit; 141, the shell's code for SIGPIPE."""
+def exit_quietly_on_closed_stdout(stream: Optional[TextIO] = None) -> None:
+    """The reader of stdout (or of `stream`, e.g. stderr in `2>&1 | head`) went away: no
+    message and no second error when Python flushes at exit; 141, the shell's code for SIGPIPE."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    for closed in {sys.stdout, stream or sys.stdout}:
+        try:
+            os.dup2(devnull, closed.fileno())
+        except (AttributeError, OSError, ValueError):  # not a real file: nothing flushes into it
+            pass
     sys.exit(141)
 
 

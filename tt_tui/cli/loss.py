@@ -35,7 +35,7 @@ def loss(
     """Cross-entropy (nats) per token kind of each model on every whole window of DATASET."""
     import json
 
-    from rich.console import Console
+    from tt_tui.console import Console
     from rich.table import Table
 
     from tt_core.train.heldout import KINDS, heldout_loss

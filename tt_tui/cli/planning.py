@@ -205,7 +205,7 @@ def _json_results(out: OutputFile) -> list:
     import json
 
     from tt_core.errors import OutputError, TTError
-    from tt_core.runs.files import MIB, read_bytes
+    from tt_core.files import MIB, read_bytes
 
     if out.kind != "file":
         raise OutputError(f"--append: {out.given} is not a regular file; it holds no results to add to")

@@ -18,7 +18,7 @@ def pretrained_list(
     """List the pinned models: downloaded or not, size, source and published scores."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.console import Console
+    from tt_tui.console import Console
     from rich.table import Table
 
     from tt_core.pretrained.catalog import REPO_CATALOG, catalog, file_state

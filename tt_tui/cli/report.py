@@ -79,7 +79,7 @@ def _references(envs: set[str]) -> list:
 
 
 def _print_table(rows: list, references: list) -> None:
-    from rich.console import Console
+    from tt_tui.console import Console
     from rich.table import Table
 
     def pm(stats) -> str:

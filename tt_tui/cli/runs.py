@@ -20,7 +20,7 @@ def runs(
     """List the runs under FOLDER, newest first: data, progress, loss, evaluations, state."""
     import json
 
-    from rich.console import Console
+    from tt_tui.console import Console
     from rich.table import Table
 
     from tt_core.runs.listing import list_runs, scan_runs, started_text
@@ -59,12 +59,15 @@ def _print_groups(scanned: list) -> None:
     """Per group: its runs' states and the pooled final score (or return) over its seeds."""
     from collections import Counter
 
+    from tt_core.runs.listing import DAMAGED
     from tt_core.runs.report import result_of, table_rows
 
     groups: dict[str, list] = {}
     for summary, files in scanned:
         if summary.group is not None:
             groups.setdefault(summary.group, []).append((summary, files))
+        elif files is None or summary.state == DAMAGED:  # its group cannot be told: name it rather than drop it
+            typer.echo(f"{Path(summary.path).name}  {summary.state} ({summary.why}), in no group that can be told")
     if not groups:
         typer.echo("no groups of runs here (train several seeds as one: tt-tui train CONFIG --seeds 3)")
         return

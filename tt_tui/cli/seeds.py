@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from tt_core.threads import SHARE_ENV
-from tt_tui.cli.exits import fail
+from tt_tui.cli.exits import exit_with_line, fail
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -83,8 +83,9 @@ def run_seeds(config: Path, overrides: list[str], seeds: list[int], parallel: in
                           for s, extra in per_seed.items()}, parallel, running)
     runs_dir = "" if cfg.train.out_dir == "runs" else f" --runs-dir {cfg.train.out_dir}"
     if running.stopped_by is not None:
-        typer.echo(_stopped_line(group, running.stopped_by, seeds, codes, Path(cfg.train.out_dir)), err=True)
-        raise typer.Exit(128 + running.stopped_by)  # 130 for SIGINT, 143 for SIGTERM
+        # 130 for SIGINT, 143 for SIGTERM
+        exit_with_line(_stopped_line(group, running.stopped_by, seeds, codes, Path(cfg.train.out_dir)),
+                       128 + running.stopped_by)
     failed = {s: c for s, c in codes.items() if c != 0}
     if failed:
         typer.echo(f"group {group}: seed(s) {', '.join(f'{s} (exit {c})' for s, c in failed.items())} failed; "

@@ -18,6 +18,7 @@ from tt_core.config import (
     validate,
 )
 from tt_core.errors import CheckpointError, ConfigError
+from tt_core.mujoco_import import import_glfw_shielded
 
 # Planning defaults of the seed's eval (configs/eval_base.yaml + README for hopper and
 # walker2d); a checkpoint's own trainer.eval_* values take precedence.
@@ -81,6 +82,7 @@ def ftt_env(name: str) -> FttEnv:
             f"unknown environment {name!r}: neither a D4RL dataset name "
             f"(<task>-<dataset>-v0|v1|v2, task one of {tasks}) nor a registered Gymnasium id"
         ) from None
+    import_glfw_shielded()
     try:
         made = gym.make(key)
     except Exception as exc:  # a registered env that cannot start here (missing extra)

@@ -1,6 +1,6 @@
-"""Bounded reads of the files a run directory holds.
+"""Bounded reads of the files a command reads: a run directory's, and a config.
 
-Every command that reads a run goes through here: only regular files are read (a FIFO
+Every command that reads a run or a config goes through here: only regular files are read (a FIFO
 would block, a device such as /dev/zero never ends, and a symlink to either is refused
 the same way), and never more than a cap of bytes per file, so one hand-made or hostile
 file costs one line, not the machine's memory. Failures are `RunFileError`: one line
@@ -22,7 +22,7 @@ from tt_core.errors import CheckpointError
 
 KIB, MIB = 1 << 10, 1 << 20
 METRICS_CAP = 256 * MIB  # a metrics.jsonl: years of logging at the default rate, not a runaway file
-SMALL_CAP = 4 * MIB  # config.yaml, dataset.json, latest.json, heartbeat.json
+SMALL_CAP = 4 * MIB  # a config, dataset.json, latest.json, heartbeat.json
 SNAPSHOTS_CAP = 64 * MIB  # the beam trees of one evaluation's envs
 
 try:  # libyaml's loader when PyYAML was built with it: the same documents, ten times faster
