@@ -6,18 +6,18 @@ whose threads wait for one another: when another process takes a core away, ever
 waits for the thread that lost it (docs/benchmarks.md#shared-machines). So a process
 uses the cores it may run on (its CPU affinity, and a cgroup CPU limit), divided by the
 tt-tui processes started beside it (`--seeds --parallel N`, `--nproc N`: the launchers
-set SHARE_ENV), unless `device.threads` names a count; and `ThreadTuner` times the work
-itself and drops to one thread while that is faster, probing now and then to go back.
+set SHARE_ENV), unless `device.threads` names a count; and `LoadWatch` reads how many of
+those cores other processes keep busy and computes with the ones they leave free.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 SHARE_ENV = "TT_THREAD_SHARE"  # how many tt-tui processes share this machine's cores (set by launchers)
 _reserved = 0  # cores kept for this process's own other work (the dashboard's thread)
@@ -75,69 +75,95 @@ def choose_threads(requested: Optional[int] = None) -> tuple[int, str]:
     return threads, f"{cores} usable cores ({source}){shared}{ui}"
 
 
-@dataclass
-class ThreadTuner:
-    """Picks between `threads` and one thread by timing the work itself.
+class CpuTimes(NamedTuple):
+    """One reading of the CPU clocks: wall seconds, the core-seconds every process spent on
+    the cores this one may use, and the core-seconds this process spent (all its threads)."""
 
-    Call `timed(seconds)` after each unit of work (a training step, a plan). The next
-    `probe` units run with the other count when the recent units are `change` times
-    slower or faster than this count's usual time (a neighbour started or ended), or
-    when `period` units passed since the last probe; a probe that finds the other
-    count better by `margin` switches to it. Each probe that confirms the current count
-    doubles the period (up to `max_period`), so a quiet machine is probed rarely.
+    wall: float
+    busy: float
+    own: float
+    cores: int
+
+
+def read_cpu_times() -> Optional[CpuTimes]:
+    """The clocks now (Linux /proc; None elsewhere or when unreadable). The busy time is
+    summed over this process's affinity CPUs only: in a container pinned to a few cores of
+    a large host, those are the cores its neighbours can take."""
+    try:
+        allowed = os.sched_getaffinity(0)
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = 0
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in allowed:
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+                    busy += user + nice + system + irq + softirq + steal  # steal: a hypervisor's neighbours
+        with open("/proc/self/stat") as f:
+            after_name = f.read().rsplit(")", 1)[1].split()
+        own = int(after_name[11]) + int(after_name[12])  # utime, stime: fields 14 and 15
+        return CpuTimes(time.monotonic(), busy / tick, own / tick, len(allowed))
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class LoadWatch:
+    """Lowers the intra-op thread count while other processes keep this process's cores
+    busy, and raises it back when they leave.
+
+    Call `tick()` after each unit of work (a training step, a plan). Once every `interval`
+    seconds it reads the CPU clocks: the cores the others kept busy in that window are the
+    busy core-seconds of our cores less our own, over the window; when the cores were
+    full, that is their fair share, and what they want is estimated from it. The count
+    advised is the cores they leave free (between 1 and `threads`, half a core of others'
+    use forgiven); it is applied when two windows in a row advise it, so one burst does
+    not flip it. On a quiet machine the others use ~0 cores and the count never changes:
+    nothing is probed or timed, so the quiet speed and a run's numbers (which depend on
+    the thread count: docs/configs.md) stay as they were.
     """
 
     threads: int  # the count chosen for a quiet machine
     apply: Callable[[int], None]  # sets the count (torch.set_num_threads)
-    probe: int = 3
-    margin: float = 0.85
-    change: float = 1.3
-    period: int = 5  # the first probe comes early: a run may start on a machine already busy
-    max_period: int = 640
+    interval: float = 0.5  # seconds of work between two readings (clock ticks are 10 ms)
+    read: Callable[[], Optional[CpuTimes]] = read_cpu_times
     current: int = field(init=False)
     switches: int = field(init=False, default=0)
-    _usual: list[float] = field(init=False, default_factory=list)  # this count's times since it was chosen
-    _probing: Optional[list[float]] = field(init=False, default=None)
-    _since_probe: int = field(init=False, default=0)
+    readings: int = field(init=False, default=0)
+    others: Optional[float] = field(init=False, default=None)  # cores the others used in the last window
+    _last: Optional[CpuTimes] = field(init=False, default=None)
+    _next_at: float = field(init=False, default=0.0)
+    _pending: Optional[int] = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.current = self.threads
 
-    def _other(self) -> int:
-        return 1 if self.current == self.threads else self.threads
-
-    def timed(self, seconds: float) -> None:
-        """Account one unit of work that took `seconds` (with the count then in force)."""
-        if self.threads <= 1:
+    def tick(self) -> None:
+        """One unit of work is done: read the clocks if a window has passed, and follow them."""
+        if self.threads <= 1 or time.monotonic() < self._next_at:
             return
-        if self._probing is not None:  # this unit ran with the other count
-            self._probing.append(seconds)
-            if len(self._probing) == self.probe:
-                self._decide(statistics.median(self._probing))
+        now = self.read()
+        if now is None:
             return
-        self._usual = (self._usual + [seconds])[-200:]
-        self._since_probe += 1
-        if self._since_probe >= self.period or self._changed():
-            self._probing, self._since_probe = [], 0
-            self.apply(self._other())
-
-    def _changed(self) -> bool:
-        """Whether the last few units ran at another speed than this count's usual."""
-        if len(self._usual) < 2 * self.probe + 5:
-            return False
-        recent = statistics.median(self._usual[-self.probe:])
-        usual = statistics.median(self._usual[:-self.probe])
-        if recent > self.change * usual or recent * self.change < usual:
-            self._usual = self._usual[-self.probe:]  # the new speed is this count's usual from now
-            return True
-        return False
-
-    def _decide(self, probed: float) -> None:
-        other, self._probing = self._other(), None
-        now = statistics.median(self._usual[-5:])
-        if probed < self.margin * now:
-            self.current, self._usual, self.period = other, [], 5
+        last, self._last = self._last, now
+        self._next_at = now.wall + self.interval
+        self.readings += 1
+        if last is None or now.wall <= last.wall:
+            return
+        span = now.wall - last.wall
+        self.others = others = max(0.0, (now.busy - last.busy) - (now.own - last.own)) / span
+        wanted = others
+        if (now.busy - last.busy) / span >= 0.9 * now.cores and others < now.cores - 0.05:
+            # the cores were full, so each runnable thread got its share: the others' share
+            # understates what they want, which is (their share x our threads / our share)
+            wanted = others * self.current / (now.cores - others)
+        # what they want, less half a core of noise (daemons, a shell), is theirs
+        advised = min(self.threads, max(1, now.cores - math.ceil(wanted - 0.5)))
+        if advised == self.current:
+            self._pending = None
+        elif advised == self._pending:
+            self.current, self._pending = advised, None
             self.switches += 1
+            self.apply(advised)
         else:
-            self.apply(self.current)
-            self.period = min(2 * self.period, self.max_period)
+            self._pending = advised

@@ -42,7 +42,9 @@ def default_train_variants(device: str) -> tuple[str, ...]:
 # second training or an evaluation beside tt-tui does.
 BUSY = ("import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n"
         "while True:\n    a = torch.tanh(a @ a)\n")
-TUNED_PLANS = 30  # untimed plans under the tuner before the timed ones, as an evaluation's first plans
+# an "auto" policy works untimed until its LoadWatch has read the clocks this often (1.5 s
+# of work: it follows a neighbour after two windows), as a run's first steps or plans do
+WATCH_READINGS = 4
 
 
 @contextlib.contextmanager
@@ -80,7 +82,7 @@ class TrainBench:
     machine_gflops: float  # the device's matrix speed in this variant's dtype, this run
     peak_bytes: int  # during this variant's warm-up steps (PeakMemory)
     load: int = 0  # busy neighbours running meanwhile (competing_load)
-    threads: str = "auto"  # the CPU thread policy: auto (chosen and tuned) or a fixed count
+    threads: str = "auto"  # the CPU thread policy, fixed or "auto: <the counts it used>"
 
     @property
     def median(self) -> float:
@@ -99,7 +101,7 @@ def bench_train(
     backward, clipping and AdamW) for each variant, timed runs interleaved so that a
     noisy machine hits them alike. A variant is a train.precision (fp32, bf16), with
     "compile+" for train.compile. `loads` and `threads`: as bench_plan's (an "auto"
-    policy trains TUNED_PLANS untimed steps first, its tuner at work)."""
+    policy trains untimed first until its LoadWatch has read the load WATCH_READINGS times)."""
     dev = resolve_device(device)
     cfg = WALKER2D
     L = cfg.block_size
@@ -123,33 +125,37 @@ def bench_train(
                 model = TrajectoryGPT(cfg).to(dev).train()
                 net = torch.compile(model) if compiled else model
                 opt = make_optimizer(model, TrainConfig(), dev)
-                tuner, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
+                watch, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
                 count = torch.get_num_threads()
 
-                def one_step(net=net, model=model, opt=opt, precision=precision, tuner=tuner, count=count) -> None:
-                    torch.set_num_threads(tuner.current if tuner is not None else count)
-                    t0 = time.perf_counter()
+                def one_step(net=net, model=model, opt=opt, precision=precision, watch=watch, count=count) -> None:
+                    torch.set_num_threads(watch.current if watch is not None else count)
                     opt.zero_grad(set_to_none=True)
                     compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
                     opt.step()
                     sync(dev)
-                    if tuner is not None:
-                        tuner.timed(time.perf_counter() - t0)
+                    if watch is not None:
+                        watch.tick()
 
                 memory.reset()
-                for _ in range(3 + (TUNED_PLANS if tuner is not None else 0)):  # warm-up (and tuning)
+                for _ in range(3):  # warm-up
+                    one_step()
+                while watch is not None and watch.readings < WATCH_READINGS:
                     one_step()
                 sync(dev)
                 steppers.append((variant, policy, one_step, [], machine[precision], memory.read()))
-            for _ in range(repeats):
-                for _, _, one_step, runs, _, _ in steppers:
+            used: dict[int, set[int]] = {i: set() for i in range(len(steppers))}  # counts in force while timed
+            order = list(enumerate(steppers))
+            for r in range(repeats):  # interleaved, the order reversed every other round: pairs alike
+                for i, (_, _, one_step, runs, _, _) in (order if r % 2 == 0 else order[::-1]):
                     t0 = time.perf_counter()
                     for _ in range(steps):
                         one_step()
+                        used[i].add(torch.get_num_threads())
                     sync(dev)
                     runs.append(steps * batch * L / (time.perf_counter() - t0))
-        rows += [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak, load, t)
-                 for v, t, _, runs, gf, peak in steppers]
+        rows += [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak, load, _policy_text(t, used[i]))
+                 for i, (v, t, _, runs, gf, peak) in enumerate(steppers)]
     return rows
 
 
@@ -191,7 +197,11 @@ class PlanBenchRow:
     machine_gflops: float = float("nan")  # the device's matrix speed in `dtype`, this run
     peak_bytes: int | None = None  # during the row's warm-up plans (PeakMemory)
     load: int = 0  # busy neighbours running meanwhile (competing_load)
-    threads: str = "auto"  # the CPU thread policy: auto (chosen and tuned) or a fixed count
+    threads: str = "auto"  # the CPU thread policy, fixed or "auto: <the counts it used>"
+
+    @property
+    def policy(self) -> str:
+        return self.threads.split(":")[0]
 
     @property
     def median_ms(self) -> float:
@@ -298,7 +308,8 @@ def _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed
                          ) -> list[tuple[tuple[str, str], list[float], int]]:
     """((dtype, thread policy), ms of each timed plan, peak memory) of BeamPlanner per
     variant, the variants' runs interleaved, after two warm-up plans each (the peak is the
-    warm-up's); an "auto" policy plans TUNED_PLANS more untimed first, its tuner at work."""
+    warm-up's); an "auto" policy plans untimed until its LoadWatch has read the load
+    WATCH_READINGS times."""
     from tt_core.plan.beam_search import BeamPlanner
 
     timed, memory = [], PeakMemory(dev)
@@ -307,34 +318,40 @@ def _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed
         planner = BeamPlanner(model, disc, params, device=dev, dtype=COMPUTE_DTYPES[name.split()[0]],
                               graphs="eager" not in name)
         gen = torch.Generator(device=dev).manual_seed(seed)
-        tuner, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
+        watch, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
         count = torch.get_num_threads()
         for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
             planner.plan(hist, obs, generator=gen)
         sync(dev)
-        timed.append([(name, policy), planner, gen, tuner, count, [], memory.read()])
+        timed.append([(name, policy), planner, gen, watch, count, [], memory.read(), set()])
 
     def plan(variant, times: list[float] | None) -> None:
-        _, planner, gen, tuner, count, _, _ = variant
-        torch.set_num_threads(tuner.current if tuner is not None else count)
+        _, planner, gen, watch, count, _, _, used = variant
+        torch.set_num_threads(watch.current if watch is not None else count)
+        if times is not None:
+            used.add(torch.get_num_threads())
         sync(dev)
         t0 = time.perf_counter()
         planner.plan(hist, obs, generator=gen)
         sync(dev)
         seconds = time.perf_counter() - t0
-        if tuner is not None:
-            tuner.timed(seconds)
+        if watch is not None:
+            watch.tick()
         if times is not None:
             times.append(seconds * 1e3)
 
-    for _ in range(TUNED_PLANS if any(v[3] is not None for v in timed) else 0):
-        for variant in timed:
-            if variant[3] is not None:
-                plan(variant, None)
-    for _ in range(repeats):
-        for variant in timed:
+    for variant in timed:
+        while variant[3] is not None and variant[3].readings < WATCH_READINGS:
+            plan(variant, None)
+    for r in range(repeats):  # interleaved, the order reversed every other round: pairs alike
+        for variant in (timed if r % 2 == 0 else timed[::-1]):
             plan(variant, variant[5])
-    return [(key, ms, peak) for key, _, _, _, _, ms, peak in timed]
+    return [((name, _policy_text(policy, used)), ms, peak) for (name, policy), _, _, _, _, ms, peak, used in timed]
+
+
+def _policy_text(policy: str, used: set[int]) -> str:
+    """"auto: 1" for an auto policy that computed with 1 thread while timed; a count as given."""
+    return f"{policy}: {', '.join(map(str, sorted(used)))}" if policy == "auto" else policy
 
 
 def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[float, int, int]:
@@ -355,7 +372,7 @@ def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[floa
 def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
     """Markdown table; speedup = naive ms / tt-tui ms for the same case."""
     base = {(r.envs, r.width, r.steps): r.median_ms for r in rows if r.planner == "naive" and r.ms}
-    quiet = {(r.envs, r.width, r.steps, r.dtype, r.threads): r.median_ms for r in rows if r.planner == "tt-tui"
+    quiet = {(r.envs, r.width, r.steps, r.dtype, r.policy): r.median_ms for r in rows if r.planner == "tt-tui"
              and r.load == 0 and r.ms}
     lines = [
         f"planning, device {device}, walker2d-size model (O=17, A=6, N=100, 4x128, seq_len 10)",
@@ -372,7 +389,7 @@ def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
             continue
         key = (r.envs, r.width, r.steps)
         speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base and not r.load else ""
-        calm = quiet.get((*key, r.dtype, r.threads))
+        calm = quiet.get((*key, r.dtype, r.policy))
         if r.load and calm:  # under load: how many times its quiet time
             speed = f"{r.median_ms / calm:,.1f}x quiet"
         lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} | {r.gflops:,.1f} | "

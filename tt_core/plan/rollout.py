@@ -209,7 +209,7 @@ class Rollout:
         self.snapshots = snapshots
         self.planner = self._make_planner(plan)
         self._fallback_said = False
-        self._tuner, self.threads_text = set_compute_threads(threads, self.device)
+        self._threads, self.threads_text = set_compute_threads(threads, self.device)
 
     def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
         return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device,
@@ -328,8 +328,8 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
-        if self._tuner is not None:
-            self._tuner.timed(result.seconds)
+        if self._threads is not None:
+            self._threads.tick()
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
             self._fallback_said = True
             self.bus.emit(Message(self.planner.graphs.fallback, level="warning"))

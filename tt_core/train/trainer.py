@@ -266,7 +266,7 @@ class Trainer:
         if loaded is not None:
             check_resume_compatible(loaded.config, cfg)
         self.device = self.world.device(cfg.train.device)
-        self._tuner, self._threads_text = set_compute_threads(cfg.device.threads, self.device)
+        self._threads, self._threads_text = set_compute_threads(cfg.device.threads, self.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         traj, info = self._load_data(loaded)
@@ -466,10 +466,9 @@ class Trainer:
         losses = _LossSums(self.device)
         while self.step < sched.total_steps and not self.world.any(self.controls.stop_requested):
             self.controls.wait_while_paused()
-            started = time.perf_counter()
             lr = self._train_step(losses)
-            if self._tuner is not None:  # the step ends in a host sync: its time is the work's
-                self._tuner.timed(time.perf_counter() - started)
+            if self._threads is not None:
+                self._threads.tick()
             if self.step % cfg.train.log_every == 0 or self.step == sched.total_steps:
                 self._log_losses(losses, lr)
             if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
@@ -478,8 +477,8 @@ class Trainer:
             if every and self.step % every == 0 and self.step < sched.total_steps:
                 self.evaluate()
                 losses.since = time.perf_counter()  # tokens/s measures training only
-                if self._tuner is not None:  # planning chose its own count meanwhile
-                    torch.set_num_threads(self._tuner.current)
+                if self._threads is not None:  # planning chose its own count meanwhile
+                    torch.set_num_threads(self._threads.current)
         stopped = self.step < sched.total_steps
         if ckpt.latest_step(self.run_files) != self.step:
             self.save()

@@ -12,8 +12,8 @@ from tt_tui.cli.exits import fail, user_errors
 
 _LOAD = typer.Option([0], "--load", min=0, help="Busy neighbour processes (torch matrix products on 2 threads) "
                     "running during the timing (repeatable: quiet and busy side by side).")
-_THREADS = typer.Option(["auto"], "--threads", help="CPU threads: auto (chosen, and tuned while the machine is "
-                        "busy) or a fixed count (repeatable: side by side).")
+_THREADS = typer.Option(["auto"], "--threads", help="CPU threads: auto (chosen, and lowered while other processes "
+                        "keep the cores busy; the table says the counts it used) or a fixed count (repeatable).")
 
 
 def _check_threads(threads: list[str]) -> None:
