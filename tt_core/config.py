@@ -149,12 +149,21 @@ class EvalConfig:
 
 
 @dataclass
+class DeviceConfig:
+    # CPU compute threads of each process: null = the usable cores (affinity, cgroup limit)
+    # divided among the tt-tui processes started together (--seeds --parallel, --nproc),
+    # and one while the machine is oversubscribed (tt_core/threads.py); a count fixes it.
+    threads: Optional[int] = None
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,7 @@ LIMITS: dict[str, Range | Check] = {
     "plan.plan_every": AT_LEAST_1,
     "eval.episodes": Range(1, 100_000),
     "eval.max_steps": Range(1, 10**8),
+    "device.threads": Range(1, 1024),
 }
 
 
@@ -405,7 +415,7 @@ def plan_from_record(data: dict) -> PlanConfig:
 class PlanningPatch:
     """Planning settings given for one eval or record (command-line flags), typed and
     checked where they are given; `apply` lays them over a run's own config once the
-    run is loaded. `values` maps dotted keys (plan.* and eval.* only) to typed values;
+    run is loaded. `values` maps dotted keys (plan.*, eval.* and device.* only) to typed values;
     `sources` says where each was set, for error lines."""
 
     values: dict[str, Any] = field(default_factory=dict)
@@ -420,7 +430,7 @@ class PlanningPatch:
         for key, value in given.items():
             source = sources.get(key, "command line")
             section, _, name = key.partition(".")
-            cls_ = {"plan": PlanConfig, "eval": EvalConfig}.get(section)
+            cls_ = {"plan": PlanConfig, "eval": EvalConfig, "device": DeviceConfig}.get(section)
             if cls_ is None or name not in typing.get_type_hints(cls_):
                 raise ConfigError(f"unknown planning key '{key}' (from {source})")
             values[key] = checked_value(key, value, source)
@@ -429,7 +439,7 @@ class PlanningPatch:
     def apply(self, cfg: Config) -> Config:
         """`cfg` with these settings in place of its own (a new Config; `cfg` is kept)."""
         sections = {}
-        for section in ("plan", "eval"):
+        for section in ("plan", "eval", "device"):
             changes = {k.split(".", 1)[1]: v for k, v in self.values.items() if k.startswith(section + ".")}
             sections[section] = dataclasses.replace(getattr(cfg, section), **changes)
         return dataclasses.replace(cfg, **sections)

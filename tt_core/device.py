@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from tt_core.errors import ConfigError
+from tt_core.threads import LoadWatch, choose_threads
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -60,3 +61,18 @@ def available_memory(device: torch.device) -> int | None:
         except OSError:
             return None
     return None
+
+
+def set_compute_threads(requested: int | None, device: torch.device | str) -> tuple[LoadWatch | None, str]:
+    """On a CPU, set torch's intra-op threads (tt_core/threads.py) and return the watch
+    that lowers them while other processes keep the cores busy (None when `requested`
+    fixes the count), with a line saying what was chosen and why; elsewhere (None, "")."""
+    if torch.device(device).type != "cpu":
+        return None, ""
+    threads, why = choose_threads(requested)
+    torch.set_num_threads(threads)
+    if requested is not None or threads == 1:
+        return None, f"{threads} CPU thread{'s' if threads > 1 else ''} ({why})"
+    return LoadWatch(threads, torch.set_num_threads), (
+        f"{threads} CPU threads ({why}); fewer while other processes keep these cores busy "
+        "(device.threads fixes the count)")

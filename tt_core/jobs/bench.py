@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
-from tt_core.device import COMPUTE_DTYPES, describe, has_bf16_matrix_units, resolve_device
+from tt_core.device import COMPUTE_DTYPES, describe, has_bf16_matrix_units, resolve_device, set_compute_threads
 from tt_core.jobs.machine import MATMUL_SIZE, PeakMemory, matmul_gflops, sync
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.config import TrainConfig
@@ -34,6 +38,29 @@ def default_train_variants(device: str) -> tuple[str, ...]:
     return ("fp32", "bf16") if has_bf16_matrix_units() else ("fp32",)
 
 
+# A busy neighbour: a process multiplying 1024 x 1024 matrices on 2 torch threads, as a
+# second training or an evaluation beside tt-tui does.
+BUSY = ("import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n"
+        "while True:\n    a = torch.tanh(a @ a)\n")
+# an "auto" policy works untimed until its LoadWatch has read the clocks this often (1.5 s
+# of work: it follows a neighbour after two windows), as a run's first steps or plans do
+WATCH_READINGS = 4
+
+
+@contextlib.contextmanager
+def competing_load(processes: int) -> Iterator[None]:
+    """`processes` busy neighbours (BUSY) running for the block, each started and warm."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(processes)]
+    try:
+        time.sleep(2.0 if procs else 0.0)  # their torch import, then they compute
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
@@ -54,6 +81,8 @@ class TrainBench:
     flops_per_token: float  # forward + backward, GPTConfig.token_flops
     machine_gflops: float  # the device's matrix speed in this variant's dtype, this run
     peak_bytes: int  # during this variant's warm-up steps (PeakMemory)
+    load: int = 0  # busy neighbours running meanwhile (competing_load)
+    threads: str = "auto"  # the CPU thread policy, fixed or "auto: <the counts it used>"
 
     @property
     def median(self) -> float:
@@ -66,12 +95,13 @@ class TrainBench:
 
 def bench_train(
     device: str = "auto", batch: int = 64, steps: int = 10, repeats: int = 5, seed: int = 0,
-    variants: tuple[str, ...] = ("fp32",),
+    variants: tuple[str, ...] = ("fp32",), loads: tuple[int, ...] = (0,), threads: tuple[str, ...] = ("auto",),
 ) -> list[TrainBench]:
     """Training tokens/s of full optimizer steps (the trainer's own forward, loss,
     backward, clipping and AdamW) for each variant, timed runs interleaved so that a
     noisy machine hits them alike. A variant is a train.precision (fp32, bf16), with
-    "compile+" for train.compile."""
+    "compile+" for train.compile. `loads` and `threads`: as bench_plan's (an "auto"
+    policy trains untimed first until its LoadWatch has read the load WATCH_READINGS times)."""
     dev = resolve_device(device)
     cfg = WALKER2D
     L = cfg.block_size
@@ -85,33 +115,48 @@ def bench_train(
     flops = 3 * cfg.token_flops((L + 1) / 2)  # causal: a token attends to half the window on average
     machine = {p: matmul_gflops(dev, COMPUTE_DTYPES[p]) for p in {v.rpartition("+")[2] for v in variants}}
     memory = PeakMemory(dev)
-    steppers = []
-    for variant in variants:
-        compiled, _, precision = variant.rpartition("+")
-        torch.manual_seed(seed)
-        model = TrajectoryGPT(cfg).to(dev).train()
-        net = torch.compile(model) if compiled else model
-        opt = make_optimizer(model, TrainConfig(), dev)
+    rows: list[TrainBench] = []
+    for load in loads:
+        with competing_load(load):
+            steppers = []
+            for variant, policy in ((v, t) for v in variants for t in threads):
+                compiled, _, precision = variant.rpartition("+")
+                torch.manual_seed(seed)
+                model = TrajectoryGPT(cfg).to(dev).train()
+                net = torch.compile(model) if compiled else model
+                opt = make_optimizer(model, TrainConfig(), dev)
+                watch, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
+                count = torch.get_num_threads()
 
-        def one_step(net=net, model=model, opt=opt, precision=precision) -> None:
-            opt.zero_grad(set_to_none=True)
-            compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
-            opt.step()
+                def one_step(net=net, model=model, opt=opt, precision=precision, watch=watch, count=count) -> None:
+                    torch.set_num_threads(watch.current if watch is not None else count)
+                    opt.zero_grad(set_to_none=True)
+                    compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
+                    opt.step()
+                    sync(dev)
+                    if watch is not None:
+                        watch.tick()
 
-        memory.reset()
-        for _ in range(3):  # warm-up: allocator, kernels, autotuning, compilation
-            one_step()
-        sync(dev)
-        steppers.append((variant, one_step, [], machine[precision], memory.read()))
-    for _ in range(repeats):
-        for _, one_step, runs, _, _ in steppers:
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                one_step()
-            sync(dev)
-            runs.append(steps * batch * L / (time.perf_counter() - t0))
-    return [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak)
-            for v, _, runs, gf, peak in steppers]
+                memory.reset()
+                for _ in range(3):  # warm-up
+                    one_step()
+                while watch is not None and watch.readings < WATCH_READINGS:
+                    one_step()
+                sync(dev)
+                steppers.append((variant, policy, one_step, [], machine[precision], memory.read()))
+            used: dict[int, set[int]] = {i: set() for i in range(len(steppers))}  # counts in force while timed
+            order = list(enumerate(steppers))
+            for r in range(repeats):  # interleaved, the order reversed every other round: pairs alike
+                for i, (_, _, one_step, runs, _, _) in (order if r % 2 == 0 else order[::-1]):
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        one_step()
+                        used[i].add(torch.get_num_threads())
+                    sync(dev)
+                    runs.append(steps * batch * L / (time.perf_counter() - t0))
+        rows += [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak, load, _policy_text(t, used[i]))
+                 for i, (v, t, _, runs, gf, peak) in enumerate(steppers)]
+    return rows
 
 
 def train_table(rows: list[TrainBench]) -> str:
@@ -121,13 +166,13 @@ def train_table(rows: list[TrainBench]) -> str:
         f"training, device {rows[0].device}, walker2d-size model, batch {rows[0].batch} x "
         f"{rows[0].seq_tokens} tokens, {rows[0].steps_per_run} steps per timed run",
         "",
-        "| variant | tokens/s (median) | min | max | x first | GFLOP/s | % of machine | peak memory |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | load | threads | tokens/s (median) | min | max | x first | GFLOP/s | % of machine | peak memory |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.variant} | {r.median:,.0f} | {min(r.runs):,.0f} | {max(r.runs):,.0f} | "
-                     f"{r.median / first:.2f}x | {r.gflops:,.1f} | {100 * r.gflops / r.machine_gflops:.0f} % | "
-                     f"{_mib(r.peak_bytes)} |")
+        lines.append(f"| {r.variant} | {r.load} | {r.threads} | {r.median:,.0f} | {min(r.runs):,.0f} | "
+                     f"{max(r.runs):,.0f} | {r.median / first:.2f}x | {r.gflops:,.1f} | "
+                     f"{100 * r.gflops / r.machine_gflops:.0f} % | {_mib(r.peak_bytes)} |")
     speeds = {r.variant.rpartition("+")[2]: r.machine_gflops for r in rows}
     lines += ["", "% of machine: the steps' GFLOP/s (3 x GPTConfig.token_flops per token) over this device's "
               + _machine_text(speeds)]
@@ -151,6 +196,12 @@ class PlanBenchRow:
     flops: float = 0.0  # the plan's work: one decode per token row (GPTConfig.token_flops)
     machine_gflops: float = float("nan")  # the device's matrix speed in `dtype`, this run
     peak_bytes: int | None = None  # during the row's warm-up plans (PeakMemory)
+    load: int = 0  # busy neighbours running meanwhile (competing_load)
+    threads: str = "auto"  # the CPU thread policy, fixed or "auto: <the counts it used>"
+
+    @property
+    def policy(self) -> str:
+        return self.threads.split(":")[0]
 
     @property
     def median_ms(self) -> float:
@@ -200,6 +251,8 @@ def bench_plan(
     repeats: int = 3,
     seed: int = 0,
     dtypes: tuple[str, ...] = ("fp32",),
+    loads: tuple[int, ...] = (0,),
+    threads: tuple[str, ...] = ("auto",),
 ) -> tuple[str, list[PlanBenchRow]]:
     """ms per plan and planning tokens/s of BeamPlanner vs NaivePlanner (medians).
 
@@ -218,26 +271,29 @@ def bench_plan(
     # each dtype's matrix speed once; fp32 always (the naive reference's rows)
     machine = {d: matmul_gflops(dev, COMPUTE_DTYPES[d]) for d in dict.fromkeys(n.split()[0] for n in (*dtypes, "fp32"))}
     rows: list[PlanBenchRow] = []
-    for width, steps in shapes:
+    for load, width, steps, e in ((lo, w, st, e) for lo in loads for w, st in shapes for e in envs):
         params = PlanConfig(beam_width=width, beam_steps=steps, beam_context=context, sample_expand=expand)
-        for e in envs:
-            hist, obs = _context(e, context, cfg, seed)
-            tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
-            flops = tokens_per_plan * cfg.token_flops(_mean_keys(cfg, context, steps))
-            for name, ms, peak in _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev):
-                rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name,
-                                         flops=flops, machine_gflops=machine[name.split()[0]], peak_bytes=peak))
-            if not naive:
-                continue
-            # each sampled token re-encodes the whole window (~block/2 .. block tokens)
-            work = tokens_per_plan * cfg.block_size * 0.75 / 1e3
-            if work > naive_max_rows_tokens:
-                rows.append(PlanBenchRow("naive", e, width, steps, expand, [], tokens_per_plan,
-                                         f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
-                continue
-            ms, tokens, peak = _time_naive_planner(model, disc, params, hist, obs, seed, dev)
-            rows.append(PlanBenchRow("naive", e, width, steps, expand, [ms], tokens, flops=flops,
-                                     machine_gflops=machine["fp32"], peak_bytes=peak))
+        hist, obs = _context(e, context, cfg, seed)
+        tokens_per_plan = e * steps * (width * expand * (cfg.action_dim + 2) + width * cfg.observation_dim)
+        flops = tokens_per_plan * cfg.token_flops(_mean_keys(cfg, context, steps))
+        variants = [(d, t) for d in dtypes for t in threads]
+        with competing_load(load):
+            timed = _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed, dev)
+        for (name, policy), ms, peak in timed:
+            rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name,
+                                     flops=flops, machine_gflops=machine[name.split()[0]], peak_bytes=peak,
+                                     load=load, threads=policy))
+        if not naive or load:  # the reference is timed on the quiet machine only
+            continue
+        # each sampled token re-encodes the whole window (~block/2 .. block tokens)
+        work = tokens_per_plan * cfg.block_size * 0.75 / 1e3
+        if work > naive_max_rows_tokens:
+            rows.append(PlanBenchRow("naive", e, width, steps, expand, [], tokens_per_plan,
+                                     f"skipped: ~{work * 1e3:.1e} re-encoded tokens per plan"))
+            continue
+        ms, tokens, peak = _time_naive_planner(model, disc, params, hist, obs, seed, dev)
+        rows.append(PlanBenchRow("naive", e, width, steps, expand, [ms], tokens, flops=flops,
+                                 machine_gflops=machine["fp32"], peak_bytes=peak))
     return describe(dev), rows
 
 
@@ -248,29 +304,54 @@ def _mean_keys(cfg: GPTConfig, context: int, steps: int) -> float:
     return min(prefix + steps * cfg.transition_dim / 2, cfg.block_size)
 
 
-def _time_cached_planner(model, disc, params, hist, obs, dtypes, repeats, seed, dev) -> list[tuple[str, list[float], int]]:
-    """(dtype, ms of each timed plan, peak memory) of BeamPlanner per compute dtype, the
-    dtypes' runs interleaved, after two warm-up plans each (the peak is the warm-up's)."""
+def _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed, dev
+                         ) -> list[tuple[tuple[str, str], list[float], int]]:
+    """((dtype, thread policy), ms of each timed plan, peak memory) of BeamPlanner per
+    variant, the variants' runs interleaved, after two warm-up plans each (the peak is the
+    warm-up's); an "auto" policy plans untimed until its LoadWatch has read the load
+    WATCH_READINGS times."""
     from tt_core.plan.beam_search import BeamPlanner
 
-    planners, memory = [], PeakMemory(dev)
-    for name in dtypes:
+    timed, memory = [], PeakMemory(dev)
+    for name, policy in variants:
         memory.reset()
         planner = BeamPlanner(model, disc, params, device=dev, dtype=COMPUTE_DTYPES[name.split()[0]],
                               graphs="eager" not in name)
         gen = torch.Generator(device=dev).manual_seed(seed)
+        watch, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
+        count = torch.get_num_threads()
         for _ in range(2):  # warm-up: buffers, kernels; CUDA graphs seen, then captured
             planner.plan(hist, obs, generator=gen)
         sync(dev)
-        planners.append((name, planner, gen, [], memory.read()))
-    for _ in range(repeats):
-        for _, planner, gen, ms, _ in planners:
-            sync(dev)
-            t0 = time.perf_counter()
-            planner.plan(hist, obs, generator=gen)
-            sync(dev)
-            ms.append((time.perf_counter() - t0) * 1e3)
-    return [(name, ms, peak) for name, _, _, ms, peak in planners]
+        timed.append([(name, policy), planner, gen, watch, count, [], memory.read(), set()])
+
+    def plan(variant, times: list[float] | None) -> None:
+        _, planner, gen, watch, count, _, _, used = variant
+        torch.set_num_threads(watch.current if watch is not None else count)
+        if times is not None:
+            used.add(torch.get_num_threads())
+        sync(dev)
+        t0 = time.perf_counter()
+        planner.plan(hist, obs, generator=gen)
+        sync(dev)
+        seconds = time.perf_counter() - t0
+        if watch is not None:
+            watch.tick()
+        if times is not None:
+            times.append(seconds * 1e3)
+
+    for variant in timed:
+        while variant[3] is not None and variant[3].readings < WATCH_READINGS:
+            plan(variant, None)
+    for r in range(repeats):  # interleaved, the order reversed every other round: pairs alike
+        for variant in (timed if r % 2 == 0 else timed[::-1]):
+            plan(variant, variant[5])
+    return [((name, _policy_text(policy, used)), ms, peak) for (name, policy), _, _, _, _, ms, peak, used in timed]
+
+
+def _policy_text(policy: str, used: set[int]) -> str:
+    """"auto: 1" for an auto policy that computed with 1 thread while timed; a count as given."""
+    return f"{policy}: {', '.join(map(str, sorted(used)))}" if policy == "auto" else policy
 
 
 def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[float, int, int]:
@@ -291,20 +372,26 @@ def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[floa
 def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
     """Markdown table; speedup = naive ms / tt-tui ms for the same case."""
     base = {(r.envs, r.width, r.steps): r.median_ms for r in rows if r.planner == "naive" and r.ms}
+    quiet = {(r.envs, r.width, r.steps, r.dtype, r.policy): r.median_ms for r in rows if r.planner == "tt-tui"
+             and r.load == 0 and r.ms}
     lines = [
         f"planning, device {device}, walker2d-size model (O=17, A=6, N=100, 4x128, seq_len 10)",
         "",
-        "| envs | beams x steps | expand | planner | dtype | ms / plan (median) | planning tokens/s | vs naive "
-        "| GFLOP/s | % of machine | peak memory |",
-        "|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| envs | beams x steps | expand | planner | dtype | load | threads | ms / plan (median) | planning tokens/s "
+        "| vs naive (vs quiet) | GFLOP/s | % of machine | peak memory |",
+        "|---:|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} | {r.dtype} |"
+        threads = r.threads if r.planner == "tt-tui" else "auto"
+        case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} | {r.dtype} | {r.load} | {threads} |"
         if not r.ms:
             lines.append(f"{case} {r.skipped} | | | | | |")
             continue
         key = (r.envs, r.width, r.steps)
-        speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base else ""
+        speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base and not r.load else ""
+        calm = quiet.get((*key, r.dtype, r.policy))
+        if r.load and calm:  # under load: how many times its quiet time
+            speed = f"{r.median_ms / calm:,.1f}x quiet"
         lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} | {r.gflops:,.1f} | "
                      f"{100 * r.gflops / r.machine_gflops:.0f} % | {_mib(r.peak_bytes)} |")
     speeds = {r.dtype.split()[0]: r.machine_gflops for r in rows if r.ms}

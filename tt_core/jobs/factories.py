@@ -74,7 +74,10 @@ def eval_job(
             agent, cfg.plan, cfg.eval, bus, controls,
             recorder=recorder, record_all=record_all,
             render_size=size if recorder is not None else None, snapshots=snapshots, world=world,
+            threads=cfg.device.threads,
         )
+        if rollout.threads_text:
+            bus.emit(Message(rollout.threads_text))
         return rollout.run()
 
     return job

@@ -5,15 +5,14 @@ No torch here: `tt-tui show` runs a job that only reads files, and opens at once
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 import traceback
 from typing import Any, Callable
 
 from tt_core.controls import Controls
 from tt_core.errors import TTError, as_user_error
+from tt_core.threads import reserve_core
 from tt_core.events import EventBus, Failed, Message
 
 Job = Callable[[EventBus, Controls], Any]
@@ -42,11 +41,7 @@ class JobThread:
         self._thread.start()
 
     def _run(self) -> None:
-        # Leave one core to the UI thread: torch's intra-op threads synchronise at every
-        # op, and one of them preempted by the UI makes small ops wait a scheduler tick.
-        torch = sys.modules.get("torch")  # loaded by the job's module, if it plans or trains
-        if torch is not None:
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        reserve_core()  # the dashboard's thread keeps a core (the job sets its threads: tt_core/threads.py)
         try:
             self.result = self.job(self.bus, self.controls)
             self.exit_code = 0

@@ -23,7 +23,7 @@ from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
 from tt_core.data.reference import ReferenceScores
-from tt_core.device import COMPUTE_DTYPES
+from tt_core.device import COMPUTE_DTYPES, set_compute_threads
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
@@ -191,9 +191,11 @@ class Rollout:
         render_size: int | None = None,
         snapshots: bool = False,
         world: World | None = None,
+        threads: int | None = None,
     ) -> None:
         """`world`: under torchrun each rank plays its share of the episodes and every rank
-        returns all results (rank 0 reports them)."""
+        returns all results (rank 0 reports them). `threads`: device.threads (None: chosen,
+        and lowered while the machine is oversubscribed; `threads_text` says how)."""
         self.agent = agent
         self.world = world or World()
         self.plan_cfg = plan
@@ -207,6 +209,7 @@ class Rollout:
         self.snapshots = snapshots
         self.planner = self._make_planner(plan)
         self._fallback_said = False
+        self._threads, self.threads_text = set_compute_threads(threads, self.device)
 
     def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
         return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device,
@@ -325,6 +328,8 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
+        if self._threads is not None:
+            self._threads.tick()
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
             self._fallback_said = True
             self.bus.emit(Message(self.planner.graphs.fallback, level="warning"))

@@ -22,7 +22,7 @@ from tt_core.controls import Controls
 from tt_core.data.minari_io import DatasetInfo, dataset_info, ensure_dataset
 from tt_core.data.tokens import ORIGINAL_MAX_PATH_LENGTH, TokenWindows, default_cache_dir, load_or_build_tokens
 from tt_core.data.trajectories import Trajectories
-from tt_core.device import available_memory, describe
+from tt_core.device import available_memory, describe, set_compute_threads
 from tt_core.distributed import World, check_batch_split
 from tt_core.errors import CheckpointError, ConfigError, DataError, OutputError, TrainingDiverged
 from tt_core.events import (
@@ -266,6 +266,7 @@ class Trainer:
         if loaded is not None:
             check_resume_compatible(loaded.config, cfg)
         self.device = self.world.device(cfg.train.device)
+        self._threads, self._threads_text = set_compute_threads(cfg.device.threads, self.device)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         traj, info = self._load_data(loaded)
@@ -466,6 +467,8 @@ class Trainer:
         while self.step < sched.total_steps and not self.world.any(self.controls.stop_requested):
             self.controls.wait_while_paused()
             lr = self._train_step(losses)
+            if self._threads is not None:
+                self._threads.tick()
             if self.step % cfg.train.log_every == 0 or self.step == sched.total_steps:
                 self._log_losses(losses, lr)
             if self.step % cfg.train.checkpoint_every == 0 or self.controls.take_save_request():
@@ -474,6 +477,8 @@ class Trainer:
             if every and self.step % every == 0 and self.step < sched.total_steps:
                 self.evaluate()
                 losses.since = time.perf_counter()  # tokens/s measures training only
+                if self._threads is not None:  # planning chose its own count meanwhile
+                    torch.set_num_threads(self._threads.current)
         stopped = self.step < sched.total_steps
         if ckpt.latest_step(self.run_files) != self.step:
             self.save()
@@ -486,6 +491,8 @@ class Trainer:
 
     def _announce_start(self) -> None:
         sched = self.schedule
+        if self._threads_text and self.world.main:
+            self.bus.emit(Message(self._threads_text))
         self.bus.emit(
             TrainStarted(
                 run_dir=str(self.run_files.root),
@@ -559,7 +566,8 @@ class Trainer:
                                    agent.env_id, fps=30)
         rollout = Rollout(agent, self.plan_cfg, self.cfg.eval, self.bus, self.controls,
                           recorder=recorder, render_size=256 if self.watch else None,
-                          snapshots=True, world=self.world)  # snapshots.json keeps the last
+                          snapshots=True, world=self.world,  # snapshots.json keeps the last
+                          threads=self.cfg.device.threads)
         try:
             return rollout.run()
         finally:

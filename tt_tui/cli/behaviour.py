@@ -24,11 +24,10 @@ def behaviour_train(
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (SAC's small networks run best on one)."),
 ) -> None:
     """Train a SAC behaviour policy, saving it with its measured return every N steps."""
-    import torch
-
     from tt_core.config import check_limit
     from tt_core.controls import Controls
     from tt_core.data.behaviour import resume_behaviour, train_behaviour
+    from tt_core.device import set_compute_threads
     from tt_core.errors import ConfigError
     from tt_tui.cli.foreground import stop_on_signals
 
@@ -36,7 +35,7 @@ def behaviour_train(
         raise ConfigError("give ENV_ID and --out for a new run, or --resume RUN_DIR alone")
     check_limit("dataset.collect.steps", steps, "--steps")
     check_limit("dataset.collect.seed", seed, "--seed")
-    torch.set_num_threads(threads)
+    set_compute_threads(threads, "cpu")  # SAC runs on the CPU
     controls = Controls()
     stop_on_signals(controls)
     stop = lambda: controls.stop_requested  # noqa: E731

@@ -10,6 +10,17 @@ import typer
 from tt_tui.cli.exits import fail, user_errors
 
 
+_LOAD = typer.Option([0], "--load", min=0, help="Busy neighbour processes (torch matrix products on 2 threads) "
+                    "running during the timing (repeatable: quiet and busy side by side).")
+_THREADS = typer.Option(["auto"], "--threads", help="CPU threads: auto (chosen, and lowered while other processes "
+                        "keep the cores busy; the table says the counts it used) or a fixed count (repeatable).")
+
+
+def _check_threads(threads: list[str]) -> None:
+    if bad := [t for t in threads if t != "auto" and not (t.isascii() and t.isdigit() and int(t) >= 1)]:
+        fail(f"--threads must be auto or a count of at least 1, got {bad[0]}", 2)
+
+
 @user_errors
 def bench_train_cmd(
     device: str = typer.Option("auto", "--device"),
@@ -22,6 +33,8 @@ def bench_train_cmd(
     ),
     full: bool = typer.Option(False, "--full", help="All four variants, whatever the device (emulated bf16 and "
                               "torch.compile take minutes on a CPU)."),
+    load: list[int] = _LOAD,
+    threads: list[str] = _THREADS,
 ) -> None:
     """Training tokens/s of the walker2d-size model (batch x 249 tokens), variants side by side,
     with GFLOP/s, % of the device's matrix speed and peak memory. Under a minute by default."""
@@ -32,7 +45,9 @@ def bench_train_cmd(
     variants = tuple(dict.fromkeys(variant or (TRAIN_VARIANTS if full else default_train_variants(device))))
     if bad := [v for v in variants if v not in TRAIN_VARIANTS]:
         fail(f"--variant must be one of {', '.join(TRAIN_VARIANTS)}, got {bad[0]}", 2)
-    rows = bench_train(device=device, batch=batch, steps=steps, repeats=repeats, variants=variants)
+    _check_threads(threads)
+    rows = bench_train(device=device, batch=batch, steps=steps, repeats=repeats, variants=variants,
+                       loads=tuple(dict.fromkeys(load)), threads=tuple(dict.fromkeys(threads)))
     typer.echo(train_table(rows))
 
 
@@ -48,6 +63,8 @@ def bench_plan_cmd(
     naive: bool = typer.Option(True, "--naive/--no-naive", help="Also time the naive reference where feasible."),
     repeats: int = typer.Option(3, "--repeats", min=1),
     dtype: list[str] = typer.Option(["fp32"], "--dtype", help="Planner compute dtype, fp32 or bf16 (repeatable: rows side by side)."),
+    load: list[int] = _LOAD,
+    threads: list[str] = _THREADS,
 ) -> None:
     """ms per plan and planning tokens/s, batched planner vs the naive reference (markdown).
     By default 32 x 5 beams only (under a minute on 2 CPU cores); --full adds 128 x 15."""
@@ -60,9 +77,11 @@ def bench_plan_cmd(
         fail("--width and --steps must be given the same number of times (they pair up)", 2)
     if bad := [d for d in dtype if d not in ("fp32", "bf16")]:
         fail(f"--dtype must be fp32 or bf16, got {bad[0]}", 2)
+    _check_threads(threads)
     dev, rows = bench_plan(device=device, envs=tuple(envs), shapes=tuple(zip(width, steps)),
                            expand=expand, context=context, naive=naive, repeats=repeats,
-                           dtypes=tuple(dict.fromkeys(dtype)))
+                           dtypes=tuple(dict.fromkeys(dtype)), loads=tuple(dict.fromkeys(load)),
+                           threads=tuple(dict.fromkeys(threads)))
     typer.echo(plan_table(dev, rows))
     if not full:
         typer.echo("\n(the full matrix, 32 x 5 and 128 x 15: tt-tui bench plan --full)")

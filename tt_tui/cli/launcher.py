@@ -36,11 +36,15 @@ def launch_local(nproc: int) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from tt_core.threads import SHARE_ENV, choose_threads
+
     for name in list(logging.root.manager.loggerDict):  # the launcher's notices: our own lines instead
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-    # one share of the cores per rank (torchrun would set 1 and warn)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # the ranks share the cores: each computes with its share (tt_core/threads.py), and
+    # OMP_NUM_THREADS says the same so torchrun does not set 1 and warn
+    os.environ[SHARE_ENV] = str(nproc)
+    os.environ.setdefault("OMP_NUM_THREADS", str(choose_threads()[0]))
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_GRACE_S}",
          "--module", "tt_tui.cli", *_argv_without_nproc(sys.argv[1:])]

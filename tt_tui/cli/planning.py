@@ -78,6 +78,8 @@ PLANNING_FLAGS = (
                  "What a stop token's probability counts for in E[r], E[V]: renormalize (default), zero (the original's) or lowest."),
     PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,
                  "CUDA graphs for the decode (CUDA only; default on; a failure falls back to eager)."),
+    PlanningFlag("--threads", "device.threads", int, "CPU compute threads (default: the usable cores shared "
+                 "among tt-tui's processes, one while the machine is oversubscribed)."),
 )
 # --episodes is each command's own (eval: the run's eval.episodes; record: 3)
 EPISODES = PlanningFlag("--episodes", "eval.episodes", int, "Episodes.")

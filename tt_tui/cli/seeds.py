@@ -7,6 +7,7 @@ parallel); their lines are shown prefixed with their seed.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from tt_core.threads import SHARE_ENV
 from tt_tui.cli.exits import exit_with_line, fail
 
 
@@ -68,7 +70,9 @@ def run_seeds(config: Path, overrides: list[str], seeds: list[int], parallel: in
             raise ConfigError(f"group {group} already has a run of seed {s} in {cfg.train.out_dir}/; "
                               "give another train.group")
     typer.echo(f"group {group}: seeds {', '.join(map(str, seeds))}, {parallel} at a time")
-    with _Seeds() as running:  # from here a signal is a stop request, never a KeyboardInterrupt mid-import
+    # the seeds running at once share the cores: each computes with its share (tt_core/threads.py)
+    env = {**os.environ, SHARE_ENV: str(min(parallel, len(seeds)))}
+    with _Seeds(env) as running:  # from here a signal is a stop request, never a KeyboardInterrupt mid-import
         from tt_core.data.minari_io import ensure_dataset
 
         try:  # once, here: not once per seed, racing
@@ -101,7 +105,8 @@ class _Seeds:
     passed on too (a second Ctrl+C: abort). Used as a context manager: the handlers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env  # the seeds' environment (None: this process's)
         self.stopped_by: int | None = None
         self._running: dict[int, subprocess.Popen] = {}
         # taken by the worker threads and by the handler; the handler runs on the main
@@ -130,7 +135,7 @@ class _Seeds:
             if self.stopped_by is not None:
                 return None
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    start_new_session=True)
+                                    start_new_session=True, env=self.env)
             self._running[seed] = proc
             return proc
 

@@ -18,6 +18,9 @@ def train(
     overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides: train.lr=3e-4"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU compute threads (device.threads; "
+                                          "default: the usable cores shared among tt-tui's processes, one while "
+                                          "the machine is oversubscribed)."),
     headless: bool = typer.Option(False, "--headless", help="Progress bar instead of the app."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torch.distributed.run: nccl on CUDA, gloo on CPU)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="One run per seed, as a group: 0,1,2 or a count (3)."),
@@ -37,6 +40,8 @@ def train(
         config = None
     if device is not None:
         overrides.append(f"train.device={device}")  # the one channel the device takes: the config
+    if threads is not None:
+        overrides.append(f"device.threads={threads}")
     if seeds is not None or parallel > 1:
         from tt_tui.cli.seeds import train_seeds
 
