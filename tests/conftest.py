@@ -22,9 +22,12 @@ def private_dirs(tmp_path_factory):
 
 def write_tiny_config(
     path: Path, out_dir: Path, model: str = "{embedding_dim: 16, n_layers: 1, n_heads: 2, dropout: 0.1}",
-    **train,
+    threads: int | None = 1, **train,
 ) -> Path:
-    """A config small enough to train in seconds, on a Hopper-v5 dataset it collects itself."""
+    """A config small enough to train in seconds, on a Hopper-v5 dataset it collects itself.
+    One CPU thread unless `threads` says otherwise (None: the default policy): a run's
+    numbers depend on the thread count, and the default one follows the machine's load
+    (tt_core/threads.py), which the other test workers make."""
     settings = dict(batch_size=16, max_steps=30, checkpoint_every=10, log_every=5, epochs=50)
     settings.update(train)
     train_lines = "\n".join(f"  {k}: {v}" for k, v in settings.items())
@@ -42,6 +45,7 @@ train:
 plan: {{beam_width: 4, beam_steps: 2, beam_context: 2, sample_expand: 2}}
 eval: {{episodes: 2, max_steps: 20}}
 """
+        + (f"device: {{threads: {threads}}}\n" if threads is not None else "")
     )
     return path
 

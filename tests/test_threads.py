@@ -143,10 +143,12 @@ def test_a_real_busy_process_is_seen_and_its_cores_left_to_it():
     ((), {SHARE_ENV: "2"}, "shared by 2 tt-tui processes"),  # a seed of --parallel 2
     (("--threads", "3"), {}, "3 CPU threads (device.threads)"),
 ])
-def test_a_training_says_its_thread_count_and_why_in_its_first_lines(tiny_config, args, env, said):
+def test_a_training_says_its_thread_count_and_why_in_its_first_lines(tmp_path, args, env, said):
+    from conftest import write_tiny_config
     from test_cli import tt
 
-    result = tt("train", tiny_config, "train.max_steps=2", *args, "--headless", **env)
+    config = write_tiny_config(tmp_path / "c.yaml", tmp_path / "runs", threads=None)
+    result = tt("train", config, "train.max_steps=2", *args, "--headless", **env)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stderr.splitlines() if "CPU thread" in line)
     assert said in line

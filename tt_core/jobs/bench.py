@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -120,30 +120,9 @@ def bench_train(
         with competing_load(load):
             steppers = []
             for variant, policy in ((v, t) for v in variants for t in threads):
-                compiled, _, precision = variant.rpartition("+")
-                torch.manual_seed(seed)
-                model = TrajectoryGPT(cfg).to(dev).train()
-                net = torch.compile(model) if compiled else model
-                opt = make_optimizer(model, TrainConfig(), dev)
-                watch, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
-                count = torch.get_num_threads()
-
-                def one_step(net=net, model=model, opt=opt, precision=precision, watch=watch, count=count) -> None:
-                    torch.set_num_threads(watch.current if watch is not None else count)
-                    opt.zero_grad(set_to_none=True)
-                    compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
-                    opt.step()
-                    sync(dev)
-                    if watch is not None:
-                        watch.tick()
-
                 memory.reset()
-                for _ in range(3):  # warm-up
-                    one_step()
-                while watch is not None and watch.readings < WATCH_READINGS:
-                    one_step()
-                sync(dev)
-                steppers.append((variant, policy, one_step, [], machine[precision], memory.read()))
+                one_step = _train_stepper(variant, policy, dev, seed, (x, y, mask, kind, weights))
+                steppers.append((variant, policy, one_step, [], machine[variant.rpartition("+")[2]], memory.read()))
             used: dict[int, set[int]] = {i: set() for i in range(len(steppers))}  # counts in force while timed
             order = list(enumerate(steppers))
             for r in range(repeats):  # interleaved, the order reversed every other round: pairs alike
@@ -157,6 +136,36 @@ def bench_train(
         rows += [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak, load, _policy_text(t, used[i]))
                  for i, (v, t, _, runs, gf, peak) in enumerate(steppers)]
     return rows
+
+
+def _train_stepper(variant: str, policy: str, dev: torch.device, seed: int, batch: tuple) -> Callable[[], None]:
+    """One optimizer step of a fresh walker2d-size model in `variant` under the thread
+    `policy`, warmed up (an "auto" one until its LoadWatch has read the load
+    WATCH_READINGS times)."""
+    x, y, mask, kind, weights = batch
+    compiled, _, precision = variant.rpartition("+")
+    torch.manual_seed(seed)
+    model = TrajectoryGPT(WALKER2D).to(dev).train()
+    net = torch.compile(model) if compiled else model
+    opt = make_optimizer(model, TrainConfig(), dev)
+    watch, _ = set_compute_threads(None if policy == "auto" else int(policy), dev)
+    count = torch.get_num_threads()
+
+    def one_step() -> None:
+        torch.set_num_threads(watch.current if watch is not None else count)
+        opt.zero_grad(set_to_none=True)
+        compute_gradients(net, model.parameters(), x, y, mask, kind, weights, 1.0, precision)
+        opt.step()
+        sync(dev)
+        if watch is not None:
+            watch.tick()
+
+    for _ in range(3):  # warm-up
+        one_step()
+    while watch is not None and watch.readings < WATCH_READINGS:
+        one_step()
+    sync(dev)
+    return one_step
 
 
 def train_table(rows: list[TrainBench]) -> str:

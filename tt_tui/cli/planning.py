@@ -79,7 +79,7 @@ PLANNING_FLAGS = (
     PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,
                  "CUDA graphs for the decode (CUDA only; default on; a failure falls back to eager)."),
     PlanningFlag("--threads", "device.threads", int, "CPU compute threads (default: the usable cores shared "
-                 "among tt-tui's processes, one while the machine is oversubscribed)."),
+                 "among tt-tui's processes, fewer while other processes keep them busy)."),
 )
 # --episodes is each command's own (eval: the run's eval.episodes; record: 3)
 EPISODES = PlanningFlag("--episodes", "eval.episodes", int, "Episodes.")

@@ -19,8 +19,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU compute threads (device.threads; "
-                                          "default: the usable cores shared among tt-tui's processes, one while "
-                                          "the machine is oversubscribed)."),
+                                          "default: the usable cores shared among tt-tui's processes, fewer "
+                                          "while other processes keep them busy)."),
     headless: bool = typer.Option(False, "--headless", help="Progress bar instead of the app."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (torch.distributed.run: nccl on CUDA, gloo on CPU)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="One run per seed, as a group: 0,1,2 or a count (3)."),
@@ -34,14 +34,7 @@ def train(
     from tt_core.jobs.factories import train_job
     from tt_core.train.trainer import check_resume_compatible
 
-    overrides = list(overrides or [])
-    if config is not None and "=" in config.name:
-        overrides.insert(0, str(config))  # `tt-tui train --resume RUN train.max_steps=10`
-        config = None
-    if device is not None:
-        overrides.append(f"train.device={device}")  # the one channel the device takes: the config
-    if threads is not None:
-        overrides.append(f"device.threads={threads}")
+    config, overrides = _with_flags(config, overrides, device, threads)
     if seeds is not None or parallel > 1:
         from tt_tui.cli.seeds import train_seeds
 
@@ -78,6 +71,21 @@ def train(
         run_job(train_job(cfg, resume=resume, world=world), reporter, announce=world.main)
     finally:
         leave()
+
+
+def _with_flags(config: Optional[Path], overrides: Optional[list[str]], device: Optional[str],
+                threads: Optional[int]) -> tuple[Optional[Path], list[str]]:
+    """CONFIG and the overrides, --device and --threads among them: the config is the one
+    channel settings take."""
+    overrides = list(overrides or [])
+    if config is not None and "=" in config.name:
+        overrides.insert(0, str(config))  # `tt-tui train --resume RUN train.max_steps=10`
+        config = None
+    if device is not None:
+        overrides.append(f"train.device={device}")
+    if threads is not None:
+        overrides.append(f"device.threads={threads}")
+    return config, overrides
 
 
 def _saved_config(resume: Path):
