@@ -36,9 +36,16 @@ main()
 """
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: SIGINT at its default, as a terminal's shell starts a command, whatever
+    this test run inherited (a CI started as a background job ignores SIGINT, and Python,
+    like the entry point on purpose, keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_at(delay: float, *args) -> subprocess.CompletedProcess:
     proc = subprocess.Popen([sys.executable, "-c", ENTRY, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
     assert proc.stdout.read(1) == "."
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
@@ -86,7 +93,8 @@ def test_an_error_after_a_ctrl_c_is_that_ctrl_c_even_when_its_chain_lost_it():
     """numpy interrupted while it imports datetime raised ImportError('PyCapsule_Import could
     not import module "datetime"') with no KeyboardInterrupt in its chain: exit 1 and a
     traceback in the probe of #27."""
-    result = subprocess.run([sys.executable, "-c", LOST_CHAIN], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", LOST_CHAIN], capture_output=True, text=True, timeout=60,
+                            preexec_fn=_as_from_a_terminal)
     assert (result.returncode, result.stderr) == (130, "interrupted\n")
 
 
@@ -105,7 +113,8 @@ def test_a_caught_ctrl_c_keeps_exit_130_under_python_m_after_it_left_generated_c
         "    _forget_caught_interrupt()\n"
         "    sys.exit(130)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), str(tmp_path)]))
-    proc = subprocess.Popen([sys.executable, "-m", "caught"], cwd=tmp_path, env=env, stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "caught"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            preexec_fn=_as_from_a_terminal)
     assert proc.stdout.read(1) == b"."
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -196,7 +205,8 @@ def test_ctrl_c_while_a_seeds_launcher_collects_its_dataset_is_an_interrupt_not_
     cfg.write_text(cfg.read_text().replace("steps: 400", "steps: 200000"))  # still collecting when signalled
     for delay in (0.0, 0.02, 0.05, 0.1, 0.3):  # the imports of gymnasium's MuJoCo env, its creation, its steps
         proc = subprocess.Popen([sys.executable, "-m", "tt_tui.cli", "train", cfg, "--seeds", "2"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_as_from_a_terminal)
         for line in proc.stdout:
             if "collecting" in line:
                 break
