@@ -44,12 +44,15 @@ def _as_from_a_terminal() -> None:
 
 
 def _interrupted_at(delay: float, *args) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
-    assert proc.stdout.read(1) == "."
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    with subprocess.Popen([sys.executable, "-c", ENTRY, *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal) as proc:
+        try:  # a failing check must not leave the command running (a spinning one slows every test after)
+            assert proc.stdout.read(1) == "."
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -113,12 +116,15 @@ def test_a_caught_ctrl_c_keeps_exit_130_under_python_m_after_it_left_generated_c
         "    _forget_caught_interrupt()\n"
         "    sys.exit(130)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), str(tmp_path)]))
-    proc = subprocess.Popen([sys.executable, "-m", "caught"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            preexec_fn=_as_from_a_terminal)
-    assert proc.stdout.read(1) == b"."
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    with subprocess.Popen([sys.executable, "-m", "caught"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          preexec_fn=_as_from_a_terminal) as proc:
+        try:  # a failing check must not leave the busy loop running
+            assert proc.stdout.read(1) == b"."
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=60) == 130
+        finally:
+            proc.kill()
 
 
 GLFW_HELPER_TARGET = """import signal, sys
