@@ -209,7 +209,7 @@ def test_the_cache_size_the_engine_reports_is_what_the_planner_allocates(tiny_ru
     import torch
 
     from tt_core.plan.agent import load_agent
-    from tt_core.model.cache_size import cascade_cache_bytes
+    from tt_core.model.cache_size import cascade_cache_bytes, kv_dtype
     from tt_core.plan.beam_search import BeamPlanner
 
     agent = load_agent(tiny_run, torch.device("cpu"))
@@ -221,7 +221,7 @@ def test_the_cache_size_the_engine_reports_is_what_the_planner_allocates(tiny_ru
     gpt = agent.model.cfg
     assert cascade_cache_bytes(E, 6, 3, n_layers=gpt.n_layers, embedding_dim=gpt.embedding_dim,
                                block_tokens=gpt.block_size, action_dim=gpt.action_dim,
-                               dtype=dtype) == planner.cache.nbytes
+                               dtype=kv_dtype(dtype, "cpu")) == planner.cache.nbytes
 
 
 def replace_plan(plan, **kw):
@@ -239,6 +239,20 @@ def test_plan_edit_checks_numbers_ranges_and_memory():
     assert "must be in [1, 4096]" in check_plan_edit({"beam_width": "5000"}, current, 10, dims, lambda: None).error
     big = check_plan_edit({"beam_width": "4096"}, current, 1000, dims, lambda: 2**30)
     assert big.params is None and "only 1.0 GB is available" in big.error
+
+
+def test_the_edit_estimate_counts_the_cache_in_the_dtype_the_engine_holds_it():
+    """A bf16 planner keeps fp32 keys and values on a CPU and bf16 ones on a GPU
+    (kv_dtype): the panel's estimate follows the engine's device."""
+    dims = ModelDims(n_layers=4, embedding_dim=128, transition_dim=25, seq_len=10, action_dim=6)
+    estimate = {}
+    for dtype in ("fp32", "bf16"):
+        current = PlanConfig(beam_width=32, dtype=dtype)
+        for device in ("cpu", "cuda:0"):
+            edit = check_plan_edit({"beam_width": "64"}, current, 10, dims, lambda: None, device=device)
+            estimate[dtype, device] = edit.estimate_bytes
+    assert estimate["bf16", "cpu"] == estimate["fp32", "cpu"] == estimate["fp32", "cuda:0"]
+    assert estimate["bf16", "cuda:0"] * 2 == estimate["fp32", "cuda:0"]
 
 
 def test_the_edit_panel_takes_its_bounds_from_the_config():

@@ -17,8 +17,10 @@ from conftest import write_tiny_config
 from tt_core.plan.agent import load_agent
 from tt_core.config import EvalConfig, load_config
 from tt_core.controls import Controls
+from tt_core.device import COMPUTE_DTYPES
 from tt_core.events import (
     EpisodeEnd,
+    EvalStarted,
     EventBus,
     PlanParamsApplied,
     PlanParamsRefused,
@@ -250,11 +252,35 @@ def test_record_writes_one_gif_per_episode_with_every_frame(tiny_run, tmp_path):
         assert frames.shape[0] - 1 in report_lengths  # the reset frame + one per step
 
 
-def test_bf16_planning_runs_from_the_cli_and_bad_precision_exits_2(tiny_run):
+def test_bf16_and_auto_planning_run_from_the_cli_and_bad_precision_exits_2(tiny_run):
+    from tt_core.device import has_bf16_matrix_units
+
     ok = tt("eval", tiny_run, "--episodes", 1, "--max-steps", 3, "--dtype", "bf16", "--headless")
     assert ok.returncode == 0, ok.stderr
+    auto = tt("eval", tiny_run, "--episodes", 1, "--max-steps", 3, "--dtype", "auto", "--headless")
+    assert auto.returncode == 0, auto.stderr
+    chosen = "bf16 (auto: this CPU has bf16 matrix units)" if has_bf16_matrix_units() else \
+        "fp32 (auto: this CPU has no bf16 matrix units)"
+    assert f"planning in {chosen}" in auto.stdout + auto.stderr
     bad = tt("eval", tiny_run, "--dtype", "fp8", "--headless")
-    assert bad.returncode == 2 and "plan.dtype: 'fp8' is not one of fp32, bf16" in bad.stderr
+    assert bad.returncode == 2 and "plan.dtype: 'fp8' is not one of fp32, bf16, auto" in bad.stderr
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_auto_precision_is_resolved_once_for_the_device_and_reported(agent, monkeypatch, units):
+    """plan.dtype auto becomes a concrete dtype before planning: the planner, the events
+    and the memory estimate all see fp32 or bf16, never 'auto'."""
+    monkeypatch.setattr("tt_core.device.has_bf16_matrix_units", lambda: units)
+    bus = EventBus()
+    events = _events(bus)
+    plan = replace(agent.config.plan, dtype="auto")
+    rollout = Rollout(agent, plan, EvalConfig(episodes=1, max_steps=2, seed=0), bus, Controls())
+    want = "bf16" if units else "fp32"
+    assert rollout.plan_cfg.dtype == want and rollout.planner.dtype == COMPUTE_DTYPES[want]
+    assert rollout.dtype_text.startswith(f"planning in {want} (auto: ")
+    rollout.run()
+    (started,) = [e for e in events if isinstance(e, EvalStarted)]
+    assert started.plan.dtype == want and started.cache_bytes == rollout.planner.cache.nbytes
 
 
 def test_async_vector_envs_give_the_same_episodes_as_sync(agent):
@@ -287,3 +313,26 @@ def test_no_cuda_graphs_flag_reaches_the_plan_config():
     (flag,) = [f for f in PLANNING_FLAGS if f.key == "plan.cuda_graphs"]
     assert Config().plan.cuda_graphs is True
     assert patch_from_flags({flag: False}).apply(Config()).plan.cuda_graphs is False
+
+
+def test_bench_precision_compares_greedy_plans_and_returns_of_the_two_dtypes(tiny_run, agent):
+    """Greedy plans are deterministic: fp32 against itself agrees on every context, so any
+    disagreement the table shows for bf16 is precision's; returns come per seed and dtype."""
+    from tt_core.jobs.precision_bench import bench_precision, greedy_agreement, precision_table
+
+    report = bench_precision(tiny_run, episodes=2, seeds=(0, 5), max_steps=4, device="cpu")
+    assert report.contexts == 2 * 2 * 4  # 2 seeds x 2 envs x a plan per step
+    assert 0 <= report.same_plan <= report.same_first_action <= report.contexts
+    assert {d: sorted(r) for d, r in report.returns.items()} == {"fp32": [0, 5], "bf16": [0, 5]}
+    assert all(len(returns) == 2 for by_seed in report.returns.values() for returns in by_seed.values())
+    contexts = [(torch.zeros(3, 0, agent.observation_dim + agent.action_dim + 2, dtype=torch.long),
+                 torch.randint(0, 20, (3, agent.observation_dim)))]
+    assert greedy_agreement(agent, contexts, torch.device("cpu"), ("fp32", "fp32")) == (3, 3)
+    table = precision_table(report)
+    assert f"| {report.contexts} | {report.same_first_action} (" in table
+    assert "| fp32 | " in table and "| bf16 | " in table and "(4 episodes) |" in table
+
+
+def test_bench_precision_of_a_missing_run_says_so_in_one_line(tmp_path):
+    missing = tt("bench", "precision", tmp_path / "nothing")
+    assert missing.returncode == 3 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr

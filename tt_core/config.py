@@ -133,9 +133,10 @@ class PlanConfig:
     # earns 0 more), "lowest" an end scored as the dimension's lowest bin.
     stop_mass: Literal["zero", "renormalize", "lowest"] = "renormalize"
     plan_every: int = 1
-    # fp32 equals the naive planner up to float reassociation; bf16 runs weights and KV
-    # cache in bfloat16 (scores stay fp32): faster on GPUs and CPUs with AMX/AVX512-BF16.
-    dtype: Literal["fp32", "bf16"] = "fp32"
+    # fp32 equals the naive planner up to float reassociation; bf16 runs the network in
+    # bfloat16 (the KV cache too on GPUs; scores stay fp32): faster on GPUs and CPUs with
+    # AMX/AVX512-BF16; auto picks bf16 where the device has bf16 units, else fp32.
+    dtype: Literal["fp32", "bf16", "auto"] = "fp32"
     # CUDA graphs for the one-token decodes (CUDA only; a failure falls back to eager).
     cuda_graphs: bool = True
 

@@ -305,7 +305,7 @@ class TTApp(App[int]):
         tp.redraw()
         self.returns.start(ev)
         dims = model_dims_from(ev.model)
-        self.plan_controls.set_plan(ev.plan, ev.episodes, dims, ev.cache_bytes)
+        self.plan_controls.set_plan(ev.plan, ev.episodes, dims, ev.cache_bytes, ev.device)
         status.where = ev.source
         if self.mode != "train":  # in training the bar keeps counting optimizer steps
             status.set_progress(0, ev.episodes, self._plan_text())

@@ -12,7 +12,7 @@ from typing import Callable
 
 from tt_core.config import LIMITS, PlanConfig, Range, apply_plan_update
 from tt_core.errors import ConfigError
-from tt_core.model.cache_size import cascade_cache_bytes
+from tt_core.model.cache_size import cascade_cache_bytes, kv_dtype
 from tt_tui.resources import ModelDims, human_bytes
 
 # The fields the controls panel edits, with their labels.
@@ -45,9 +45,11 @@ def check_plan_edit(
     dims: ModelDims | None,
     available: Callable[[], int | None],
     in_use: int | None = None,
+    device: str = "cpu",
 ) -> PlanEdit:
     """Parse and validate the edited fields; `params` holds only the changed keys.
-    `in_use`: bytes of the cache allocated now, as the engine reported it."""
+    `in_use`: bytes of the cache allocated now, as the engine reported it; `device`: the
+    engine's (EvalStarted.device), which fixes the cache's dtype."""
     values: dict[str, int] = {}
     for key, text in texts.items():
         label = EDITABLE[key]
@@ -71,7 +73,7 @@ def check_plan_edit(
         estimate = cascade_cache_bytes(
             envs, merged.beam_width, merged.sample_expand, n_layers=dims.n_layers,
             embedding_dim=dims.embedding_dim, block_tokens=dims.seq_len * dims.transition_dim - 1,
-            action_dim=dims.action_dim, dtype=merged.dtype,
+            action_dim=dims.action_dim, dtype=kv_dtype(merged.dtype, device.partition(":")[0]),
         )
         in_use = in_use or 0
         free = available()

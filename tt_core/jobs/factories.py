@@ -76,8 +76,9 @@ def eval_job(
             render_size=size if recorder is not None else None, snapshots=snapshots, world=world,
             threads=cfg.device.threads,
         )
-        if rollout.threads_text:
-            bus.emit(Message(rollout.threads_text))
+        for line in (rollout.threads_text, rollout.dtype_text):
+            if line:
+                bus.emit(Message(line))
         return rollout.run()
 
     return job

@@ -34,6 +34,10 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from tt_core.model.cache_size import kv_dtype
+
+_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}  # plan.dtype's names
+
 
 class FlatCache:
     """Keys and values of the tokens decoded so far, for every layer, plus their ids.
@@ -141,7 +145,10 @@ class CascadeCache:
 
     def __init__(self, n_layers: int, n_heads: int, head_dim: int, device, dtype: torch.dtype):
         self.n_layers, self.H, self.hd = n_layers, n_heads, head_dim
-        self.device, self.dtype = torch.device(device), dtype
+        self.device = torch.device(device)
+        # the dtype keys and values are held and attended in: kv_dtype's rule
+        name = _DTYPE_NAMES.get(dtype)
+        self.dtype = torch.float32 if name and kv_dtype(name, self.device.type) == "fp32" else dtype
         self.scale = 1.0 / math.sqrt(head_dim)
         self.levels: list[Optional[_Level]] = [None] * self.LEVELS
         self._spare: Optional[_Level] = None  # level 1's ping-pong partner for `select`
@@ -219,6 +226,29 @@ class CascadeCache:
         return self._bias, self._seen
 
 
+def flash_wins(rows: int, queries: int, heads: int) -> bool:
+    """Whether torch's fused CPU flash-attention kernel is faster than two batched matrix
+    products (`_attend_by_products`) for one cache part: `rows` rows of `queries` queries
+    each, over `heads` heads. The kernel sets up a task per (row, head, block of up to 32
+    queries), which pays off for a few rows of many queries (the context level, one row
+    per env) and not for many rows of one or two (the beams' and candidates' levels):
+    at 800 rows of 2 queries it took 13.4 ms against 3.1 ms (4 heads of 32, 2 threads;
+    docs/benchmarks.md#attention-kernels)."""
+    if rows == 1 or queries >= 32:
+        return True
+    tasks = rows * heads
+    return tasks < 512 if queries == 1 else tasks * queries < 256
+
+
+def _attend_by_products(q, K, V, bias, scale) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q K^T * scale + bias) V and the scores' log-sum-exp (fp32), for q
+    [rows, H, m, hd] and K, V [rows, H, keys, hd]; the scores and weights in fp32."""
+    s = torch.matmul(q, K.transpose(-1, -2)).float().mul_(scale).add_(bias)
+    lse = torch.logsumexp(s, -1)
+    weights = s.sub_(lse.unsqueeze(-1)).exp_()
+    return torch.matmul(weights.to(V.dtype), V), lse
+
+
 def _merge(outs: list[torch.Tensor], lses: list[torch.Tensor]) -> torch.Tensor:
     """One softmax over the keys of every part, from each part's own softmax: part i
     weighs exp(lse_i - logsumexp(lse)). Blended in fp32 (lse is fp32 for any dtype)."""
@@ -283,23 +313,21 @@ class CascadeLevel:
     def attend(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         c = self.cascade
         B, n, _, H, hd = qkv.shape
-        self._dst[layer] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
-        q = qkv[:, :, 0]
+        self._dst[layer] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)  # converted to the cache's dtype
+        q = qkv[:, :, 0].to(c.dtype)
         outs, lses = [], []
         for part in self._parts:
             # the `group` query rows of one level row attend to it in one kernel call
             qp = (q if part.group == 1 else q.reshape(part.rows, part.group * n, H, hd)).transpose(1, 2)
             K, V = part.kv[layer]
-            if c._flash:
+            if c._flash and flash_wins(part.rows, part.group * n, H):
                 o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                     qp, K, V, 0.0, False, attn_mask=part.bias, scale=c.scale
                 )[:2]
             else:
-                s = ((qp @ K.transpose(-1, -2)) * c.scale + part.bias).float()
-                lse = torch.logsumexp(s, -1)
-                o = torch.softmax(s, -1).to(V.dtype) @ V
+                o, lse = _attend_by_products(qp, K, V, part.bias, c.scale)
             if len(self._parts) == 1:
-                return o.transpose(1, 2).reshape(B, n, H * hd)
+                return o.transpose(1, 2).reshape(B, n, H * hd).to(qkv.dtype)
             if n == 1 and part.group == 1:  # [B, H, 1, hd] is already [B, 1, H, hd] in memory
                 o, lse = o.view(B, n, H, hd), lse.view(B, n, H)
             else:
@@ -310,7 +338,7 @@ class CascadeLevel:
                 o = o.masked_fill(part.dead.view(1, n, 1, 1), 0.0)
             outs.append(o)
             lses.append(lse)
-        return _merge(outs, lses).reshape(B, n, H * hd)
+        return _merge(outs, lses).reshape(B, n, H * hd).to(qkv.dtype)
 
     def end(self) -> None:
         self.advance(self._new)

@@ -295,10 +295,11 @@ class BeamPlanner(_Base):
     """Batched TT beam search on the model's own cached decoding (`TrajectoryGPT.decode`)
     over a `CascadeCache` (see the module doc).
 
-    `dtype` (default: the model's) is the compute dtype of the network and the KV
-    cache: torch.bfloat16 plans with a bf16 copy of the model (the model itself is
-    untouched; the copy follows its weights when they change, e.g. during training)
-    while logits, probabilities and the scores stay fp32. bf16 plans are not
+    `dtype` (default: the model's) is the compute dtype of the network (and of the KV
+    cache, except on a CPU, where it is fp32: `kv_dtype`): torch.bfloat16 plans with a
+    bf16 copy of the model (the model itself is untouched; the copy follows its weights
+    when they change, e.g. during training) while logits, probabilities and the scores
+    stay fp32. bf16 plans are not
     token-for-token equal to fp32 ones; fp32 equals `NaivePlanner` up to float
     reassociation.
 

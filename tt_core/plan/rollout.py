@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -23,8 +23,8 @@ from tt_core.config import EvalConfig, PlanConfig, apply_plan_update
 from tt_core.controls import Controls
 from tt_core.data.discretizer import Discretizer
 from tt_core.data.reference import ReferenceScores
-from tt_core.device import COMPUTE_DTYPES, set_compute_threads
-from tt_core.model.cache_size import cascade_cache_bytes
+from tt_core.device import COMPUTE_DTYPES, planning_dtype, set_compute_threads
+from tt_core.model.cache_size import cascade_cache_bytes, kv_dtype
 from tt_core.distributed import World
 from tt_core.errors import ConfigError
 from tt_core.mujoco_import import import_glfw_shielded
@@ -198,7 +198,6 @@ class Rollout:
         and lowered while the machine is oversubscribed; `threads_text` says how)."""
         self.agent = agent
         self.world = world or World()
-        self.plan_cfg = plan
         self.eval_cfg = eval_cfg
         self.bus = bus
         self.controls = controls or Controls()
@@ -207,9 +206,16 @@ class Rollout:
         self.record_all = record_all
         self.render_size = render_size if recorder is not None else None
         self.snapshots = snapshots
-        self.planner = self._make_planner(plan)
+        self.plan_cfg, self.dtype_text = self._resolve_dtype(plan)
+        self.planner = self._make_planner(self.plan_cfg)
         self._fallback_said = False
         self._threads, self.threads_text = set_compute_threads(threads, self.device)
+
+    def _resolve_dtype(self, plan: PlanConfig) -> tuple[PlanConfig, str]:
+        """`plan` with its dtype resolved for this device (auto -> fp32 or bf16), and the
+        line that says so ("" when the config named it)."""
+        dtype, why = planning_dtype(plan.dtype, self.device)
+        return replace(plan, dtype=dtype), (f"planning in {dtype} ({why})" if plan.dtype == "auto" else "")
 
     def _make_planner(self, plan: PlanConfig) -> BeamPlanner:
         return BeamPlanner(self.agent.model, self.agent.discretizer, plan, device=self.device,
@@ -221,7 +227,7 @@ class Rollout:
         if not update:
             return
         try:
-            new = apply_plan_update(self.plan_cfg, update)
+            new, _ = self._resolve_dtype(apply_plan_update(self.plan_cfg, update))
         except ConfigError as exc:
             self.bus.emit(PlanParamsRefused(str(exc)))
             return
@@ -238,7 +244,7 @@ class Rollout:
         return cascade_cache_bytes(
             len(self.world.share(self.eval_cfg.episodes)), plan.beam_width, plan.sample_expand,
             n_layers=gpt.n_layers, embedding_dim=gpt.embedding_dim, block_tokens=gpt.block_size,
-            action_dim=gpt.action_dim, dtype=plan.dtype,
+            action_dim=gpt.action_dim, dtype=kv_dtype(plan.dtype, self.device.type),
         )
 
     def run(self) -> list[EpisodeResult]:

@@ -1,4 +1,4 @@
-"""`tt-tui bench train|plan|gpu|runs`: speed benchmarks (medians of repeated runs)."""
+"""`tt-tui bench train|plan|precision|gpu|runs`: speed benchmarks (medians of repeated runs)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,21 @@ def bench_plan_cmd(
     typer.echo(plan_table(dev, rows))
     if not full:
         typer.echo("\n(the full matrix, 32 x 5 and 128 x 15: tt-tui bench plan --full)")
+
+
+@user_errors
+def bench_precision_cmd(
+    run: Path = typer.Argument(..., help="A trained run (or checkpoint) directory."),
+    episodes: int = typer.Option(5, "--episodes", min=1, help="Episodes per seed and dtype."),
+    seed: list[int] = typer.Option([0, 1, 2], "--seed", min=0, help="Env seeds (repeatable)."),
+    max_steps: int = typer.Option(1000, "--max-steps", min=1),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """bf16 against fp32 planning for a trained run: the share of identical greedy plans over
+    the contexts of real episodes, and returns over seeds in each dtype (markdown)."""
+    from tt_core.jobs.precision_bench import bench_precision, precision_table
+
+    typer.echo(precision_table(bench_precision(run, episodes, tuple(dict.fromkeys(seed)), max_steps, device)))
 
 
 @user_errors

@@ -41,6 +41,7 @@ behaviour_app.command("train")(behaviour.behaviour_train)
 behaviour_app.command("datasets")(behaviour.behaviour_datasets)
 bench_app.command("train")(bench.bench_train_cmd)
 bench_app.command("plan")(bench.bench_plan_cmd)
+bench_app.command("precision")(bench.bench_precision_cmd)
 bench_app.command("gpu")(bench.bench_gpu_cmd)
 bench_app.command("runs")(bench.bench_runs_cmd)
 

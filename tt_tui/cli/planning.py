@@ -62,7 +62,7 @@ PLANNING_FLAGS = (
     PlanningFlag("--beam-steps", "plan.beam_steps", int, "Transitions planned ahead."),
     PlanningFlag("--beam-context", "plan.beam_context", int, "Transitions of history the plan sees."),
     PlanningFlag("--expand", "plan.sample_expand", int, "Candidates sampled per beam."),
-    PlanningFlag("--dtype", "plan.dtype", str, "Planning precision: fp32 (exact) or bf16."),
+    PlanningFlag("--dtype", "plan.dtype", str, "Planning precision: fp32 (exact), bf16, or auto (bf16 where the device has bf16 units)."),
     PlanningFlag("--plan-every", "plan.plan_every", int, "Plan every N env steps."),
     PlanningFlag("--max-steps", "eval.max_steps", int, "Env steps per episode at most."),
     PlanningFlag("--seed", "eval.seed", int, "Seed of the first episode (then +1 each)."),

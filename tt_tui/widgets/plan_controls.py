@@ -29,6 +29,7 @@ class PlanControls(Vertical):
         self.envs = 1
         self.dims: ModelDims | None = None
         self.in_use: int | None = None  # bytes of the planner's cache now (from the engine)
+        self.device = "cpu"  # the engine's device (EvalStarted.device)
 
     def compose(self) -> ComposeResult:
         with Grid(id="plan-grid"):
@@ -45,9 +46,11 @@ class PlanControls(Vertical):
     def on_mount(self) -> None:
         self.border_title = "planning · e to edit"
 
-    def set_plan(self, plan: PlanConfig, envs: int, dims: ModelDims | None, cache_bytes: int | None) -> None:
+    def set_plan(self, plan: PlanConfig, envs: int, dims: ModelDims | None, cache_bytes: int | None,
+                 device: str = "cpu") -> None:
         """The parameters in force (EvalStarted.plan) and what the memory check needs."""
         self.current = plan
+        self.device = device
         self.envs = max(int(envs), 1)
         self.dims = dims
         self.in_use = cache_bytes
@@ -64,7 +67,8 @@ class PlanControls(Vertical):
     def _show_estimate(self) -> None:
         if self.current is None:
             return
-        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use)
+        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use,
+                               self.device)
         msg = self.query_one("#plan-message", Static)
         msg.remove_class("-error")
         if edit.estimate_bytes is not None:
@@ -92,7 +96,8 @@ class PlanControls(Vertical):
         if self.current is None:
             self._refuse("no evaluation is running yet")
             return
-        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use)
+        edit = check_plan_edit(self._texts(), self.current, self.envs, self.dims, self.available, self.in_use,
+                               self.device)
         if edit.params is None:
             self._refuse(edit.error or "invalid")
             return
