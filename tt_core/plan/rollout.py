@@ -345,8 +345,9 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
-        if self.plans_every is not None and (ep.plans - 1) % self.plans_every == 0:
-            self._write_plans(envs, idx, result.sequence, step)
+        wanted = self._plan_gifs_wanted(idx, ep.plans)
+        if wanted:
+            self._write_plans(envs, idx, result.sequence, step, wanted)
         if self._threads is not None:
             self._threads.tick()
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
@@ -428,10 +429,27 @@ class Rollout:
                 self.recorder.start(i)
                 self.bus.emit(RecordingStarted(i))
 
-    def _write_plans(self, envs: gym.vector.VectorEnv, idx: np.ndarray, sequence: torch.Tensor, step: int) -> None:
-        """Each recorded env's plan ([S, T] tokens, best first) beside a rollout of its
-        actions from the env's true state, as a GIF (said once, at the first)."""
-        recorded = [(j, i) for j, i in enumerate(idx) if i in self.recorder.recording]
+    def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
+        """The envs whose plan just made is to be written: asked for with the app's key
+        (`Controls.request_plan_gif`), and with `plans_every` N every N-th plan of the
+        recorded envs."""
+        asked = set(self.controls.take_plan_gif_requests())
+        for i in sorted(asked - set(idx.tolist())):
+            self.bus.emit(Message(f"env {i} is not planning now; no plan GIF", level="warning"))
+        if asked and self.recorder is None:
+            self.bus.emit(Message("plan GIFs need a recording folder (tt-tui eval in the app, or record)",
+                                  level="error"))
+            return set()
+        wanted = asked & set(idx.tolist())
+        if self.plans_every is not None and (plans - 1) % self.plans_every == 0:
+            wanted |= set(self.recorder.recording)
+        return wanted
+
+    def _write_plans(self, envs: gym.vector.VectorEnv, idx: np.ndarray, sequence: torch.Tensor, step: int,
+                     wanted: set[int]) -> None:
+        """The plans ([S, T] tokens, best first) of the envs in `wanted`, each beside a
+        rollout of its actions from the env's true state, as a GIF."""
+        recorded = [(j, i) for j, i in enumerate(idx) if i in wanted]
         if not recorded:
             return
         if self._plan_renderer is None:
@@ -447,7 +465,9 @@ class Rollout:
             observations = self.agent.discretizer.decode(tokens[:, :O], slice(0, O))
             actions = self.agent.discretizer.decode(np.minimum(tokens[:, O : O + A], N - 1), slice(O, O + A))
             path = self.recorder.write_plan(i, step, self._plan_renderer.plan_frames(observations, actions, states[i]))
-            if not self._plans_said:
+            if self.plans_every is None:  # asked for with a key: each one said
+                self.bus.emit(Message(f"plan of env {i} at step {step} beside the simulator: {path}"))
+            elif not self._plans_said:
                 self._plans_said = True
                 every = "every plan" if self.plans_every == 1 else f"every {self.plans_every} plans"
                 self.bus.emit(Message(f"writing plan GIFs ({every}; the model's predictions beside the "
