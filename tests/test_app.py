@@ -129,7 +129,7 @@ def test_a_worker_exception_is_shown_the_app_stays_responsive_and_exits_non_zero
 # ---------------------------------------------------------------- planning in the app
 
 
-def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_and_r_records(tiny_run, tmp_path):
+def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_r_records_and_g_saves_a_plan(tiny_run, tmp_path):
     gifs = tmp_path / "gifs"
     engine = JobThread(eval_job(tiny_run, PlanningPatch.checked({"eval.episodes": 2, "eval.max_steps": 300}), "cpu",
                              record_dir=gifs, snapshots=True))
@@ -155,10 +155,12 @@ def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_and_r_rec
             assert sent == [] and logged(app, "only 1.0 MB is available")
             await edit(pilot, "8")
             assert sent == [{"beam_width": 8}]
-            await pilot.press("escape", "r", "p")  # record env 0, resume
+            await pilot.press("escape", "r", "g", "p")  # record env 0, save its next plan, resume
             await wait_for(pilot, lambda: logged(app, "planning: beam_width=8"), what="planner answer")
             assert app.query_one(PlanControls).current.beam_width == 8
             await wait_for(pilot, lambda: logged(app, "recording env 0"), what="recording start")
+            await wait_for(pilot, lambda: logged(app, "plan of env 0 at step 0 beside the simulator"),
+                           what="plan GIF written")
             await pilot.press("r")
             await wait_for(pilot, lambda: logged(app, "recorded env 0"), what="GIF written")
             tree = app.query_one(BeamTreePanel)
@@ -176,7 +178,8 @@ def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_and_r_rec
 
     asyncio.run(drive())
     assert app.return_code == 0
-    assert list(gifs.glob("*.gif")), "r then r wrote no GIF"
+    assert list(gifs.glob("*episode000.gif")), "r then r wrote no GIF"
+    assert len(list(gifs.glob("*episode000-plan-step*.gif"))) == 1, "g wrote no plan GIF"
     assert logged(app, "evaluation done")
 
 

@@ -252,6 +252,24 @@ def test_record_writes_one_gif_per_episode_with_every_frame(tiny_run, tmp_path):
         assert frames.shape[0] - 1 in report_lengths  # the reset frame + one per step
 
 
+def test_record_plans_writes_every_nth_plan_beside_its_simulator_rollout(tiny_run, tmp_path):
+    """record --plans 2: the plans made at env steps 0, 2, 4 of each episode, each a GIF of
+    one frame per planned transition, [predicted | simulated] side by side."""
+    from tt_core.plan.plan_frames import GAP, HEADER
+
+    result = tt("record", tiny_run, "--episodes", 1, "--max-steps", 5, "--size", 48, "--plans", 2,
+                "--headless", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    plans = sorted(p.name for p in tmp_path.glob("*-plan-step*.gif"))
+    assert plans == [f"{tiny_run.name}-Hopper-v5-episode000-plan-step{s:04d}.gif" for s in (0, 2, 4)]
+    assert "writing plan GIFs (every 2 plans" in result.stdout + result.stderr
+    steps = load_config(tiny_run / "config.yaml").plan.beam_steps
+    for name in plans:
+        frames = iio.imread(tmp_path / name, index=None)
+        assert frames.shape[1:3] == (HEADER + 48, 2 * 48 + GAP) and 1 <= frames.shape[0] <= steps
+    assert (tmp_path / f"{tiny_run.name}-Hopper-v5-episode000.gif").is_file()  # the episode's own GIF too
+
+
 def test_bf16_and_auto_planning_run_from_the_cli_and_bad_precision_exits_2(tiny_run):
     from tt_core.device import has_bf16_matrix_units
 

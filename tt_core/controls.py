@@ -21,6 +21,7 @@ class Controls:
         self._lock = threading.Lock()
         self._plan_update: dict[str, Any] = {}
         self._record_toggles: list[int] = []
+        self._plan_gifs: list[int] = []
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -75,3 +76,13 @@ class Controls:
         with self._lock:
             toggles, self._record_toggles = self._record_toggles, []
         return toggles
+
+    def request_plan_gif(self, env_index: int) -> None:
+        """Write `env_index`'s next plan beside a simulator rollout of its actions as a GIF."""
+        with self._lock:
+            self._plan_gifs.append(env_index)
+
+    def take_plan_gif_requests(self) -> list[int]:
+        with self._lock:
+            wanted, self._plan_gifs = self._plan_gifs, []
+        return wanted

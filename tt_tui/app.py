@@ -372,7 +372,7 @@ class TTApp(App[int]):
             return False
         if action in EVAL_ONLY and not self.has_eval:
             return False
-        if action in {"pause", "save", "record"} and self.finished:
+        if action in {"pause", "save", "record", "plan_gif"} and self.finished:
             return None  # shown greyed out: the job has ended
         return True
 
@@ -435,6 +435,10 @@ class TTApp(App[int]):
     def action_record(self) -> None:
         self.engine.controls.toggle_recording(self.selected_env)
         self.event_log.add(f"recording toggled for env {self.selected_env}")
+
+    def action_plan_gif(self) -> None:
+        self.engine.controls.request_plan_gif(self.selected_env)
+        self.event_log.add(f"plan GIF asked for env {self.selected_env}")
 
     def action_edit_plan(self) -> None:
         self.plan_controls.focus_first()

@@ -50,6 +50,7 @@ def eval_job(
     fps: int = 30,
     size: int = 256,
     snapshots: bool = False,
+    plans_every: int | None = None,
     ftt_block: str | None = None,
     world: World | None = None,
 ) -> Job:
@@ -58,6 +59,8 @@ def eval_job(
     With `record_dir`, envs render offscreen and GIFs go there: every episode when
     `record_all`, else only envs toggled through the controls. Under torchrun (`world`)
     each rank plays its share of the episodes on its own device; rank 0 reports.
+    `plans_every` N: every N-th plan of a recorded env is written too, beside a simulator
+    rollout of its actions.
     """
     world = world or World()
 
@@ -74,6 +77,7 @@ def eval_job(
             agent, cfg.plan, cfg.eval, bus, controls,
             recorder=recorder, record_all=record_all,
             render_size=size if recorder is not None else None, snapshots=snapshots, world=world,
+            plans_every=plans_every,
             threads=cfg.device.threads,
         )
         for line in (rollout.threads_text, rollout.dtype_text):

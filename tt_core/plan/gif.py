@@ -45,6 +45,11 @@ class GifRecorder:
     def add(self, env_index: int, frame: np.ndarray) -> None:
         self._frames[env_index].append(frame)
 
+    def write_plan(self, env_index: int, step: int, frames: list[np.ndarray]) -> Path:
+        """A plan GIF of env `env_index` made at env step `step`, beside its episode's."""
+        name = gif_name(self.run_name, self.env_id, env_index).removesuffix(".gif") + f"-plan-step{step:04d}.gif"
+        return write_gif(self.out_dir / name, frames, self.fps)
+
     def stop(self, env_index: int) -> Path | None:
         """Write env `env_index`'s GIF; None when it recorded no frame."""
         frames = self._frames.pop(env_index, None)

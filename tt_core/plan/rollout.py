@@ -44,6 +44,7 @@ from tt_core.events import (
 )
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.gif import GifRecorder
+from tt_core.plan.plan_frames import PlanRenderer
 from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
@@ -192,10 +193,14 @@ class Rollout:
         snapshots: bool = False,
         world: World | None = None,
         threads: int | None = None,
+        plans_every: int | None = None,
     ) -> None:
         """`world`: under torchrun each rank plays its share of the episodes and every rank
         returns all results (rank 0 reports them). `threads`: device.threads (None: chosen,
-        and lowered while the machine is oversubscribed; `threads_text` says how)."""
+        and lowered while the machine is oversubscribed; `threads_text` says how).
+        `plans_every` N (with a recorder): every N-th plan of each recorded env is also
+        written as a GIF, its predicted observations beside a simulator rollout of its
+        actions (tt_core/plan/plan_frames.py)."""
         self.agent = agent
         self.world = world or World()
         self.eval_cfg = eval_cfg
@@ -206,8 +211,11 @@ class Rollout:
         self.record_all = record_all
         self.render_size = render_size if recorder is not None else None
         self.snapshots = snapshots
+        self.plans_every = plans_every if recorder is not None else None
         self.plan_cfg, self.dtype_text = self._resolve_dtype(plan)
         self.planner = self._make_planner(self.plan_cfg)
+        self._plan_renderer: PlanRenderer | None = None  # made at the first plan written
+        self._plans_said = False
         self._fallback_said = False
         self._threads, self.threads_text = set_compute_threads(threads, self.device)
 
@@ -276,13 +284,16 @@ class Rollout:
                     break
                 idx = ep.active()
                 obs_tok = self._observation_tokens(ep, idx)
-                self._plan_if_due(ep, idx, obs_tok, streams, step)
+                self._plan_if_due(envs, ep, idx, obs_tok, streams, step)
                 actions = ep.next_actions(idx)
                 rewards = self._step_envs(envs, ep, idx, actions)
                 ep.extend_history(idx, transition_tokens(self.agent.discretizer, obs_tok, actions[idx], rewards[idx]))
                 self._report_step(ep, idx, rewards, step, t_start)
         finally:
             envs.close()
+            if self._plan_renderer is not None:
+                self._plan_renderer.close()
+                self._plan_renderer = None
         return self._results(ep, seeds), (ep.plan_tokens, ep.plan_seconds, ep.plans)
 
     # ---- the named steps of _play
@@ -324,7 +335,7 @@ class Rollout:
         """The active envs' observations as tokens: the plans' prefix, the histories' next row."""
         return env_tokens(self.agent.discretizer, ep.obs[idx], slice(0, self.agent.observation_dim), self.device)
 
-    def _plan_if_due(self, ep: "_Episodes", idx: np.ndarray, obs_tok: torch.Tensor,
+    def _plan_if_due(self, envs: gym.vector.VectorEnv, ep: "_Episodes", idx: np.ndarray, obs_tok: torch.Tensor,
                      streams: EnvStreams, step: int) -> None:
         """Plan for the active envs every plan_every steps (and when a plan runs out)."""
         if ep.plan_pos % self.plan_cfg.plan_every and ep.plan_pos < ep.planned.shape[1]:
@@ -334,6 +345,9 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
+        wanted = self._plan_gifs_wanted(idx, ep.plans)
+        if wanted:
+            self._write_plans(envs, idx, result.sequence, step, wanted)
         if self._threads is not None:
             self._threads.tick()
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
@@ -414,6 +428,50 @@ class Rollout:
             else:
                 self.recorder.start(i)
                 self.bus.emit(RecordingStarted(i))
+
+    def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
+        """The envs whose plan just made is to be written: asked for with the app's key
+        (`Controls.request_plan_gif`), and with `plans_every` N every N-th plan of the
+        recorded envs."""
+        asked = set(self.controls.take_plan_gif_requests())
+        for i in sorted(asked - set(idx.tolist())):
+            self.bus.emit(Message(f"env {i} is not planning now; no plan GIF", level="warning"))
+        if asked and self.recorder is None:
+            self.bus.emit(Message("plan GIFs need a recording folder (tt-tui eval in the app, or record)",
+                                  level="error"))
+            return set()
+        wanted = asked & set(idx.tolist())
+        if self.plans_every is not None and (plans - 1) % self.plans_every == 0:
+            wanted |= set(self.recorder.recording)
+        return wanted
+
+    def _write_plans(self, envs: gym.vector.VectorEnv, idx: np.ndarray, sequence: torch.Tensor, step: int,
+                     wanted: set[int]) -> None:
+        """The plans ([S, T] tokens, best first) of the envs in `wanted`, each beside a
+        rollout of its actions from the env's true state, as a GIF."""
+        recorded = [(j, i) for j, i in enumerate(idx) if i in wanted]
+        if not recorded:
+            return
+        if self._plan_renderer is None:
+            self._plan_renderer = PlanRenderer(self.agent.env_id, self.render_size)
+        states = envs.call("state_vector")
+        O, A, N = self.agent.observation_dim, self.agent.action_dim, self.agent.discretizer.num_bins
+        for j, i in recorded:
+            tokens = sequence[j].cpu().numpy()
+            ended = np.flatnonzero((tokens[:, :O] == N).any(1))  # a stop token: the plan's episode ended
+            tokens = tokens[: ended[0] if len(ended) else len(tokens)]
+            if len(tokens) == 0:
+                continue
+            observations = self.agent.discretizer.decode(tokens[:, :O], slice(0, O))
+            actions = self.agent.discretizer.decode(np.minimum(tokens[:, O : O + A], N - 1), slice(O, O + A))
+            path = self.recorder.write_plan(i, step, self._plan_renderer.plan_frames(observations, actions, states[i]))
+            if self.plans_every is None:  # asked for with a key: each one said
+                self.bus.emit(Message(f"plan of env {i} at step {step} beside the simulator: {path}"))
+            elif not self._plans_said:
+                self._plans_said = True
+                every = "every plan" if self.plans_every == 1 else f"every {self.plans_every} plans"
+                self.bus.emit(Message(f"writing plan GIFs ({every}; the model's predictions beside the "
+                                      f"simulator) to {path.parent}, e.g. {path.name}"))
 
     def _capture(self, envs: gym.vector.VectorEnv) -> None:
         if self.recorder is None or not self.recorder.recording:

@@ -249,6 +249,8 @@ def record(
     out: Path = typer.Option(Path("recordings"), "--out", help="Folder for the GIFs."),
     fps: int = typer.Option(30, "--fps", min=1, max=100),
     size: int = typer.Option(256, "--size", min=32, max=2048, help="Frame width and height."),
+    plans: Optional[int] = typer.Option(None, "--plans", min=1, help="Also write every N-th plan as a GIF: the "
+                                        "model's predicted observations beside a simulator rollout of its actions."),
     device: Optional[str] = _DEVICE,
     headless: bool = _HEADLESS,
     ftt_block: Optional[FttBlock] = _FTT_BLOCK,
@@ -261,7 +263,8 @@ def record(
     output_folder(out, "--out")
     run = _planning_source(_checked_sources(run, device, "record"))
     job = eval_job(run, patch, device, record_dir=out, record_all=True, fps=fps, size=size,
-                   ftt_block=ftt_block.value if ftt_block else None, snapshots=use_app(headless))
+                   ftt_block=ftt_block.value if ftt_block else None, snapshots=use_app(headless),
+                   plans_every=plans)
     if use_app(headless):
         run_app(job, "record")
     else:

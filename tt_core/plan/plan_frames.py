@@ -1,0 +1,115 @@
+"""A plan beside reality: the model's predicted observations rendered as MuJoCo frames,
+next to a simulator rollout of the plan's actions from the same true state.
+
+What the original renders for every plan (`Renderer.render_plan` in
+trajectory/utils/rendering.py, called from scripts/plan.py): a plan's observations are
+put into the simulator one by one (its `set_state`) and rendered; beside them, the true
+state at planning time is restored and the plan's actions are played in the simulator
+(its `rollout_from_state`). Where the two columns part, the model's predictions have
+drifted from the dynamics.
+
+One deviation: a MuJoCo observation leaves out the first positions (the x of Hopper,
+Walker2d, HalfCheetah). The original sets them to 0; here they are taken from the true
+state at planning time, so a predicted observation equal to the true one renders exactly
+the true frame (tested), and the tracking camera frames both columns alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from tt_core.errors import ConfigError
+from tt_core.mujoco_import import import_glfw_shielded
+
+GAP = 4  # pixels between the two columns
+HEADER = 14  # pixels of the caption band above them
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """How a MuJoCo env's observation maps onto its simulator state: [qpos[left_out:], qvel]."""
+
+    nq: int
+    nv: int
+    left_out: int  # leading positions the observation omits
+
+    @classmethod
+    def of(cls, env: gym.Env) -> "ObservationLayout":
+        """The layout of `env`, or ConfigError when its observation is not that kind."""
+        sim = env.unwrapped
+        model, shape = getattr(sim, "model", None), env.observation_space.shape
+        if model is None or not hasattr(sim, "set_state") or shape is None or len(shape) != 1:
+            raise ConfigError(f"{env.spec.id if env.spec else env}: plans are rendered for MuJoCo envs only")
+        nq, nv = int(model.nq), int(model.nv)
+        left_out = nq + nv - int(shape[0])
+        if not 0 <= left_out <= nq:
+            raise ConfigError(f"{env.spec.id}: its observation ({shape[0]} values) is not positions then "
+                              f"velocities of its {nq} + {nv} state values, so it cannot be rendered as a state")
+        return cls(nq, nv, left_out)
+
+    def state(self, observation: np.ndarray, true_state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(qpos, qvel) showing `observation`, the omitted positions from `true_state`
+        ([qpos, qvel], as MujocoEnv.state_vector gives it)."""
+        qpos = np.concatenate([true_state[: self.left_out], observation[: self.nq - self.left_out]])
+        return qpos, np.asarray(observation[self.nq - self.left_out :], dtype=np.float64)
+
+
+class PlanRenderer:
+    """Renders plans of one env id at `size` x `size` pixels, in a simulator of its own."""
+
+    def __init__(self, env_id: str, size: int) -> None:
+        import_glfw_shielded()
+        self.env = gym.make(env_id, render_mode="rgb_array", width=size, height=size)
+        self.env.reset(seed=0)
+        self.layout = ObservationLayout.of(self.env)
+        self.sim = self.env.unwrapped
+
+    def close(self) -> None:
+        self.env.close()
+
+    def frame_of_state(self, state: np.ndarray) -> np.ndarray:
+        """The frame of a full simulator state [qpos, qvel]."""
+        self.sim.set_state(state[: self.layout.nq], state[self.layout.nq :])
+        return self.env.render()
+
+    def frame_of_observation(self, observation: np.ndarray, true_state: np.ndarray) -> np.ndarray:
+        """The frame of a (predicted) observation, the omitted positions from `true_state`."""
+        self.sim.set_state(*self.layout.state(observation, true_state))
+        return self.env.render()
+
+    def rollout(self, true_state: np.ndarray, actions: np.ndarray) -> list[np.ndarray]:
+        """Frames of the simulator from `true_state` and after each of `actions`; an episode
+        that ends early keeps its last frame."""
+        frames = [self.frame_of_state(true_state)]
+        for action in actions:
+            _, _, terminated, _, _ = self.sim.step(np.asarray(action, dtype=np.float64))
+            frames.append(self.env.render())
+            if terminated:
+                break
+        return frames + [frames[-1]] * (len(actions) + 1 - len(frames))
+
+    def plan_frames(self, observations: np.ndarray, actions: np.ndarray, true_state: np.ndarray) -> list[np.ndarray]:
+        """Side-by-side frames [predicted | simulated] of a plan, under a caption band:
+        `observations` [S, O] its predicted observations (row 0 the one it started from),
+        `actions` [S, A] its actions; the simulator plays actions 0..S-2 from `true_state`,
+        so frame k shows observation k of both."""
+        predicted = [self.frame_of_observation(o, true_state) for o in observations]
+        simulated = self.rollout(true_state, actions[: len(observations) - 1])
+        gap = np.full((predicted[0].shape[0], GAP, 3), 255, dtype=np.uint8)
+        return [_captioned(np.concatenate([p, gap, s], axis=1), k) for k, (p, s) in enumerate(zip(predicted, simulated))]
+
+
+def _captioned(pair: np.ndarray, k: int) -> np.ndarray:
+    """`pair` under a white band naming its columns and the step k of the plan."""
+    from PIL import Image, ImageDraw
+
+    height, width, _ = pair.shape
+    column = (width - GAP) // 2
+    band = Image.new("RGB", (width, HEADER), "white")
+    draw = ImageDraw.Draw(band)
+    draw.text((2, 1), f"model, t+{k}", fill="black")
+    draw.text((column + GAP + 2, 1), f"simulator, t+{k}", fill="black")
+    return np.concatenate([np.asarray(band), pair], axis=0)
