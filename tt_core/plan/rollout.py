@@ -38,6 +38,7 @@ from tt_core.events import (
     PlanParamsApplied,
     PlanParamsRefused,
     PlanSnapshot,
+    PredictionErrors,
     RecordingStarted,
     RecordingStopped,
     Throughput,
@@ -461,6 +462,8 @@ class Rollout:
                                            self._error_scale, O, A, self.agent.config.dataset.termination_penalty)
             self._errors.add("observation", obs_err)
             self._errors.add("reward", rew_err)
+        now = self._errors.summary(self._error_basis)
+        self.bus.emit(PredictionErrors(tuple(now["observation"]), tuple(now["reward"]), self._error_basis))
 
     def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
         """The envs whose plan just made is to be written: asked for with the app's key
