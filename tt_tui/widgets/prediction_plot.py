@@ -8,23 +8,17 @@ lines rise is how fast the model's imagined future drifts from the dynamics.
 
 from __future__ import annotations
 
-import time
-
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual_plotext import PlotextPlot
 
 from tt_core.events import PredictionErrors
+from tt_tui.widgets.throttled import ThrottledRedraw
 
-MIN_REDRAW_S = 1.0  # a plan can come every few ms at tiny beams: redraw once a second
-
-
-class PredictionPanel(Vertical):
+class PredictionPanel(ThrottledRedraw, Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.latest: PredictionErrors | None = None
-        self._dirty = False
-        self._last_draw = 0.0
+        self.latest: PredictionErrors | None = None  # a plan can come every few ms
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="prediction-plot")
@@ -37,13 +31,8 @@ class PredictionPanel(Vertical):
         self.latest = event
         self._dirty = True
 
-    def flush(self, force: bool = False) -> None:
-        if self._dirty and (force or time.monotonic() - self._last_draw >= MIN_REDRAW_S):
-            self.redraw()
-
     def redraw(self) -> None:
-        self._dirty = False
-        self._last_draw = time.monotonic()
+        self._drawn()
         plt = self.query_one(PlotextPlot).plt
         plt.clear_data()
         plt.clear_figure()
