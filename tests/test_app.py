@@ -281,6 +281,12 @@ def test_layout_snapshot(snap_compare, mode, size):
     assert snap_compare(demo_app(mode, events), terminal_size=size, run_before=settle)
 
 
+def test_prediction_error_panel_snapshot(snap_compare):
+    """v swaps the beam tree for the plans' prediction error against the step into the plan."""
+    assert snap_compare(demo_app("eval", eval_events()), terminal_size=(120, 40),
+                        run_before=settle, press=["v"])
+
+
 def test_help_screen_snapshot(snap_compare):
     assert snap_compare(demo_app("eval", eval_events()), terminal_size=(80, 24),
                         run_before=settle, press=["question_mark"])

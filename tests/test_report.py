@@ -95,7 +95,7 @@ def test_the_figures_are_valid_png_and_svg_files(three_seeds, tmp_path):
 
     result = tt("report", three_seeds, "--plots", tmp_path / "figs")
     assert result.returncode == 0, result.stderr
-    for name in ("loss", "eval-return", "scores"):
+    for name in ("loss", "eval-return", "scores", "prediction-error"):
         png = matplotlib.image.imread(tmp_path / "figs" / f"{name}.png")
         assert png.ndim == 3 and png.shape[0] >= 300 and png.shape[1] >= 400
         root = ET.parse(tmp_path / "figs" / f"{name}.svg").getroot()

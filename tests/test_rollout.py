@@ -20,6 +20,7 @@ from tt_core.controls import Controls
 from tt_core.device import COMPUTE_DTYPES
 from tt_core.events import (
     EpisodeEnd,
+    EvalFinished,
     EvalStarted,
     EventBus,
     PlanParamsApplied,
@@ -222,6 +223,27 @@ def test_eval_command_prints_the_table_and_writes_json(tiny_run, tmp_path):
     assert report["plan"]["beam_width"] == 3 and len(report["episodes"]) == 2
     assert report["summary"]["behaviour_mean_return"] > 0
     assert report["summary"]["ms_per_plan"] > 0
+    assert report["summary"]["prediction"]["observation_scale"] == "data std"
+    assert "prediction error against the simulator" in result.stdout
+
+
+def test_evaluations_report_the_plans_prediction_errors_per_step_into_the_plan(agent):
+    """Every plan of every env is played in the simulator from the env's true state; the
+    summary (metrics.jsonl, --json) has the mean error per step into the plan."""
+    bus = EventBus()
+    events = _events(bus)
+    rollout = Rollout(agent, agent.config.plan, EvalConfig(episodes=2, max_steps=3, seed=0), bus, Controls())
+    rollout.run()
+    (finished,) = [e for e in events if isinstance(e, EvalFinished)]
+    prediction = finished.summary["prediction"]
+    steps = agent.config.plan.beam_steps
+    assert len(prediction["observation"]) == len(prediction["reward"]) == steps
+    assert prediction["observation"][0] is None and prediction["observation_count"][0] == 0
+    plans = finished.summary["plans"]
+    # at most every env's first reward at every plan (fewer where a plan predicts its end)
+    assert 0 < prediction["reward_count"][0] <= 2 * plans and prediction["observation_count"][1] > 0
+    assert all(v is None or (np.isfinite(v) and v >= 0) for v in prediction["observation"] + prediction["reward"])
+    assert prediction["observation_scale"] == "data std"  # the run recorded observation_std
 
 
 def test_eval_rejects_bad_flags_with_exit_2(tiny_run):

@@ -126,6 +126,17 @@ class PlanSnapshot:
 
 
 @dataclass(frozen=True)
+class PredictionErrors:
+    """The evaluation's plans so far: mean prediction error per step into the plan
+    against the simulator (tt_core/plan/prediction.py), after each plan. Not recorded in
+    metrics.jsonl: the evaluation's summary carries the final means."""
+
+    observation: tuple[float | None, ...]  # per step k; None where nothing was compared
+    reward: tuple[float | None, ...]
+    observation_scale: str  # what one unit of observation error is
+
+
+@dataclass(frozen=True)
 class Throughput:
     planning_tokens_per_s: float
     ms_per_plan: float

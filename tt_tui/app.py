@@ -31,6 +31,7 @@ from tt_core.events import (
     PlanParamsApplied,
     PlanParamsRefused,
     PlanSnapshot,
+    PredictionErrors,
     RecordingStarted,
     RecordingStopped,
     Throughput,
@@ -48,6 +49,7 @@ from tt_tui.keys import KEYS, SHOWN, STEERING, actions
 from tt_tui.widgets.help_screen import HelpScreen
 from tt_tui.widgets.loss_plot import LossPanel
 from tt_tui.widgets.plan_controls import PlanControls
+from tt_tui.widgets.prediction_plot import PredictionPanel
 from tt_tui.widgets.run_status import RunStatus
 from tt_tui.widgets.throughput import ThroughputPanel
 
@@ -115,6 +117,7 @@ class TTApp(App[int]):
                 yield LossPanel(id="loss")
                 yield ReturnsPanel(id="returns")
                 yield BeamTreePanel(id="beams")
+                yield PredictionPanel(id="predictions")
             with Horizontal(id="bottom"):
                 with Vertical(id="side"):
                     yield ThroughputPanel(rss=self._rss, id="throughput")
@@ -131,6 +134,7 @@ class TTApp(App[int]):
         self.loss = self.query_one(LossPanel)
         self.returns = self.query_one(ReturnsPanel)
         self.beams = self.query_one(BeamTreePanel)
+        self.predictions = self.query_one(PredictionPanel)
         self.plan_controls = self.query_one(PlanControls)
         self.event_log = self.query_one(EventLog)
         self._layout_for_size()
@@ -195,6 +199,7 @@ class TTApp(App[int]):
         self.loss.flush(force)
         self.returns.flush()
         self.beams.flush(force)
+        self.predictions.flush(force)
 
     def _apply(self, ev: Any) -> None:
         """Route one engine event to its handler (events without one are ignored)."""
@@ -206,7 +211,7 @@ class TTApp(App[int]):
     def _handlers(self) -> dict[type, Callable[[Any], None]]:
         return {
             TrainStep: self._show_train_step, EnvStep: self._show_env_step,
-            PlanSnapshot: self.beams.add, Throughput: self._show_throughput,
+            PlanSnapshot: self.beams.add, Throughput: self._show_throughput, PredictionErrors: self.predictions.add,
             TrainStarted: self._show_train_started, Checkpointed: self._show_checkpointed,
             TrainFinished: self._show_train_finished, Message: self._show_message,
             Failed: self._show_failed, EvalStarted: self._show_eval_started,
@@ -406,6 +411,10 @@ class TTApp(App[int]):
                         severity="warning")
         self.engine.controls.request_save()
         self.event_log.add("checkpoint requested (after the current step)")
+
+    def action_toggle_predictions(self) -> None:
+        self.main.toggle_class("-predictions")
+        self.predictions.redraw()
 
     def action_toggle_lr(self) -> None:
         self.loss.toggle_view()

@@ -25,6 +25,7 @@ from tt_core.events import (
     Message,
     PlanParamsApplied,
     PlanSnapshot,
+    PredictionErrors,
     Throughput,
     TrainStarted,
     TrainStep,
@@ -117,6 +118,9 @@ def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
         if step == 20:
             out.append(EpisodeEnd(envs - 1, returns[envs - 1], 20, "done", 12.5))
         out.append(Throughput(48_250.0, 21.4, 36.8))
+        drift = 1 + 1 / step  # the running means settle as plans accumulate
+        out.append(PredictionErrors((None, *(round(0.12 * k * drift, 3) for k in (1, 2))),
+                                    tuple(round(0.05 * (k + 1) * drift, 3) for k in range(3)), "data std"))
     out.append(PlanParamsApplied(plan, ("beam_width",), _cache_bytes(envs, plan)))
     return out
 

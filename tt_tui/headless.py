@@ -208,6 +208,8 @@ class EvalReporter(_Reporter):
             f"planning {s['planning_tokens_per_s']:,.0f} tokens/s, {s['ms_per_plan']:.1f} ms per plan "
             f"({s['plans']} plans), {s['failed']} failed episodes"
         )
+        if line := prediction_line(s.get("prediction")):
+            self.out.print(line)
 
 
 class DownloadReporter(_Reporter):
@@ -239,3 +241,13 @@ class DownloadReporter(_Reporter):
 
     def _downloaded(self, event: Downloaded) -> None:
         self.console.print(f"verified {event.name} (git blob {event.blob[:12]})")
+
+
+def prediction_line(prediction: dict | None) -> str:
+    """The plans' prediction errors per step into the plan, one line ("" when none)."""
+    if not prediction or not any(v is not None for v in prediction["observation"]):
+        return ""
+    obs = ", ".join(f"{v:.2f}" for v in prediction["observation"][1:] if v is not None)
+    rew = ", ".join(f"{v:.2f}" for v in prediction["reward"] if v is not None)
+    return (f"prediction error against the simulator, step 1, 2, ... of the plans: observations {obs} "
+            f"(units: {prediction['observation_scale']}); rewards {rew} (step 0, 1, ...)")

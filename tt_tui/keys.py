@@ -29,6 +29,7 @@ KEYS: tuple[Key, ...] = (
     Key(("left_square_bracket",), "prev_env", "previous env", "eval", "Env-"),
     Key(("right_square_bracket",), "next_env", "next env", "eval", "Env+"),
     Key(("f",), "freeze", "freeze / unfreeze the beam tree", "eval", "Freeze"),
+    Key(("v",), "toggle_predictions", "beam tree / the plans' prediction error by step into the plan", "eval"),
     Key(("left",), "snap_prev", "the selected env's previous plan (freezes)", "eval"),
     Key(("right",), "snap_next", "the selected env's next plan (freezes)", "eval"),
     Key(("r",), "record", "start / stop a GIF recording of the selected env", "eval", "Rec", steers=True),

@@ -57,12 +57,25 @@ class ObservationLayout:
         return qpos, np.asarray(observation[self.nq - self.left_out :], dtype=np.float64)
 
 
-class PlanRenderer:
-    """Renders plans of one env id at `size` x `size` pixels, in a simulator of its own."""
+@dataclass(frozen=True)
+class Played:
+    """A simulator rollout: observations [m + 1, O] from the start, rewards [m]; m is
+    shorter than the actions given when the episode ended."""
 
-    def __init__(self, env_id: str, size: int) -> None:
+    observations: np.ndarray
+    rewards: np.ndarray
+    frames: list[np.ndarray]  # [m + 1] frames, when rendered
+    terminated: bool  # the episode ended at the last step played
+
+
+class PlanRenderer:
+    """Plays and renders plans of one env id in a simulator of its own; frames are `size`
+    x `size` pixels (None: a simulator that only plays, for the prediction errors)."""
+
+    def __init__(self, env_id: str, size: int | None) -> None:
         import_glfw_shielded()
-        self.env = gym.make(env_id, render_mode="rgb_array", width=size, height=size)
+        pixels = {} if size is None else dict(render_mode="rgb_array", width=size, height=size)
+        self.env = gym.make(env_id, **pixels)
         self.env.reset(seed=0)
         self.layout = ObservationLayout.of(self.env)
         self.sim = self.env.unwrapped
@@ -80,15 +93,26 @@ class PlanRenderer:
         self.sim.set_state(*self.layout.state(observation, true_state))
         return self.env.render()
 
+    def play(self, true_state: np.ndarray, actions: np.ndarray, render: bool = False) -> Played:
+        """The simulator from `true_state` through `actions`, up to the episode's end."""
+        self.sim.set_state(true_state[: self.layout.nq], true_state[self.layout.nq :])
+        observations, rewards = [self.sim._get_obs()], []
+        frames = [self.env.render()] if render else []
+        terminated = False
+        for action in actions:
+            obs, reward, terminated, _, _ = self.sim.step(np.asarray(action, dtype=np.float64))
+            observations.append(obs)
+            rewards.append(reward)
+            if render:
+                frames.append(self.env.render())
+            if terminated:
+                break
+        return Played(np.asarray(observations), np.asarray(rewards, dtype=np.float64), frames, terminated)
+
     def rollout(self, true_state: np.ndarray, actions: np.ndarray) -> list[np.ndarray]:
         """Frames of the simulator from `true_state` and after each of `actions`; an episode
         that ends early keeps its last frame."""
-        frames = [self.frame_of_state(true_state)]
-        for action in actions:
-            _, _, terminated, _, _ = self.sim.step(np.asarray(action, dtype=np.float64))
-            frames.append(self.env.render())
-            if terminated:
-                break
+        frames = self.play(true_state, actions, render=True).frames
         return frames + [frames[-1]] * (len(actions) + 1 - len(frames))
 
     def plan_frames(self, observations: np.ndarray, actions: np.ndarray, true_state: np.ndarray) -> list[np.ndarray]:

@@ -38,6 +38,7 @@ from tt_core.events import (
     PlanParamsApplied,
     PlanParamsRefused,
     PlanSnapshot,
+    PredictionErrors,
     RecordingStarted,
     RecordingStopped,
     Throughput,
@@ -45,6 +46,7 @@ from tt_core.events import (
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.gif import GifRecorder
 from tt_core.plan.plan_frames import PlanRenderer
+from tt_core.plan.prediction import HorizonErrors, observation_scale, plan_errors
 from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
@@ -216,6 +218,11 @@ class Rollout:
         self.planner = self._make_planner(self.plan_cfg)
         self._plan_renderer: PlanRenderer | None = None  # made at the first plan written
         self._plans_said = False
+        self._simulator: PlanRenderer | None = None  # plays each plan for its prediction errors
+        self._no_simulator: str | None = None  # why there are none (not a MuJoCo state observation)
+        self._errors = HorizonErrors()
+        self._error_scale, self._error_basis = observation_scale(agent.discretizer, agent.dataset_meta,
+                                                                 agent.observation_dim)
         self._fallback_said = False
         self._threads, self.threads_text = set_compute_threads(threads, self.device)
 
@@ -260,10 +267,14 @@ class Rollout:
         ids = self.world.share(self.eval_cfg.episodes)  # this rank's episodes
         self._ids = list(ids)
         results, stats = self._play() if len(ids) else ([], (0.0, 0.0, 0.0))
-        shares = self.world.gather((results, stats))
-        results = sorted((r for share, _ in shares for r in share), key=lambda r: r.env_index)
-        tokens, seconds, plans = (sum(s[k] for _, s in shares) for k in range(3))
+        shares = self.world.gather((results, stats, self._errors))
+        results = sorted((r for share, _, _ in shares for r in share), key=lambda r: r.env_index)
+        tokens, seconds, plans = (sum(s[k] for _, s, _ in shares) for k in range(3))
         summary = summarize(results, self.agent.dataset_meta, tokens, seconds, plans)
+        errors = HorizonErrors()
+        for _, _, share in shares:
+            errors.merge(share)
+        summary["prediction"] = errors.summary(self._error_basis) if self._no_simulator is None else None
         summary["stopped"] = bool(self.controls.stop_requested)  # its truncated episodes were cut short
         self.bus.emit(EvalFinished(tuple(asdict(r) for r in results), summary, self.agent.step))
         return results
@@ -291,9 +302,10 @@ class Rollout:
                 self._report_step(ep, idx, rewards, step, t_start)
         finally:
             envs.close()
-            if self._plan_renderer is not None:
-                self._plan_renderer.close()
-                self._plan_renderer = None
+            for sim in (self._plan_renderer, self._simulator):
+                if sim is not None:
+                    sim.close()
+            self._plan_renderer = self._simulator = None
         return self._results(ep, seeds), (ep.plan_tokens, ep.plan_seconds, ep.plans)
 
     # ---- the named steps of _play
@@ -345,6 +357,8 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
+        states = envs.call("state_vector") if self._no_simulator is None else None
+        self._check_predictions(idx, result.sequence, states)
         wanted = self._plan_gifs_wanted(idx, ep.plans)
         if wanted:
             self._write_plans(envs, idx, result.sequence, step, wanted)
@@ -429,6 +443,28 @@ class Rollout:
                 self.recorder.start(i)
                 self.bus.emit(RecordingStarted(i))
 
+    def _check_predictions(self, idx: np.ndarray, sequence: torch.Tensor, states) -> None:
+        """Each env's best plan played in the simulator from its true state: the errors of
+        its predictions per step into the plan (tt_core/plan/prediction.py)."""
+        if states is None:
+            return
+        if self._simulator is None:
+            try:
+                self._simulator = PlanRenderer(self.agent.env_id, None)
+            except ConfigError as exc:
+                self._no_simulator = str(exc)
+                self.bus.emit(Message(f"no prediction errors: {exc}", level="warning"))
+                return
+        tokens = sequence.cpu().numpy()
+        O, A = self.agent.observation_dim, self.agent.action_dim
+        for j, i in enumerate(idx):
+            obs_err, rew_err = plan_errors(self._simulator, self.agent.discretizer, tokens[j], states[i],
+                                           self._error_scale, O, A, self.agent.config.dataset.termination_penalty)
+            self._errors.add("observation", obs_err)
+            self._errors.add("reward", rew_err)
+        now = self._errors.summary(self._error_basis)
+        self.bus.emit(PredictionErrors(tuple(now["observation"]), tuple(now["reward"]), self._error_basis))
+
     def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
         """The envs whose plan just made is to be written: asked for with the app's key
         (`Controls.request_plan_gif`), and with `plans_every` N every N-th plan of the
@@ -454,7 +490,7 @@ class Rollout:
             return
         if self._plan_renderer is None:
             self._plan_renderer = PlanRenderer(self.agent.env_id, self.render_size)
-        states = envs.call("state_vector")
+        states = envs.call("state_vector")  # the envs' true states (again: the planner never moves them)
         O, A, N = self.agent.observation_dim, self.agent.action_dim, self.agent.discretizer.num_bins
         for j, i in recorded:
             tokens = sequence[j].cpu().numpy()

@@ -1,6 +1,7 @@
 """The report's figures, PNG and SVG: training loss per kind against tokens seen and
 evaluation return against the training step (the mean over seeds with a band of one
-std), and the normalised scores as bars with their standard error, like the TT paper's.
+std), the normalised scores as bars with their standard error, like the TT paper's, and
+the plans' prediction errors against the step into the plan (runs that measured them).
 
 matplotlib is an optional extra (`pip install -e ".[plots]"`); without it `write_plots`
 raises a ConfigError saying how to install it. No torch here.
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 
 from tt_core.errors import ConfigError
-from tt_core.runs.report import KINDS, Row, Stats, run_curves
+from tt_core.runs.report import KINDS, Row, Stats, final_prediction, run_curves
 
 
 def _pyplot():
@@ -79,5 +80,26 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
     ax.set_ylabel("normalised score" if all(row.scores for row in rows) else
                   "return" if not any(row.scores for row in rows) else "normalised score (return: no reference)")
     written += _save(fig, folder, "scores")
+    plt.close(fig)
+    return written + _prediction_figure(plt, rows, label, folder)
+
+
+def _prediction_figure(plt, rows: list[Row], label: list[str], folder: Path) -> list[Path]:
+    """Observation and reward prediction errors against the step into the plan, from each
+    run's last evaluation: the mean over seeds, a band of one std; none when no run has them."""
+    predictions = [[p for p in map(final_prediction, row.runs) if p] for row in rows]
+    if not any(predictions):
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, kind, unit in zip(axes, ("observation", "reward"), ("data stds", "reward units")):
+        for name, runs in zip(label, predictions):
+            if runs:
+                _plot_band(ax, [{k: v for k, v in enumerate(p[kind]) if v is not None} for p in runs],
+                           marker="o", label=name)
+        ax.set_title(f"{kind} prediction error")
+        ax.set_xlabel("step into the plan")
+        ax.set_ylabel(unit)
+    axes[0].legend(fontsize="small")
+    written = _save(fig, folder, "prediction-error")
     plt.close(fig)
     return written

@@ -158,6 +158,17 @@ def run_curves(run: Path) -> tuple[dict[str, dict[int, float]], dict[int, float]
     return losses, returns
 
 
+def final_prediction(run: Path) -> dict | None:
+    """The prediction errors of a run's last evaluation (tt_core/plan/prediction.py), None
+    when it has none (runs evaluated before they were measured, non-MuJoCo envs)."""
+    try:
+        metrics = read_metrics(Path(run) / "metrics.jsonl")
+    except RunFileError:
+        return None
+    finished = metrics.of(ev.EvalFinished)
+    return finished[-1].summary.get("prediction") if finished else None
+
+
 def table_rows(results: list[RunResult]) -> list[Row]:
     """One row per dataset, env, group and settings, in the order they first appear: runs
     of other groups, or evaluated with other planning settings, are never pooled."""

@@ -199,6 +199,8 @@ def _dataset_meta(cfg: Config, traj: Trajectories, info) -> dict:
         "ref_min_score": info.ref_min_score,
         "ref_max_score": info.ref_max_score,
         "max_episode_steps": info.max_episode_steps,
+        # the scale of observation prediction errors (tt_core/plan/prediction.py)
+        "observation_std": traj.observations.std(axis=0).astype(float).tolist(),
     }
 
 

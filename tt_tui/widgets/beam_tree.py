@@ -8,7 +8,6 @@ snapshots of the env; while live it redraws at most a few times a second.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 from rich.text import Text
@@ -19,10 +18,10 @@ from textual.widgets import Static, Tree
 
 from tt_core.events import PlanSnapshot
 from tt_tui.beams import BeamView, read_snapshot
+from tt_tui.widgets.throttled import ThrottledRedraw
 
 HISTORY = 32  # snapshots kept per env for stepping back
 MAX_LEAVES = 24  # final beams drawn (the chosen one first)
-MIN_REDRAW_S = 0.5  # a 128 x 15 tree takes ~40 ms to build: at most twice a second
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -48,7 +47,9 @@ class BeamTree(Tree, inherit_bindings=False):
     ]
 
 
-class BeamTreePanel(Vertical):
+class BeamTreePanel(ThrottledRedraw, Vertical):
+    MIN_REDRAW_S = 0.5  # a 128 x 15 tree takes ~40 ms to build: at most twice a second
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         # per env: [step, raw snapshot, BeamView once read] (read only when shown)
@@ -56,8 +57,6 @@ class BeamTreePanel(Vertical):
         self.env = 0
         self.frozen = False
         self.index = -1  # position in the env's history while frozen
-        self._dirty = False
-        self._last_draw = 0.0
         self.shown: tuple[int, int] | None = None  # (env, step) on screen
 
     def compose(self) -> ComposeResult:
@@ -80,11 +79,6 @@ class BeamTreePanel(Vertical):
         self.history.setdefault(event.env_index, deque(maxlen=HISTORY)).append(entry)
         if event.env_index == self.env and not self.frozen:
             self._dirty = True
-
-    def flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._dirty and (force or now - self._last_draw >= MIN_REDRAW_S):
-            self.redraw()
 
     def select_env(self, env: int) -> None:
         self.env = env
@@ -116,8 +110,7 @@ class BeamTreePanel(Vertical):
         return entry[0], (entry[2] or None)
 
     def redraw(self) -> None:
-        self._dirty = False
-        self._last_draw = time.monotonic()
+        self._drawn()
         header = self.query_one("#beam-header", Static)
         tree = self.query_one(Tree)
         cur = self.current()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
@@ -11,21 +9,17 @@ from textual_plotext import PlotextPlot
 
 from tt_core.events import TrainStep
 from tt_tui.series import DecimatedSeries
+from tt_tui.widgets.throttled import ThrottledRedraw
 
 KINDS = ("loss", "loss_obs", "loss_action", "loss_reward", "loss_value")
 LABELS = {"loss": "total", "loss_obs": "obs", "loss_action": "action",
           "loss_reward": "reward", "loss_value": "value"}
-MIN_REDRAW_S = 1.0  # plotext + ANSI parsing cost ~50 ms at 200x60: once a second is plenty
-
-
-class LossPanel(Vertical):
+class LossPanel(ThrottledRedraw, Vertical):
     view: reactive[str] = reactive("loss")  # loss | lr
 
     def __init__(self, max_points: int = 1000, **kwargs) -> None:
         super().__init__(**kwargs)
         self.series = DecimatedSeries(KINDS + ("lr",), max_points=max_points)
-        self._dirty = False
-        self._last_draw = 0.0
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="loss-plot")
@@ -38,11 +32,6 @@ class LossPanel(Vertical):
         self.series.append(event.tokens, [getattr(event, k) for k in KINDS] + [event.lr])
         self._dirty = True
 
-    def flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._dirty and (force or now - self._last_draw >= MIN_REDRAW_S):
-            self.redraw()
-
     def toggle_view(self) -> None:
         self.view = "lr" if self.view == "loss" else "loss"
 
@@ -50,9 +39,8 @@ class LossPanel(Vertical):
         if self.is_mounted:
             self.redraw()
 
-    def redraw(self) -> None:
-        self._dirty = False
-        self._last_draw = time.monotonic()
+    def redraw(self) -> None:  # plotext + ANSI parsing: ~50 ms at 200x60
+        self._drawn()
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()

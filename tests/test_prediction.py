@@ -1,0 +1,102 @@
+"""Prediction errors per step into a plan (tt_core/plan/prediction.py), against a real
+MuJoCo simulator: zero for a plan whose every token is right, positive where one is not."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from tt_core.data.discretizer import Discretizer
+from tt_core.plan.plan_frames import PlanRenderer
+from tt_core.plan.prediction import HorizonErrors, observation_scale, plan_errors
+
+O, A = 11, 3  # Hopper-v5
+N = 50
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    env = gym.make("Hopper-v5")
+    env.reset(seed=1)
+    env.action_space.seed(1)
+    data = [env.step(env.action_space.sample()) for _ in range(200)]
+    obs = np.stack([d[0] for d in data])
+    acts = np.random.default_rng(0).uniform(-1, 1, (len(obs), A))
+    rew = np.array([d[1] for d in data])
+    rew[:5] = -100.0  # terminal steps of the data carry the termination penalty
+    table = np.concatenate([obs, acts, rew[:, None], rew[:, None]], axis=1)
+    disc = Discretizer.fit(table, N, "quantile")
+    env.reset(seed=2)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    sim = PlanRenderer("Hopper-v5", None)
+    yield disc, env.unwrapped.state_vector(), sim
+    sim.close()
+
+
+def perfect_plan(disc, state, sim, steps: int) -> np.ndarray:
+    """Tokens [steps, T] of a plan whose observations and rewards are exactly (to the
+    bin) what the simulator does with its actions."""
+    act_tok = np.random.default_rng(3).integers(0, N, (steps, A))
+    actions = disc.decode(act_tok, slice(O, O + A))
+    played = sim.play(state, actions[: steps - 1])
+    assert len(played.rewards) == steps - 1  # no fall within the plan
+    tokens = np.zeros((steps, O + A + 2), dtype=np.int64)
+    tokens[:, :O] = disc.encode(played.observations, slice(0, O))
+    tokens[:, O : O + A] = act_tok
+    tokens[:-1, O + A] = disc.encode(played.rewards[:, None], slice(O + A, O + A + 1))[:, 0]
+    return tokens
+
+
+def test_a_plan_whose_every_token_is_right_has_zero_error_and_a_wrong_one_shows(hopper):
+    disc, state, sim = hopper
+    scale = np.ones(O)
+    tokens = perfect_plan(disc, state, sim, 5)
+    obs_err, rew_err = plan_errors(sim, disc, tokens, state, scale, O, A)
+    assert np.isnan(obs_err[0]) and np.all(obs_err[1:] == 0)
+    assert np.all(rew_err[:4] == 0) and np.isnan(rew_err[4])  # the last action is never played
+    wrong = tokens.copy()
+    wrong[2, 4] = (wrong[2, 4] + 10) % N  # observation 2, one dimension off by 10 bins
+    obs_err, _ = plan_errors(sim, disc, wrong, state, scale, O, A)
+    assert obs_err[2] > 0 and obs_err[1] == 0 and obs_err[3] == 0
+
+
+def test_a_predicted_end_stops_the_comparison_there(hopper):
+    disc, state, sim = hopper
+    tokens = perfect_plan(disc, state, sim, 5)
+    tokens[3, 0] = N  # the stop token: the plan says its episode ends at row 3
+    obs_err, rew_err = plan_errors(sim, disc, tokens, state, np.ones(O), O, A)
+    assert np.all(obs_err[1:3] == 0) and np.all(np.isnan(obs_err[3:]))
+    assert np.all(rew_err[:2] == 0) and np.all(np.isnan(rew_err[2:]))
+
+
+def test_a_simulated_fall_is_compared_as_the_data_scored_it_with_the_termination_penalty(hopper):
+    disc, state, sim = hopper
+    fallen = state.copy()
+    fallen[1] = 0.3  # the torso below Hopper's healthy height: the first step terminates
+    tokens = np.zeros((3, O + A + 2), dtype=np.int64)
+    tokens[:, :O] = disc.encode(np.tile(sim.play(fallen, np.zeros((0, A))).observations[0], (3, 1)), slice(0, O))
+    tokens[0, O + A] = disc.encode(np.array([[-100.0]]), slice(O + A, O + A + 1))[0, 0]
+    _, with_penalty = plan_errors(sim, disc, tokens, fallen, np.ones(O), O, A, termination_penalty=-100.0)
+    _, without = plan_errors(sim, disc, tokens, fallen, np.ones(O), O, A, termination_penalty=None)
+    assert with_penalty[0] == 0 and without[0] > 50 and np.all(np.isnan(with_penalty[1:]))
+
+
+def test_errors_are_scaled_by_the_data_std_or_else_the_bin_centers_spread(hopper):
+    disc = hopper[0]
+    std = np.linspace(0.5, 1.5, O)
+    scale, basis = observation_scale(disc, {"observation_std": std.tolist()}, O)
+    assert basis == "data std" and np.allclose(scale, std)
+    scale, basis = observation_scale(disc, {}, O)
+    assert basis == "bin-center std" and np.allclose(scale, disc.centers[:O].std(axis=1))
+
+
+def test_horizon_means_skip_undefined_steps_and_merge_across_ranks():
+    a, b = HorizonErrors(), HorizonErrors()
+    a.add("observation", np.array([np.nan, 1.0, 3.0]))
+    b.add("observation", np.array([np.nan, 3.0, np.nan, 5.0]))
+    a.merge(b)
+    s = a.summary("data std")
+    assert s["observation"] == [None, 2.0, 3.0, 5.0] and s["observation_count"] == [0, 2, 1, 1]
+    assert s["reward"] == [] and s["observation_scale"] == "data std"
