@@ -82,7 +82,8 @@ class TrainBench:
     machine_gflops: float  # the device's matrix speed in this variant's dtype, this run
     peak_bytes: int  # during this variant's warm-up steps (PeakMemory)
     load: int = 0  # busy neighbours running meanwhile (competing_load)
-    threads: str = "auto"  # the CPU thread policy, fixed or "auto: <the counts it used>"
+    threads: str = "auto"  # the CPU thread policy: auto or a count
+    used: tuple[int, ...] = ()  # the thread counts it computed with while timed
 
     @property
     def median(self) -> float:
@@ -133,7 +134,7 @@ def bench_train(
                         used[i].add(torch.get_num_threads())
                     sync(dev)
                     runs.append(steps * batch * L / (time.perf_counter() - t0))
-        rows += [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak, load, _policy_text(t, used[i]))
+        rows += [TrainBench(describe(dev), v, batch, L, steps, runs, flops, gf, peak, load, t, tuple(sorted(used[i])))
                  for i, (v, t, _, runs, gf, peak) in enumerate(steppers)]
     return rows
 
@@ -179,7 +180,8 @@ def train_table(rows: list[TrainBench]) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.variant} | {r.load} | {r.threads} | {r.median:,.0f} | {min(r.runs):,.0f} | "
+        threads = threads_label(r.threads, r.used)
+        lines.append(f"| {r.variant} | {r.load} | {threads} | {r.median:,.0f} | {min(r.runs):,.0f} | "
                      f"{max(r.runs):,.0f} | {r.median / first:.2f}x | {r.gflops:,.1f} | "
                      f"{100 * r.gflops / r.machine_gflops:.0f} % | {_mib(r.peak_bytes)} |")
     speeds = {r.variant.rpartition("+")[2]: r.machine_gflops for r in rows}
@@ -206,11 +208,8 @@ class PlanBenchRow:
     machine_gflops: float = float("nan")  # the device's matrix speed in `dtype`, this run
     peak_bytes: int | None = None  # during the row's warm-up plans (PeakMemory)
     load: int = 0  # busy neighbours running meanwhile (competing_load)
-    threads: str = "auto"  # the CPU thread policy, fixed or "auto: <the counts it used>"
-
-    @property
-    def policy(self) -> str:
-        return self.threads.split(":")[0]
+    threads: str = "auto"  # the CPU thread policy: auto or a count
+    used: tuple[int, ...] = ()  # the thread counts it computed with while timed
 
     @property
     def median_ms(self) -> float:
@@ -288,10 +287,10 @@ def bench_plan(
         variants = [(d, t) for d in dtypes for t in threads]
         with competing_load(load):
             timed = _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed, dev)
-        for (name, policy), ms, peak in timed:
+        for (name, policy), ms, peak, used in timed:
             rows.append(PlanBenchRow("tt-tui", e, width, steps, expand, ms, tokens_per_plan, dtype=name,
                                      flops=flops, machine_gflops=machine[name.split()[0]], peak_bytes=peak,
-                                     load=load, threads=policy))
+                                     load=load, threads=policy, used=used))
         if not naive or load:  # the reference is timed on the quiet machine only
             continue
         # each sampled token re-encodes the whole window (~block/2 .. block tokens)
@@ -314,9 +313,9 @@ def _mean_keys(cfg: GPTConfig, context: int, steps: int) -> float:
 
 
 def _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed, dev
-                         ) -> list[tuple[tuple[str, str], list[float], int]]:
-    """((dtype, thread policy), ms of each timed plan, peak memory) of BeamPlanner per
-    variant, the variants' runs interleaved, after two warm-up plans each (the peak is the
+                         ) -> list[tuple[tuple[str, str], list[float], int, tuple[int, ...]]]:
+    """((dtype, thread policy), ms of each timed plan, peak memory, the thread counts used)
+    of BeamPlanner per variant, the variants' runs interleaved, after two warm-up plans each (the peak is the
     warm-up's); an "auto" policy plans untimed until its LoadWatch has read the load
     WATCH_READINGS times."""
     from tt_core.plan.beam_search import BeamPlanner
@@ -355,12 +354,12 @@ def _time_cached_planner(model, disc, params, hist, obs, variants, repeats, seed
     for r in range(repeats):  # interleaved, the order reversed every other round: pairs alike
         for variant in (timed if r % 2 == 0 else timed[::-1]):
             plan(variant, variant[5])
-    return [((name, _policy_text(policy, used)), ms, peak) for (name, policy), _, _, _, _, ms, peak, used in timed]
+    return [((name, policy), ms, peak, tuple(sorted(used))) for (name, policy), _, _, _, _, ms, peak, used in timed]
 
 
-def _policy_text(policy: str, used: set[int]) -> str:
+def threads_label(policy: str, used: tuple[int, ...]) -> str:
     """"auto: 1" for an auto policy that computed with 1 thread while timed; a count as given."""
-    return f"{policy}: {', '.join(map(str, sorted(used)))}" if policy == "auto" else policy
+    return f"{policy}: {', '.join(map(str, used))}" if policy == "auto" else policy
 
 
 def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[float, int, int]:
@@ -381,7 +380,7 @@ def _time_naive_planner(model, disc, params, hist, obs, seed, dev) -> tuple[floa
 def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
     """Markdown table; speedup = naive ms / tt-tui ms for the same case."""
     base = {(r.envs, r.width, r.steps): r.median_ms for r in rows if r.planner == "naive" and r.ms}
-    quiet = {(r.envs, r.width, r.steps, r.dtype, r.policy): r.median_ms for r in rows if r.planner == "tt-tui"
+    quiet = {(r.envs, r.width, r.steps, r.dtype, r.threads): r.median_ms for r in rows if r.planner == "tt-tui"
              and r.load == 0 and r.ms}
     lines = [
         f"planning, device {device}, walker2d-size model (O=17, A=6, N=100, 4x128, seq_len 10)",
@@ -391,14 +390,14 @@ def plan_table(device: str, rows: list[PlanBenchRow]) -> str:
         "|---:|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        threads = r.threads if r.planner == "tt-tui" else "auto"
+        threads = threads_label(r.threads, r.used) if r.planner == "tt-tui" else "auto"
         case = f"| {r.envs} | {r.width} x {r.steps} | {r.expand} | {r.planner} | {r.dtype} | {r.load} | {threads} |"
         if not r.ms:
             lines.append(f"{case} {r.skipped} | | | | | |")
             continue
         key = (r.envs, r.width, r.steps)
         speed = f"{base[key] / r.median_ms:,.1f}x" if r.planner == "tt-tui" and key in base and not r.load else ""
-        calm = quiet.get((*key, r.dtype, r.policy))
+        calm = quiet.get((*key, r.dtype, r.threads))
         if r.load and calm:  # under load: how many times its quiet time
             speed = f"{r.median_ms / calm:,.1f}x quiet"
         lines.append(f"{case} {r.median_ms:,.1f} | {r.tokens_per_s:,.0f} | {speed} | {r.gflops:,.1f} | "
