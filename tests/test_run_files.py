@@ -562,7 +562,8 @@ def test_a_seed_checkpoint_folder_among_runs_is_listed_as_foreign_and_left_out_o
     assert run_result(folder / "hopper-ftt") == (None, f"foreign ({listed.why})")
 
 
-LOADED_FILES = ("latest.json", "config.yaml", "dataset.json", "discretizer.npz", "model.safetensors", "trainer.pt")
+LOADED_FILES = ("latest.json", "config.yaml", "dataset.json", "discretizer.npz", "model.safetensors", "trainer.pt",
+                "train.lock")  # train --resume takes the lock before it loads
 
 
 @ONE_WORKER
@@ -578,6 +579,8 @@ LOADED_FILES = ("latest.json", "config.yaml", "dataset.json", "discretizer.npz",
 @example(name="model.safetensors", what="fifo", value=None)  # found by this test: a library's read blocked forever
 @example(name="trainer.pt", what="dev-zero", value=None)
 @example(name="discretizer.npz", what="fifo", value=None)
+@example(name="train.lock", what="fifo", value=None)  # a lock opened for writing must not wait for a reader
+@example(name="train.lock", what="hostile-json", value={"pid": -1, "host": 10 ** 400})
 def test_any_damage_to_what_eval_and_resume_load_ends_in_one_line_with_a_documented_code(
         finished, tmp_path, name, what, value):
     from typer.testing import CliRunner
