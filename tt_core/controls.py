@@ -69,20 +69,25 @@ class Controls:
 
     def toggle_recording(self, env_index: int) -> None:
         """Start recording `env_index` if it is not recorded, else stop and write its GIF."""
-        with self._lock:
-            self._record_toggles.append(env_index)
+        self._put(self._record_toggles, env_index)
 
     def take_record_toggles(self) -> list[int]:
-        with self._lock:
-            toggles, self._record_toggles = self._record_toggles, []
-        return toggles
+        return self._take(self._record_toggles)
 
     def request_plan_gif(self, env_index: int) -> None:
         """Write `env_index`'s next plan beside a simulator rollout of its actions as a GIF."""
-        with self._lock:
-            self._plan_gifs.append(env_index)
+        self._put(self._plan_gifs, env_index)
 
     def take_plan_gif_requests(self) -> list[int]:
+        return self._take(self._plan_gifs)
+
+    def _put(self, queue: list[int], env_index: int) -> None:
         with self._lock:
-            wanted, self._plan_gifs = self._plan_gifs, []
-        return wanted
+            queue.append(env_index)
+
+    def _take(self, queue: list[int]) -> list[int]:
+        """Everything `queue` holds, in order; it is left empty."""
+        with self._lock:
+            taken = queue[:]
+            queue.clear()
+        return taken
