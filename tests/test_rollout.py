@@ -22,6 +22,7 @@ from tt_core.events import (
     EpisodeEnd,
     EvalFinished,
     EvalStarted,
+    Message,
     EventBus,
     PlanParamsApplied,
     PlanParamsRefused,
@@ -272,6 +273,36 @@ def test_record_writes_one_gif_per_episode_with_every_frame(tiny_run, tmp_path):
         frames = iio.imread(gif, index=None)
         assert frames.shape[1:3] == (48, 48)
         assert frames.shape[0] - 1 in report_lengths  # the reset frame + one per step
+
+
+def test_an_env_that_cannot_be_simulated_from_its_state_gets_one_warning_and_the_evaluation_goes_on(
+        agent, tmp_path, monkeypatch):
+    """Non-MuJoCo envs (no state_vector) and envs whose observation is not their state
+    (Ant): no prediction errors and no plan GIFs, said once; never a crash, also not when
+    a plan GIF is asked for."""
+    from tt_core.errors import ConfigError
+
+    def not_a_state(env_id, size):
+        raise ConfigError(f"{env_id}: plans are rendered for MuJoCo envs only")
+
+    def no_state_vector(self, name, *args, **kwargs):
+        assert name != "state_vector", "asked a non-MuJoCo env for its state"
+        return real_call(self, name, *args, **kwargs)
+
+    real_call = gym.vector.SyncVectorEnv.call
+    monkeypatch.setattr("tt_core.plan.rollout.PlanRenderer", not_a_state)
+    monkeypatch.setattr(gym.vector.SyncVectorEnv, "call", no_state_vector)
+    bus, controls = EventBus(), Controls()
+    events = _events(bus)
+    controls.request_plan_gif(0)
+    recorder = GifRecorder(tmp_path, "run", agent.env_id, 10)
+    rollout = Rollout(agent, agent.config.plan, EvalConfig(episodes=2, max_steps=3, seed=0), bus, controls,
+                      recorder=recorder, render_size=32, plans_every=1)
+    assert len(rollout.run()) == 2
+    warnings = [e.text for e in events if isinstance(e, Message) and "no prediction errors" in e.text]
+    assert warnings == ["no prediction errors or plan GIFs: Hopper-v5: plans are rendered for MuJoCo envs only"]
+    (finished,) = [e for e in events if isinstance(e, EvalFinished)]
+    assert finished.summary["prediction"] is None and not list(tmp_path.glob("*-plan-step*.gif"))
 
 
 def test_record_plans_writes_every_nth_plan_beside_its_simulator_rollout(tiny_run, tmp_path):

@@ -83,9 +83,13 @@ class PlanRenderer:
     def close(self) -> None:
         self.env.close()
 
+    def _restore(self, state: np.ndarray) -> None:
+        """Put the simulator in a full state [qpos, qvel] (MujocoEnv.state_vector's order)."""
+        self.sim.set_state(state[: self.layout.nq], state[self.layout.nq :])
+
     def frame_of_state(self, state: np.ndarray) -> np.ndarray:
         """The frame of a full simulator state [qpos, qvel]."""
-        self.sim.set_state(state[: self.layout.nq], state[self.layout.nq :])
+        self._restore(state)
         return self.env.render()
 
     def frame_of_observation(self, observation: np.ndarray, true_state: np.ndarray) -> np.ndarray:
@@ -95,7 +99,7 @@ class PlanRenderer:
 
     def play(self, true_state: np.ndarray, actions: np.ndarray, render: bool = False) -> Played:
         """The simulator from `true_state` through `actions`, up to the episode's end."""
-        self.sim.set_state(true_state[: self.layout.nq], true_state[self.layout.nq :])
+        self._restore(true_state)
         observations, rewards = [self.sim._get_obs()], []
         frames = [self.env.render()] if render else []
         terminated = False
@@ -130,7 +134,7 @@ def _captioned(pair: np.ndarray, k: int) -> np.ndarray:
     """`pair` under a white band naming its columns and the step k of the plan."""
     from PIL import Image, ImageDraw
 
-    height, width, _ = pair.shape
+    width = pair.shape[1]
     column = (width - GAP) // 2
     band = Image.new("RGB", (width, HEADER), "white")
     draw = ImageDraw.Draw(band)

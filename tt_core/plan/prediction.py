@@ -38,20 +38,27 @@ def observation_scale(disc: Discretizer, meta: dict, observation_dim: int) -> tu
     return np.where(scale > 0, scale, 1.0), basis
 
 
+def predicted_rows(tokens: np.ndarray, observation_dim: int, num_bins: int) -> np.ndarray:
+    """A plan's tokens [S, T] up to the row whose observation holds a stop token (id
+    `num_bins`: the plan predicts its episode's end there); a stop token elsewhere in the
+    rows kept counts as the last bin, as the planner decodes actions."""
+    ended = np.flatnonzero((tokens[:, :observation_dim] == num_bins).any(1))
+    return np.minimum(tokens[: ended[0] if len(ended) else len(tokens)], num_bins - 1)
+
+
 def plan_errors(sim: PlanRenderer, disc: Discretizer, tokens: np.ndarray, true_state: np.ndarray,
                 scale: np.ndarray, observation_dim: int, action_dim: int,
                 termination_penalty: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(observation error [S], reward error [S]) of one plan's tokens [S, T] against the
     simulator from `true_state`; NaN where there is nothing to compare (observation 0,
     beyond an end)."""
-    O, A, N = observation_dim, action_dim, disc.num_bins
+    O, A = observation_dim, action_dim
     S = len(tokens)
     obs_err, rew_err = np.full(S, np.nan), np.full(S, np.nan)
-    ended = np.flatnonzero((tokens[:, :O] == N).any(1))
-    rows = int(ended[0]) if len(ended) else S  # transitions the plan predicts
+    tokens = predicted_rows(tokens, O, disc.num_bins)
+    rows = len(tokens)  # transitions the plan predicts
     if rows == 0:
         return obs_err, rew_err
-    tokens = np.minimum(tokens[:rows], N - 1)  # a stop token elsewhere counts as the last bin
     actions = disc.decode(tokens[:, O : O + A], slice(O, O + A))
     played = sim.play(true_state, actions[: rows - 1])
     seen = len(played.observations)  # rows with a simulated observation

@@ -46,7 +46,7 @@ from tt_core.events import (
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.gif import GifRecorder
 from tt_core.plan.plan_frames import PlanRenderer
-from tt_core.plan.prediction import HorizonErrors, observation_scale, plan_errors
+from tt_core.plan.prediction import HorizonErrors, observation_scale, plan_errors, predicted_rows
 from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
@@ -216,10 +216,10 @@ class Rollout:
         self.plans_every = plans_every if recorder is not None else None
         self.plan_cfg, self.dtype_text = self._resolve_dtype(plan)
         self.planner = self._make_planner(self.plan_cfg)
-        self._plan_renderer: PlanRenderer | None = None  # made at the first plan written
         self._plans_said = False
-        self._simulator: PlanRenderer | None = None  # plays each plan for its prediction errors
-        self._no_simulator: str | None = None  # why there are none (not a MuJoCo state observation)
+        # simulators that play plans, by frame size (None: playing only, for the prediction
+        # errors), made at first use; None when the env's observation is not its MuJoCo state
+        self._simulators: dict[int | None, PlanRenderer] | None = {}
         self._errors = HorizonErrors()
         self._error_scale, self._error_basis = observation_scale(agent.discretizer, agent.dataset_meta,
                                                                  agent.observation_dim)
@@ -274,7 +274,7 @@ class Rollout:
         errors = HorizonErrors()
         for _, _, share in shares:
             errors.merge(share)
-        summary["prediction"] = errors.summary(self._error_basis) if self._no_simulator is None else None
+        summary["prediction"] = errors.summary(self._error_basis) if self._simulators is not None else None
         summary["stopped"] = bool(self.controls.stop_requested)  # its truncated episodes were cut short
         self.bus.emit(EvalFinished(tuple(asdict(r) for r in results), summary, self.agent.step))
         return results
@@ -302,10 +302,10 @@ class Rollout:
                 self._report_step(ep, idx, rewards, step, t_start)
         finally:
             envs.close()
-            for sim in (self._plan_renderer, self._simulator):
-                if sim is not None:
-                    sim.close()
-            self._plan_renderer = self._simulator = None
+            for sim in (self._simulators or {}).values():
+                sim.close()
+            if self._simulators is not None:
+                self._simulators = {}
         return self._results(ep, seeds), (ep.plan_tokens, ep.plan_seconds, ep.plans)
 
     # ---- the named steps of _play
@@ -357,11 +357,13 @@ class Rollout:
         result = self.planner.plan(ep.history[ids], obs_tok, generator=streams.subset(idx),
                                    snapshot=self.snapshots)
         ep.take_plan(idx, result.actions, result.seconds, result.tokens)
-        states = envs.call("state_vector") if self._no_simulator is None else None
-        self._check_predictions(idx, result.sequence, states)
         wanted = self._plan_gifs_wanted(idx, ep.plans)
-        if wanted:
-            self._write_plans(envs, idx, result.sequence, step, wanted)
+        if self._simulator(None) is not None:
+            states = envs.call("state_vector")  # the envs' true states (the planner never moves them)
+            tokens = result.sequence.cpu().numpy()
+            self._check_predictions(idx, tokens, states)
+            if wanted:
+                self._write_plans(idx, tokens, step, wanted, states)
         if self._threads is not None:
             self._threads.tick()
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
@@ -443,22 +445,28 @@ class Rollout:
                 self.recorder.start(i)
                 self.bus.emit(RecordingStarted(i))
 
-    def _check_predictions(self, idx: np.ndarray, sequence: torch.Tensor, states) -> None:
-        """Each env's best plan played in the simulator from its true state: the errors of
-        its predictions per step into the plan (tt_core/plan/prediction.py)."""
-        if states is None:
-            return
-        if self._simulator is None:
+    def _simulator(self, size: int | None) -> PlanRenderer | None:
+        """The simulator that plays plans, rendering `size`-pixel frames (None: playing
+        only), made at first use; None, said once, where the env's observation is not its
+        MuJoCo state (no prediction errors, no plan GIFs: the evaluation goes on)."""
+        if self._simulators is None:
+            return None
+        if size not in self._simulators:
             try:
-                self._simulator = PlanRenderer(self.agent.env_id, None)
+                self._simulators[size] = PlanRenderer(self.agent.env_id, size)
             except ConfigError as exc:
-                self._no_simulator = str(exc)
-                self.bus.emit(Message(f"no prediction errors: {exc}", level="warning"))
-                return
-        tokens = sequence.cpu().numpy()
+                self._simulators = None
+                self.bus.emit(Message(f"no prediction errors or plan GIFs: {exc}", level="warning"))
+                return None
+        return self._simulators[size]
+
+    def _check_predictions(self, idx: np.ndarray, tokens: np.ndarray, states) -> None:
+        """Each env's best plan ([S, T] tokens in `tokens`, row j for env idx[j]) played in
+        the simulator from its true state: the errors of its predictions per step into
+        the plan (tt_core/plan/prediction.py)."""
         O, A = self.agent.observation_dim, self.agent.action_dim
         for j, i in enumerate(idx):
-            obs_err, rew_err = plan_errors(self._simulator, self.agent.discretizer, tokens[j], states[i],
+            obs_err, rew_err = plan_errors(self._simulator(None), self.agent.discretizer, tokens[j], states[i],
                                            self._error_scale, O, A, self.agent.config.dataset.termination_penalty)
             self._errors.add("observation", obs_err)
             self._errors.add("reward", rew_err)
@@ -481,26 +489,20 @@ class Rollout:
             wanted |= set(self.recorder.recording)
         return wanted
 
-    def _write_plans(self, envs: gym.vector.VectorEnv, idx: np.ndarray, sequence: torch.Tensor, step: int,
-                     wanted: set[int]) -> None:
-        """The plans ([S, T] tokens, best first) of the envs in `wanted`, each beside a
-        rollout of its actions from the env's true state, as a GIF."""
-        recorded = [(j, i) for j, i in enumerate(idx) if i in wanted]
-        if not recorded:
+    def _write_plans(self, idx: np.ndarray, tokens: np.ndarray, step: int, wanted: set[int], states) -> None:
+        """The plans ([S, T] tokens, row j for env idx[j]) of the envs in `wanted`, each
+        beside a rollout of its actions from the env's true state, as a GIF."""
+        renderer = self._simulator(self.render_size)
+        if renderer is None:
             return
-        if self._plan_renderer is None:
-            self._plan_renderer = PlanRenderer(self.agent.env_id, self.render_size)
-        states = envs.call("state_vector")  # the envs' true states (again: the planner never moves them)
-        O, A, N = self.agent.observation_dim, self.agent.action_dim, self.agent.discretizer.num_bins
-        for j, i in recorded:
-            tokens = sequence[j].cpu().numpy()
-            ended = np.flatnonzero((tokens[:, :O] == N).any(1))  # a stop token: the plan's episode ended
-            tokens = tokens[: ended[0] if len(ended) else len(tokens)]
-            if len(tokens) == 0:
+        O, A, disc = self.agent.observation_dim, self.agent.action_dim, self.agent.discretizer
+        for j, i in ((j, i) for j, i in enumerate(idx) if i in wanted):
+            rows = predicted_rows(tokens[j], O, disc.num_bins)
+            if len(rows) == 0:
                 continue
-            observations = self.agent.discretizer.decode(tokens[:, :O], slice(0, O))
-            actions = self.agent.discretizer.decode(np.minimum(tokens[:, O : O + A], N - 1), slice(O, O + A))
-            path = self.recorder.write_plan(i, step, self._plan_renderer.plan_frames(observations, actions, states[i]))
+            observations = disc.decode(rows[:, :O], slice(0, O))
+            actions = disc.decode(rows[:, O : O + A], slice(O, O + A))
+            path = self.recorder.write_plan(i, step, renderer.plan_frames(observations, actions, states[i]))
             if self.plans_every is None:  # asked for with a key: each one said
                 self.bus.emit(Message(f"plan of env {i} at step {step} beside the simulator: {path}"))
             elif not self._plans_said:
