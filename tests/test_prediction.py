@@ -3,9 +3,12 @@ MuJoCo simulator: zero for a plan whose every token is right, positive where one
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tt_core.data.discretizer import Discretizer
 from tt_core.plan.plan_frames import PlanRenderer
@@ -90,6 +93,34 @@ def test_errors_are_scaled_by_the_data_std_or_else_the_bin_centers_spread(hopper
     assert basis == "data std" and np.allclose(scale, std)
     scale, basis = observation_scale(disc, {}, O)
     assert basis == "bin-center std" and np.allclose(scale, disc.centers[:O].std(axis=1))
+
+
+NUMBERISH = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10 ** 400, 10 ** 400),
+                      st.text(max_size=3), st.booleans(), st.none())
+
+
+def finite_number(x) -> bool:
+    """A JSON number (not a bool) that a float holds, finite."""
+    if type(x) not in (int, float):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(std=st.one_of(st.none(), st.booleans(), st.text(max_size=12), st.integers(-10 ** 400, 10 ** 400),
+                     st.lists(NUMBERISH, max_size=14), st.lists(NUMBERISH, min_size=O, max_size=O),
+                     st.lists(st.floats(-1e3, 1e3), min_size=O, max_size=O)))
+def test_any_observation_std_in_a_hand_edited_dataset_json_gives_a_usable_scale(hopper, std):
+    """dataset.json is the user's file: whatever its observation_std holds, the scale is
+    O finite positive numbers, the data's std only when it is O finite numbers."""
+    disc = hopper[0]
+    scale, basis = observation_scale(disc, {"observation_std": std}, O)
+    assert scale.shape == (O,) and np.all(np.isfinite(scale)) and np.all(scale > 0)
+    good = isinstance(std, list) and len(std) == O and all(finite_number(x) for x in std)
+    assert basis == ("data std" if good else "bin-center std")
 
 
 def test_horizon_means_skip_undefined_steps_and_merge_across_ranks():

@@ -12,7 +12,8 @@ steps into the plan:
   recorded use the spread of the bin centers, which approximates it for quantile bins);
 - reward k (k >= 0, the reward of the plan's k-th action): |predicted - simulated|, the
   simulated reward of a terminating step replaced by the run's termination penalty, as
-  the training data's was (datasets/sequence.py's `rewards[realterminals] = penalty`).
+  the training data's was (the original's datasets/sequence.py sets the reward of every
+  real terminal to the penalty, and tt_core/data/trajectories.py does the same).
 
 Both sides are compared as bin centers (the simulated values discretized with the run's
 own bins), so a model that predicts every token right scores exactly 0 and the
@@ -22,6 +23,8 @@ quantization of the data is not counted as error. A plan that predicts its episo
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tt_core.data.discretizer import Discretizer
@@ -29,9 +32,11 @@ from tt_core.plan.plan_frames import PlanRenderer
 
 
 def observation_scale(disc: Discretizer, meta: dict, observation_dim: int) -> tuple[np.ndarray, str]:
-    """(per-dimension scale of observation errors, what it is)."""
+    """(per-dimension scale of observation errors, what it is): dataset.json's
+    `observation_std` when it is `observation_dim` finite numbers (a hand-edited or older
+    file may hold anything else there), else the spread of the bin centers."""
     std = meta.get("observation_std")
-    if std is not None and len(std) == observation_dim:
+    if isinstance(std, list) and len(std) == observation_dim and all(map(_finite_number, std)):
         scale, basis = np.asarray(std, dtype=np.float64), "data std"
     else:
         scale, basis = disc.centers[:observation_dim].std(axis=1), "bin-center std"
@@ -44,6 +49,15 @@ def predicted_rows(tokens: np.ndarray, observation_dim: int, num_bins: int) -> n
     rows kept counts as the last bin, as the planner decodes actions."""
     ended = np.flatnonzero((tokens[:, :observation_dim] == num_bins).any(1))
     return np.minimum(tokens[: ended[0] if len(ended) else len(tokens)], num_bins - 1)
+
+
+def _finite_number(x) -> bool:
+    if type(x) not in (int, float):  # not bool, str, None, a list...
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float
+        return False
 
 
 def plan_errors(sim: PlanRenderer, disc: Discretizer, tokens: np.ndarray, true_state: np.ndarray,
