@@ -1,8 +1,9 @@
 """A plan beside reality: the model's predicted observations rendered as MuJoCo frames,
 next to a simulator rollout of the plan's actions from the same true state.
 
-What the original renders for every plan (`Renderer.render_plan` in
-trajectory/utils/rendering.py, called from scripts/plan.py): a plan's observations are
+What the original renders every `vis_freq` env steps (`Renderer.render_plan` in
+trajectory/utils/rendering.py, called by scripts/plan.py with the current plan and
+`env.state_vector()`; `record --plans N` is its `vis_freq`): a plan's observations are
 put into the simulator one by one (its `set_state`) and rendered; beside them, the true
 state at planning time is restored and the plan's actions are played in the simulator
 (its `rollout_from_state`). Where the two columns part, the model's predictions have
