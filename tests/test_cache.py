@@ -101,7 +101,7 @@ def test_the_two_attention_kernels_compute_the_same_softmax_and_log_sum_exp(rows
     hide[0] = False  # every query sees key 0
     bias = torch.zeros(queries, keys).masked_fill(hide, -math.inf)
     scale = 8**-0.5
-    o, lse = _attend_by_products(q, K, V, bias, scale)
+    o, lse, _ = _attend_by_products(q, K, V, bias, scale)
     s = (q @ K.transpose(-1, -2)) * scale + bias
     torch.testing.assert_close(o, torch.softmax(s, -1) @ V, atol=1e-5, rtol=0)
     torch.testing.assert_close(lse, torch.logsumexp(s, -1), atol=1e-5, rtol=0)

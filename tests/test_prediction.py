@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tt_core.data.discretizer import Discretizer
 from tt_core.plan.plan_frames import PlanRenderer
-from tt_core.plan.prediction import HorizonErrors, observation_scale, plan_errors
+from tt_core.data.trajectories import discounted_values
+from tt_core.plan.prediction import TAIL_WEIGHT, HorizonErrors, RealizedValues, observation_scale, plan_errors
 
 O, A = 11, 3  # Hopper-v5
 N = 50
@@ -130,4 +131,90 @@ def test_horizon_means_skip_undefined_steps_and_merge_across_ranks():
     a.merge(b)
     s = a.summary("data std")
     assert s["observation"] == [None, 2.0, 3.0, 5.0] and s["observation_count"] == [0, 2, 1, 1]
-    assert s["reward"] == [] and s["observation_scale"] == "data std"
+    assert s["reward"] == [] and s["value"] == [] and s["observation_scale"] == "data std"
+
+
+def value_plan(disc, values: np.ndarray) -> np.ndarray:
+    """Tokens [len(values), T] whose value column holds `values` (the rest arbitrary)."""
+    tokens = np.zeros((len(values), disc.dim), dtype=np.int64)
+    tokens[:, -1] = disc.encode(np.asarray(values, dtype=np.float64)[:, None], slice(disc.dim - 1, disc.dim))[:, 0]
+    return tokens
+
+
+def realized(rewards, discount, penalty=None):
+    rewards = np.array(rewards, dtype=np.float64)
+    if penalty is not None:
+        rewards[-1] = penalty
+    return discounted_values(rewards, np.full(len(rewards), len(rewards) - 1), discount)
+
+
+def test_values_that_were_the_episodes_own_discounted_returns_have_zero_error(hopper):
+    """A plan's row k predicts the value at episode step start + k: the discounted return
+    from the next step on, the terminal reward counted as the termination penalty, as the
+    training data's values were made. Rows beyond the episode's end are not compared."""
+    disc, _, _ = hopper
+    rewards = [1.0, 2.0, 0.5, 3.0, 1.5, 2.5]
+    truth = realized(rewards, 0.9, penalty=-100.0)
+    values = RealizedValues(disc, 0.9, -100.0)
+    values.planned(0, 0, value_plan(disc, truth[:4]), O)
+    values.planned(0, 3, value_plan(disc, [*truth[3:], 7.0, 7.0]), O)  # two rows past the end
+    for r in rewards:
+        values.rewarded(0, r)
+    first, second = values.ended(0, terminated=True)
+    assert np.all(first == 0) and len(first) == 4
+    assert np.all(second[:3] == 0) and np.isnan(second[3:]).all()
+    assert values.ended(0, terminated=True) == []  # forgotten with its episode
+
+
+def test_a_wrong_value_shows_as_its_distance_to_the_realized_return_in_bin_centers(hopper):
+    disc, _, _ = hopper
+    dim = slice(disc.dim - 1, disc.dim)
+    truth = realized([1.0, 1.0, 1.0], 0.99, penalty=-100.0)
+    wrong = disc.centers[-1, -1]  # the top value bin
+    values = RealizedValues(disc, 0.99, -100.0)
+    values.planned(0, 0, value_plan(disc, [wrong, *truth[1:]]), O)
+    for r in (1.0, 1.0, 1.0):
+        values.rewarded(0, r)
+    (err,) = values.ended(0, terminated=True)
+    expected = abs(wrong - disc.decode(disc.encode(truth[:1, None], dim), dim)[0, 0])
+    assert err[0] == pytest.approx(expected) and expected > 0 and np.all(err[1:] == 0)
+
+
+def test_a_truncated_episode_compares_only_steps_whose_unseen_rewards_weigh_under_the_tail(hopper):
+    disc, _, _ = hopper
+    discount, L = 0.5, 12
+    values = RealizedValues(disc, discount, -100.0)
+    values.planned(3, 0, value_plan(disc, realized([1.0] * L, discount)), O)
+    for _ in range(L):
+        values.rewarded(3, 1.0)
+    (err,) = values.ended(3, terminated=False)  # cut at max_steps: no penalty, the rest unknown
+    steps_left = L - 1 - np.arange(L)
+    known = discount ** steps_left <= TAIL_WEIGHT
+    assert known.any() and not known.all()
+    assert np.all(err[known] == 0) and np.isnan(err[~known]).all()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rewards=st.lists(st.floats(-5, 5), min_size=1, max_size=40), terminated=st.booleans(),
+       discount=st.floats(0.05, 1.0), plans=st.lists(st.tuples(st.integers(0, 45), st.integers(1, 8)), max_size=6))
+def test_value_errors_are_nonnegative_where_known_and_zero_for_the_truth(hopper, rewards, terminated, discount, plans):
+    """Any episode and any plans (started anywhere, even past the end): one error per row,
+    NaN exactly where the realized value is unknown, and plans that predicted the realized
+    values score 0 wherever they are compared."""
+    disc, _, _ = hopper
+    L = len(rewards)
+    truth = realized(rewards, discount, penalty=-100.0 if terminated else None)
+    padded = np.concatenate([truth, np.zeros(60)])
+    values = RealizedValues(disc, discount, -100.0)
+    for start, rows in plans:
+        values.planned(1, start, value_plan(disc, padded[start : start + rows]), O)
+    for r in rewards:
+        values.rewarded(1, r)
+    errors = values.ended(1, terminated)
+    assert len(errors) == len(plans)
+    for (start, rows), err in zip(plans, errors):
+        steps = start + np.arange(rows)
+        known = (steps < L) & ((discount ** (L - 1 - np.minimum(steps, L - 1)) <= TAIL_WEIGHT) | terminated)
+        assert len(err) == rows
+        assert np.array_equal(np.isfinite(err), known)
+        assert np.all(err[known] == 0)

@@ -27,6 +27,7 @@ from tt_core.events import (
     PlanParamsApplied,
     PlanParamsRefused,
     PlanSnapshot,
+    PredictionErrors,
     RecordingStopped,
 )
 from tt_core.plan.gif import GifRecorder
@@ -245,6 +246,22 @@ def test_evaluations_report_the_plans_prediction_errors_per_step_into_the_plan(a
     assert 0 < prediction["reward_count"][0] <= 2 * plans and prediction["observation_count"][1] > 0
     assert all(v is None or (np.isfinite(v) and v >= 0) for v in prediction["observation"] + prediction["reward"])
     assert prediction["observation_scale"] == "data std"  # the run recorded observation_std
+
+
+def test_evaluations_compare_the_plans_values_with_the_returns_their_episodes_realized(agent):
+    """Values are compared once an episode has ended; a truncated one gives the steps whose
+    unseen rewards weigh under the tail (with discount 0.1, all but its last step)."""
+    short = replace(agent, config=replace(agent.config, dataset=replace(agent.config.dataset, discount=0.1)))
+    bus = EventBus()
+    events = _events(bus)
+    Rollout(short, short.config.plan, EvalConfig(episodes=2, max_steps=3, seed=0), bus, Controls()).run()
+    (finished,) = [e for e in events if isinstance(e, EvalFinished)]
+    prediction = finished.summary["prediction"]
+    assert len(prediction["value"]) == short.config.plan.beam_steps
+    assert prediction["value_count"][0] > 0
+    assert all(v is None or (np.isfinite(v) and v >= 0) for v in prediction["value"])
+    live = [e for e in events if isinstance(e, PredictionErrors)]
+    assert list(live[-1].value) == prediction["value"]  # the panel saw the final means
 
 
 def test_eval_rejects_bad_flags_with_exit_2(tiny_run):

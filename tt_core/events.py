@@ -125,6 +125,9 @@ class PlanSnapshot:
     snapshot: BeamSnapshot
 
 
+PREDICTION_KINDS = ("observation", "reward", "value")  # what a plan's errors are measured on
+
+
 @dataclass(frozen=True)
 class PredictionErrors:
     """The evaluation's plans so far: mean prediction error per step into the plan
@@ -133,6 +136,7 @@ class PredictionErrors:
 
     observation: tuple[float | None, ...]  # per step k; None where nothing was compared
     reward: tuple[float | None, ...]
+    value: tuple[float | None, ...]  # against the realized discounted return, once episodes end
     observation_scale: str  # what one unit of observation error is
 
 

@@ -120,7 +120,9 @@ def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
         out.append(Throughput(48_250.0, 21.4, 36.8))
         drift = 1 + 1 / step  # the running means settle as plans accumulate
         out.append(PredictionErrors((None, *(round(0.12 * k * drift, 3) for k in (1, 2))),
-                                    tuple(round(0.05 * (k + 1) * drift, 3) for k in range(3)), "data std"))
+                                    tuple(round(0.05 * (k + 1) * drift, 3) for k in range(3)),
+                                    tuple(round(4.0 + 1.5 * k * drift, 3) for k in range(3)) if step >= 20 else (),
+                                    "data std"))
     out.append(PlanParamsApplied(plan, ("beam_width",), _cache_bytes(envs, plan)))
     return out
 

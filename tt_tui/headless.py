@@ -249,5 +249,7 @@ def prediction_line(prediction: dict | None) -> str:
         return ""
     obs = ", ".join(f"{v:.2f}" for v in prediction["observation"][1:] if v is not None)
     rew = ", ".join(f"{v:.2f}" for v in prediction["reward"] if v is not None)
+    values = [v for v in prediction.get("value", ()) if v is not None]  # runs before values were compared
+    value = f"; values {', '.join(f'{v:.2f}' for v in values)} (step 0, 1, ...)" if values else ""
     return (f"prediction error against the simulator, step 1, 2, ... of the plans: observations {obs} "
-            f"(units: {prediction['observation_scale']}); rewards {rew} (step 0, 1, ...)")
+            f"(units: {prediction['observation_scale']}); rewards {rew} (step 0, 1, ...){value}")

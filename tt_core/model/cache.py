@@ -78,11 +78,17 @@ class FlatCache:
         self._mask = mask[s : s + n, : s + n]
 
     def attend(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
+        q, K, V = self._store(layer, qkv)
+        y = F.scaled_dot_product_attention(q, K, V, attn_mask=self._mask)
+        return y.transpose(1, 2).reshape(self.batch, self._new, -1)
+
+    def _store(self, layer: int, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Hold the new tokens' keys and values; (their queries [B, H, n, hd], every key
+        and value they see [B, H, length + n, hd])."""
         B, s, n = self.batch, self.length, self._new
         kv = self.kv[layer, :, :B, :, : s + n]  # [2, B, H, s + n, hd]
         kv[:, :, :, s:] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), kv[0], kv[1], attn_mask=self._mask)
-        return y.transpose(1, 2).reshape(B, n, -1)
+        return qkv[:, :, 0].transpose(1, 2), kv[0], kv[1]
 
     def end(self) -> None:
         self.length += self._new
@@ -91,6 +97,24 @@ class FlatCache:
         kept = self.tokens[: self.batch, drop : self.length].clone()
         self.length = 0
         return [(self, kept)]
+
+
+class AttentionMapsCache(FlatCache):
+    """A FlatCache that attends by the written-out products (`_attend_by_products`, the
+    formula the cascade's small parts use) and keeps each layer's attention weights of
+    the tokens decoded: `maps[layer]` [batch, heads, new tokens, keys], fp32. For
+    `TrajectoryGPT.attention_maps`: the model's own decode, its weights made visible."""
+
+    def __init__(self, n_layers, batch, n_heads, block_size, head_dim, device=None, dtype=None):
+        super().__init__(n_layers, batch, n_heads, block_size, head_dim, device=device, dtype=dtype)
+        self.maps: list[Optional[torch.Tensor]] = [None] * n_layers
+        self.scale = 1 / math.sqrt(head_dim)
+
+    def attend(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
+        q, K, V = self._store(layer, qkv)
+        bias = torch.zeros(self._mask.shape, device=q.device).masked_fill_(~self._mask, -math.inf)
+        y, _, self.maps[layer] = _attend_by_products(q, K, V, bias, self.scale)
+        return y.transpose(1, 2).reshape(self.batch, self._new, -1).to(qkv.dtype)
 
 
 # ---------------------------------------------------------------------- cascade
@@ -240,13 +264,13 @@ def flash_wins(rows: int, queries: int, heads: int) -> bool:
     return tasks < 512 if queries == 1 else tasks * queries < 256
 
 
-def _attend_by_products(q, K, V, bias, scale) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q K^T * scale + bias) V and the scores' log-sum-exp (fp32), for q
-    [rows, H, m, hd] and K, V [rows, H, keys, hd]; the scores and weights in fp32."""
+def _attend_by_products(q, K, V, bias, scale) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """softmax(q K^T * scale + bias) V, the scores' log-sum-exp and the weights (both
+    fp32), for q [rows, H, m, hd] and K, V [rows, H, keys, hd]."""
     s = torch.matmul(q, K.transpose(-1, -2)).float().mul_(scale).add_(bias)
     lse = torch.logsumexp(s, -1)
     weights = s.sub_(lse.unsqueeze(-1)).exp_()
-    return torch.matmul(weights.to(V.dtype), V), lse
+    return torch.matmul(weights.to(V.dtype), V), lse, weights
 
 
 def _merge(outs: list[torch.Tensor], lses: list[torch.Tensor]) -> torch.Tensor:
@@ -325,7 +349,7 @@ class CascadeLevel:
                     qp, K, V, 0.0, False, attn_mask=part.bias, scale=c.scale
                 )[:2]
             else:
-                o, lse = _attend_by_products(qp, K, V, part.bias, c.scale)
+                o, lse, _ = _attend_by_products(qp, K, V, part.bias, c.scale)
             if len(self._parts) == 1:
                 return o.transpose(1, 2).reshape(B, n, H * hd).to(qkv.dtype)
             if n == 1 and part.group == 1:  # [B, H, 1, hd] is already [B, 1, H, hd] in memory

@@ -41,7 +41,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from tt_core.model.attention import Dropout, causal_attention
-from tt_core.model.cache import FlatCache
+from tt_core.model.cache import AttentionMapsCache, FlatCache
 from tt_core.config import Config
 
 
@@ -290,6 +290,19 @@ class TrajectoryGPT(nn.Module):
             device=ref.device if device is None else device,
             dtype=ref.dtype if dtype is None else dtype,
         )
+
+    @torch.inference_mode()
+    def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
+        """The attention weights of a window, idx [B, t] (starting at dimension 0), in
+        every layer and head: [B, n_layers, n_heads, t, t] (fp32), row = query, column =
+        key; rows sum to 1 and are 0 where the model's mask hides a key. From one
+        `decode` of the window, the model's own inference path, into a cache that keeps
+        the weights (tt_core/model/cache.py, AttentionMapsCache)."""
+        cfg = self.cfg
+        cache = AttentionMapsCache(cfg.n_layers, idx.shape[0], cfg.n_heads, cfg.block_size,
+                                   cfg.embedding_dim // cfg.n_heads, device=self.pos_emb.device, dtype=self.pos_emb.dtype)
+        self.decode(idx, cache, logits="none")
+        return torch.stack(cache.maps, 1)
 
     @torch.inference_mode()
     def decode(

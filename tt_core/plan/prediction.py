@@ -15,6 +15,16 @@ steps into the plan:
   the training data's was (the original's datasets/sequence.py sets the reward of every
   real terminal to the penalty, and tt_core/data/trajectories.py does the same).
 
+- value k (k >= 0): |predicted value token - realized value| at the episode step the plan's
+  row k stands for, the realized value being what the model was trained to predict there:
+  the discounted return from the next step on, `discounted_values` of the episode's own
+  rewards (tt_core/data/trajectories.py: the same formula and discount, the terminal
+  reward replaced by the termination penalty). It is known once the episode has ended:
+  at every step of an episode that terminated, and, where it was truncated (max_steps,
+  a stop), at the steps whose unseen rest weighs at most TAIL_WEIGHT (discount^(steps
+  left) <= 1 %), so a cut-off episode does not count as the model's error. The value
+  errors of an episode's plans are added when it ends (`RealizedValues`).
+
 Both sides are compared as bin centers (the simulated values discretized with the run's
 own bins), so a model that predicts every token right scores exactly 0 and the
 quantization of the data is not counted as error. A plan that predicts its episode's end
@@ -28,6 +38,8 @@ import math
 import numpy as np
 
 from tt_core.data.discretizer import Discretizer
+from tt_core.data.trajectories import discounted_values
+from tt_core.events import PREDICTION_KINDS as KINDS
 from tt_core.plan.plan_frames import PlanRenderer
 
 
@@ -90,12 +102,60 @@ def plan_errors(sim: PlanRenderer, disc: Discretizer, tokens: np.ndarray, true_s
     return obs_err, rew_err
 
 
+# A truncated episode's realized value counts at a step when the rewards it never saw
+# weigh at most this much: discount^(steps left) <= TAIL_WEIGHT.
+TAIL_WEIGHT = 0.01
+
+
+class RealizedValues:
+    """The values each env's plans predicted, held until its episode ends and the
+    discounted returns they predicted are known; then their errors per step into the plan."""
+
+    def __init__(self, disc: Discretizer, discount: float, termination_penalty: float | None) -> None:
+        self.disc, self.discount, self.penalty = disc, discount, termination_penalty
+        self._dim = slice(disc.dim - 1, disc.dim)  # the value dimension
+        self._plans: dict[int, list[tuple[int, np.ndarray]]] = {}
+        self._rewards: dict[int, list[float]] = {}
+
+    def planned(self, env: int, step: int, tokens: np.ndarray, observation_dim: int) -> None:
+        """Env `env` planned at episode step `step` (rows taken so far); `tokens` [S, T]
+        its plan, whose row k predicts the value at step `step + k`."""
+        rows = predicted_rows(tokens, observation_dim, self.disc.num_bins)
+        self._plans.setdefault(env, []).append((step, self.disc.decode(rows[:, -1:], self._dim)[:, 0]))
+
+    def rewarded(self, env: int, reward: float) -> None:
+        """The reward of env `env`'s next step."""
+        self._rewards.setdefault(env, []).append(float(reward))
+
+    def ended(self, env: int, terminated: bool) -> list[np.ndarray]:
+        """Env `env`'s episode is over: the value errors [S] of each of its plans (NaN
+        where the realized value is not known), and its plans and rewards forgotten."""
+        plans, rewards = self._plans.pop(env, []), np.array(self._rewards.pop(env, []), dtype=np.float64)
+        L = len(rewards)
+        if not L or not plans:
+            return []
+        if terminated and self.penalty is not None:
+            rewards[-1] = self.penalty
+        realized = discounted_values(rewards, np.full(L, L - 1), self.discount)
+        known = np.ones(L, dtype=bool) if terminated else self.discount ** (L - 1 - np.arange(L)) <= TAIL_WEIGHT
+        realized = self.disc.decode(self.disc.encode(realized[:, None], self._dim), self._dim)[:, 0]
+        out = []
+        for start, values in plans:
+            err = np.full(len(values), np.nan)
+            steps = start + np.arange(len(values))
+            ok = steps < L
+            ok[ok] &= known[steps[ok]]
+            err[ok] = np.abs(values[ok] - realized[steps[ok]])
+            out.append(err)
+        return out
+
+
 class HorizonErrors:
     """Running means of plan errors per step k into the plan."""
 
     def __init__(self) -> None:
-        self._sums: dict[str, list[float]] = {"observation": [], "reward": []}
-        self._counts: dict[str, list[int]] = {"observation": [], "reward": []}
+        self._sums: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        self._counts: dict[str, list[int]] = {kind: [] for kind in KINDS}
 
     def _grow(self, kind: str, n: int) -> None:
         extra = n - len(self._sums[kind])
@@ -104,7 +164,7 @@ class HorizonErrors:
             self._counts[kind].extend([0] * extra)
 
     def add(self, kind: str, errors: np.ndarray) -> None:
-        """One plan's errors of `kind` (observation or reward), NaN where undefined."""
+        """One plan's errors of `kind` (one of KINDS), NaN where undefined."""
         self._grow(kind, len(errors))
         for k, e in enumerate(errors):
             if np.isfinite(e):
@@ -120,9 +180,10 @@ class HorizonErrors:
                 self._counts[kind][k] += c
 
     def summary(self, basis: str) -> dict:
-        """{"observation": [mean or None per k], "reward": [...], counts, the scale's basis}."""
+        """{"observation": [mean or None per k], "reward": [...], "value": [...], counts,
+        the observation scale's basis}."""
         out: dict = {"observation_scale": basis}
-        for kind in ("observation", "reward"):
+        for kind in KINDS:
             out[kind] = [s / c if c else None for s, c in zip(self._sums[kind], self._counts[kind])]
             out[f"{kind}_count"] = list(self._counts[kind])
         return out

@@ -46,7 +46,7 @@ from tt_core.events import (
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.gif import GifRecorder
 from tt_core.plan.plan_frames import PlanRenderer
-from tt_core.plan.prediction import HorizonErrors, observation_scale, plan_errors, predicted_rows
+from tt_core.plan.prediction import HorizonErrors, RealizedValues, observation_scale, plan_errors, predicted_rows
 from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
@@ -221,6 +221,8 @@ class Rollout:
         # errors), made at first use; None when the env's observation is not its MuJoCo state
         self._simulators: dict[int | None, PlanRenderer] | None = {}
         self._errors = HorizonErrors()
+        data = agent.config.dataset
+        self._values = RealizedValues(agent.discretizer, data.discount, data.termination_penalty)
         self._error_scale, self._error_basis = observation_scale(agent.discretizer, agent.dataset_meta,
                                                                  agent.observation_dim)
         self._fallback_said = False
@@ -361,7 +363,7 @@ class Rollout:
         if self._simulator(None) is not None:
             states = envs.call("state_vector")  # the envs' true states (the planner never moves them)
             tokens = result.sequence.cpu().numpy()
-            self._check_predictions(idx, tokens, states)
+            self._check_predictions(idx, tokens, states, ep.lengths)
             if wanted:
                 self._write_plans(idx, tokens, step, wanted, states)
         if self._threads is not None:
@@ -391,6 +393,7 @@ class Rollout:
                 continue
             ep.returns[i] += rewards[i]
             ep.lengths[i] += 1
+            self._values.rewarded(i, rewards[i])
             if terminated[i]:
                 ep.status[i] = DONE
             elif truncated[i] or ep.lengths[i] >= self.eval_cfg.max_steps:
@@ -426,6 +429,11 @@ class Rollout:
         ]
 
     def _finish_episode(self, i: int, ret: float, length: int, status: str, error: str | None) -> None:
+        value_errors = self._values.ended(i, terminated=status == DONE)
+        if status != FAILED and value_errors:
+            for errors in value_errors:
+                self._errors.add("value", errors)
+            self._emit_errors()
         self.bus.emit(EpisodeEnd(self._ids[i], float(ret), int(length), status,
                                  normalized_score(float(ret), self.agent.dataset_meta), error))
         if self.recorder is not None and i in self.recorder.recording:
@@ -460,18 +468,24 @@ class Rollout:
                 return None
         return self._simulators[size]
 
-    def _check_predictions(self, idx: np.ndarray, tokens: np.ndarray, states) -> None:
+    def _check_predictions(self, idx: np.ndarray, tokens: np.ndarray, states, steps: np.ndarray) -> None:
         """Each env's best plan ([S, T] tokens in `tokens`, row j for env idx[j]) played in
         the simulator from its true state: the errors of its predictions per step into
-        the plan (tt_core/plan/prediction.py)."""
+        the plan (tt_core/plan/prediction.py); its values are kept until its episode's
+        returns are known. `steps`: each env's steps taken."""
         O, A = self.agent.observation_dim, self.agent.action_dim
         for j, i in enumerate(idx):
             obs_err, rew_err = plan_errors(self._simulator(None), self.agent.discretizer, tokens[j], states[i],
                                            self._error_scale, O, A, self.agent.config.dataset.termination_penalty)
             self._errors.add("observation", obs_err)
             self._errors.add("reward", rew_err)
+            self._values.planned(int(i), int(steps[i]), tokens[j], O)
+        self._emit_errors()
+
+    def _emit_errors(self) -> None:
         now = self._errors.summary(self._error_basis)
-        self.bus.emit(PredictionErrors(tuple(now["observation"]), tuple(now["reward"]), self._error_basis))
+        self.bus.emit(PredictionErrors(tuple(now["observation"]), tuple(now["reward"]), tuple(now["value"]),
+                                       self._error_basis))
 
     def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
         """The envs whose plan just made is to be written: asked for with the app's key

@@ -85,17 +85,18 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
 
 
 def _prediction_figure(plt, rows: list[Row], label: list[str], folder: Path) -> list[Path]:
-    """Observation and reward prediction errors against the step into the plan, from each
-    run's last evaluation: the mean over seeds, a band of one std; none when no run has them."""
+    """Observation, reward and value prediction errors against the step into the plan,
+    from each run's last evaluation: the mean over seeds, a band of one std; none when no
+    run has them (runs evaluated before values were compared have no value errors)."""
     predictions = [[p for p in map(final_prediction, row.runs) if p] for row in rows]
     if not any(predictions):
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, kind, unit in zip(axes, ("observation", "reward"), ("data stds", "reward units")):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, kind, unit in zip(axes, ("observation", "reward", "value"), ("data stds", "reward units", "return units")):
         for name, runs in zip(label, predictions):
-            if runs:
-                _plot_band(ax, [{k: v for k, v in enumerate(p[kind]) if v is not None} for p in runs],
-                           marker="o", label=name)
+            series = [{k: v for k, v in enumerate(p.get(kind, ())) if v is not None} for p in runs]
+            if any(series):
+                _plot_band(ax, [s for s in series if s], marker="o", label=name)
         ax.set_title(f"{kind} prediction error")
         ax.set_xlabel("step into the plan")
         ax.set_ylabel(unit)
