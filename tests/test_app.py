@@ -31,6 +31,7 @@ from tt_tui.demo import demo_app, eval_events, settle, train_events
 from tt_tui.plan_edit import check_plan_edit
 from tt_tui.resources import ModelDims
 from tt_tui.series import DecimatedSeries
+from tt_tui.widgets.attention_map import AttentionPanel
 from tt_tui.widgets.beam_tree import BeamTreePanel
 from tt_tui.widgets.help_screen import HelpScreen
 from tt_tui.widgets.loss_plot import LossPanel
@@ -183,6 +184,35 @@ def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_r_records
     assert logged(app, "evaluation done")
 
 
+def test_a_shows_the_selected_envs_attention_maps_live_and_hiding_them_stops_them(tiny_run):
+    """The engine computes maps only for the env the shown panel asks for; L and H choose
+    the layer and head."""
+    engine = JobThread(eval_job(tiny_run, PlanningPatch.checked({"eval.episodes": 2, "eval.max_steps": 300}), "cpu"))
+    engine.controls.set_paused(True)
+    app = TTApp(engine, "eval")
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.envs == 2, what="EvalStarted")
+            attention = app.query_one(AttentionPanel)
+            assert engine.controls.attention_env is None  # hidden: no maps are computed
+            await pilot.press("right_square_bracket", "a", "p")
+            assert engine.controls.attention_env == 1
+            await wait_for(pilot, lambda: attention.latest is not None, what="attention maps")
+            assert attention.latest.env_index == 1
+            layers, heads = attention.latest.weights.shape[:2]
+            await pilot.press("L", "H")
+            assert (attention.map_layer, attention.map_head) == (1 % layers, 1 % (heads + 1))
+            await pilot.press("left_square_bracket")
+            assert engine.controls.attention_env == 0
+            await pilot.press("a")
+            assert engine.controls.attention_env is None
+            await pilot.press("q")
+            await wait_exit(app)
+
+    asyncio.run(drive())
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -285,6 +315,12 @@ def test_prediction_error_panel_snapshot(snap_compare):
     """v swaps the beam tree for the plans' prediction error against the step into the plan."""
     assert snap_compare(demo_app("eval", eval_events()), terminal_size=(120, 40),
                         run_before=settle, press=["v"])
+
+
+def test_attention_panel_snapshot(snap_compare):
+    """a swaps the beam tree for the model's attention; L and H choose the layer and head."""
+    assert snap_compare(demo_app("eval", eval_events()), terminal_size=(120, 40),
+                        run_before=settle, press=["a", "L", "H"])
 
 
 def test_help_screen_snapshot(snap_compare):

@@ -10,7 +10,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import numpy as np
+
 from tt_core.model.cache import AttentionMapsCache
+from tt_core.plan.attention_figure import attention_image, pool
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 
 CFG = GPTConfig(observation_dim=3, action_dim=2, num_bins=10, seq_len=4, embedding_dim=32, n_layers=2, n_heads=4)
@@ -72,3 +75,26 @@ def test_a_decode_that_keeps_its_maps_predicts_exactly_what_the_forward_pass_doe
     with torch.no_grad():
         torch.testing.assert_close(model.decode(idx, cache), model(idx), atol=1e-5, rtol=1e-5)
     assert all(m.shape == (3, CFG.n_heads, CFG.block_size, CFG.block_size) for m in cache.maps)
+
+
+@settings(max_examples=80, deadline=None)
+@given(t=st.integers(1, 300), rows=st.integers(1, 120), cols=st.integers(1, 120), seed=st.integers(0, 2**16))
+def test_pooling_a_map_to_any_panel_size_averages_the_tokens_each_cell_covers(t, rows, cols, seed):
+    rng = np.random.default_rng(seed)
+    weights = rng.random((t, t))
+    weights[rng.random((t, t)) < 0.3] = np.nan  # blank: hidden keys
+    cells = pool(weights, rows, cols)
+    assert cells.shape == (rows, cols)
+    finite = cells[~np.isnan(cells)]
+    assert finite.size == 0 or (np.nanmin(weights) - 1e-12 <= finite.min() and finite.max() <= np.nanmax(weights) + 1e-12)
+    if t % rows == 0 and t % cols == 0 and not np.isnan(weights).any():  # whole blocks: their plain means
+        np.testing.assert_allclose(cells, weights.reshape(rows, t // rows, cols, t // cols).mean((1, 3)))
+
+
+def test_the_figure_has_a_map_per_layer_and_head_and_their_mean_with_hidden_keys_grey(model):
+    idx = torch.randint(0, CFG.num_bins, (1, 2 * T), generator=torch.Generator().manual_seed(2))
+    maps = model.attention_maps(idx)[0].numpy()
+    image = attention_image(maps, CFG.observation_dim, CFG.action_dim, T + CFG.observation_dim, "test", pixels=2)
+    assert image.dtype == np.uint8 and image.ndim == 3
+    t = 2 * T
+    assert image.shape[1] > (CFG.n_heads + 1) * 2 * t and image.shape[0] > CFG.n_layers * 2 * t

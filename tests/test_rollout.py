@@ -19,6 +19,7 @@ from tt_core.config import EvalConfig, load_config
 from tt_core.controls import Controls
 from tt_core.device import COMPUTE_DTYPES
 from tt_core.events import (
+    AttentionMaps,
     EpisodeEnd,
     EvalFinished,
     EvalStarted,
@@ -264,6 +265,51 @@ def test_evaluations_compare_the_plans_values_with_the_returns_their_episodes_re
     assert list(live[-1].value) == prediction["value"]  # the panel saw the final means
 
 
+def _planned_sequences(rollout: Rollout) -> list[torch.Tensor]:
+    """Every plan's token sequences, as the planner returns them."""
+    seen, plan = [], rollout.planner.plan
+
+    def recorded(*args, **kwargs):
+        result = plan(*args, **kwargs)
+        seen.append(result.sequence.clone())
+        return result
+
+    rollout.planner.plan = recorded
+    return seen
+
+
+def test_attention_maps_leave_every_plan_unchanged_token_for_token(agent, tmp_path, monkeypatch):
+    """The maps come from a decode of their own after the plan: an evaluation that sends
+    them for every plan (and writes them as PNGs) plans exactly what one without them does.
+    The maps sent are the model's: every row sums to 1, over the window the plan was made in."""
+    import tt_core.plan.rollout as rollout_module
+
+    monkeypatch.setattr(rollout_module, "MAPS_INTERVAL_S", 0.0)
+    cfg = EvalConfig(episodes=2, max_steps=4, seed=3)
+    plain = Rollout(agent, agent.config.plan, cfg, EventBus(), Controls())
+    without = _planned_sequences(plain)
+    plain_results = plain.run()
+
+    bus, controls = EventBus(), Controls()
+    events = _events(bus)
+    controls.show_attention(1)
+    shown = Rollout(agent, agent.config.plan, cfg, bus, controls, recorder=GifRecorder(tmp_path, "run", agent.env_id, 10),
+                    record_all=True, render_size=32, attention_every=2)
+    with_maps = _planned_sequences(shown)
+    assert shown.run() == plain_results
+    assert len(with_maps) == len(without) > 1
+    assert all(torch.equal(a, b) for a, b in zip(with_maps, without))
+    maps = [e for e in events if isinstance(e, AttentionMaps)]
+    assert [m.env_index for m in maps] == [1] * len(without)
+    gpt = agent.model.cfg
+    for m in maps:
+        L, H, t, _ = m.weights.shape
+        assert (L, H) == (gpt.n_layers, gpt.n_heads) and t <= gpt.block_size
+        np.testing.assert_allclose(m.weights.sum(-1), 1.0, atol=1e-5)
+        assert m.context < t and m.context % gpt.transition_dim == gpt.observation_dim
+    assert len(list(tmp_path.glob("run-Hopper-v5-episode00[01]-attention-step*.png"))) == 2 * len(range(0, 4, 2))
+
+
 def test_eval_rejects_bad_flags_with_exit_2(tiny_run):
     result = tt("eval", tiny_run, "--beam-width", 0, "--headless")
     assert result.returncode == 2
@@ -322,13 +368,14 @@ def test_an_env_that_cannot_be_simulated_from_its_state_gets_one_warning_and_the
     assert finished.summary["prediction"] is None and not list(tmp_path.glob("*-plan-step*.gif"))
 
 
-def test_record_plans_writes_every_nth_plan_beside_its_simulator_rollout(tiny_run, tmp_path):
+def test_record_plans_writes_every_nth_plan_beside_its_simulator_rollout_and_attention_maps(tiny_run, tmp_path):
     """record --plans 2: the plans made at env steps 0, 2, 4 of each episode, each a GIF of
-    one frame per planned transition, [predicted | simulated] side by side."""
+    one frame per planned transition, [predicted | simulated] side by side; --attention 3:
+    the attention maps of the plans made at steps 0 and 3 as PNG figures."""
     from tt_core.plan.plan_frames import GAP, HEADER
 
     result = tt("record", tiny_run, "--episodes", 1, "--max-steps", 5, "--size", 48, "--plans", 2,
-                "--headless", "--out", tmp_path)
+                "--attention", 3, "--headless", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     plans = sorted(p.name for p in tmp_path.glob("*-plan-step*.gif"))
     assert plans == [f"{tiny_run.name}-Hopper-v5-episode000-plan-step{s:04d}.gif" for s in (0, 2, 4)]
@@ -338,6 +385,10 @@ def test_record_plans_writes_every_nth_plan_beside_its_simulator_rollout(tiny_ru
         frames = iio.imread(tmp_path / name, index=None)
         assert frames.shape[1:3] == (HEADER + 48, 2 * 48 + GAP) and 1 <= frames.shape[0] <= steps
     assert (tmp_path / f"{tiny_run.name}-Hopper-v5-episode000.gif").is_file()  # the episode's own GIF too
+    maps = sorted(p.name for p in tmp_path.glob("*-attention-step*.png"))
+    assert maps == [f"{tiny_run.name}-Hopper-v5-episode000-attention-step{s:04d}.png" for s in (0, 3)]
+    assert "writing attention maps (every 3 plans)" in result.stdout + result.stderr
+    assert iio.imread(tmp_path / maps[0]).ndim == 3
 
 
 def test_bf16_and_auto_planning_run_from_the_cli_and_bad_precision_exits_2(tiny_run):

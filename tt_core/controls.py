@@ -22,6 +22,7 @@ class Controls:
         self._plan_update: dict[str, Any] = {}
         self._record_toggles: list[int] = []
         self._plan_gifs: list[int] = []
+        self._attention_env: int | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -80,6 +81,15 @@ class Controls:
 
     def take_plan_gif_requests(self) -> list[int]:
         return self._take(self._plan_gifs)
+
+    def show_attention(self, env_index: int | None) -> None:
+        """Send the attention maps of env `env_index`'s plans (a few a second), or none
+        (None): nothing is computed while no view shows them."""
+        self._attention_env = env_index
+
+    @property
+    def attention_env(self) -> int | None:
+        return self._attention_env
 
     def _put(self, queue: list[int], env_index: int) -> None:
         with self._lock:

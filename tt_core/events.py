@@ -125,6 +125,19 @@ class PlanSnapshot:
     snapshot: BeamSnapshot
 
 
+@dataclass(frozen=True)
+class AttentionMaps:
+    """The model's attention over the window one env's plan was decoded in
+    (tt_core/plan/attention_maps.py): every layer and head, rows queries, columns keys."""
+
+    env_index: int
+    step: int  # the env step the plan was made at
+    weights: np.ndarray  # [n_layers, n_heads, t, t] float32; rows sum to 1
+    observation_dim: int
+    action_dim: int
+    context: int  # tokens before the plan's own: past transitions and the current observation
+
+
 PREDICTION_KINDS = ("observation", "reward", "value")  # what a plan's errors are measured on
 
 

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input
 
 from tt_core.events import (
+    AttentionMaps,
     Checkpointed,
     EnvStep,
     EpisodeEnd,
@@ -42,6 +43,7 @@ from tt_core.events import (
 from tt_tui.event_text import event_line, plan_line
 from tt_tui.messages import EnvSelected, PlanEditRefused, PlanParamsRequested
 from tt_tui.resources import available_memory_bytes, model_dims_from, process_rss_bytes
+from tt_tui.widgets.attention_map import AttentionPanel
 from tt_tui.widgets.beam_tree import BeamTreePanel
 from tt_tui.widgets.env_returns import ReturnsPanel
 from tt_tui.widgets.event_log import EventLog
@@ -118,6 +120,7 @@ class TTApp(App[int]):
                 yield ReturnsPanel(id="returns")
                 yield BeamTreePanel(id="beams")
                 yield PredictionPanel(id="predictions")
+                yield AttentionPanel(id="attention")
             with Horizontal(id="bottom"):
                 with Vertical(id="side"):
                     yield ThroughputPanel(rss=self._rss, id="throughput")
@@ -135,6 +138,7 @@ class TTApp(App[int]):
         self.returns = self.query_one(ReturnsPanel)
         self.beams = self.query_one(BeamTreePanel)
         self.predictions = self.query_one(PredictionPanel)
+        self.attention = self.query_one(AttentionPanel)
         self.plan_controls = self.query_one(PlanControls)
         self.event_log = self.query_one(EventLog)
         self._layout_for_size()
@@ -200,6 +204,7 @@ class TTApp(App[int]):
         self.returns.flush()
         self.beams.flush(force)
         self.predictions.flush(force)
+        self.attention.flush(force)
 
     def _apply(self, ev: Any) -> None:
         """Route one engine event to its handler (events without one are ignored)."""
@@ -212,6 +217,7 @@ class TTApp(App[int]):
         return {
             TrainStep: self._show_train_step, EnvStep: self._show_env_step,
             PlanSnapshot: self.beams.add, Throughput: self._show_throughput, PredictionErrors: self.predictions.add,
+            AttentionMaps: self.attention.add,
             TrainStarted: self._show_train_started, Checkpointed: self._show_checkpointed,
             TrainFinished: self._show_train_finished, Message: self._show_message,
             Failed: self._show_failed, EvalStarted: self._show_eval_started,
@@ -416,6 +422,22 @@ class TTApp(App[int]):
         self.main.toggle_class("-predictions")
         self.predictions.redraw()
 
+    def action_toggle_attention(self) -> None:
+        """Show or hide the attention panel; the engine computes maps only while it is shown."""
+        self.main.toggle_class("-attention")
+        self._send_attention_env()
+        self.attention.redraw()
+
+    def _send_attention_env(self) -> None:
+        shown = self.main.has_class("-attention") and not self.read_only
+        self.engine.controls.show_attention(self.selected_env if shown else None)
+
+    def action_next_layer(self) -> None:
+        self.attention.next_layer()
+
+    def action_next_head(self) -> None:
+        self.attention.next_head()
+
     def action_toggle_lr(self) -> None:
         self.loss.toggle_view()
 
@@ -431,6 +453,7 @@ class TTApp(App[int]):
         self.selected_env = index % self.envs
         self.returns.select(self.selected_env)
         self.beams.select_env(self.selected_env)
+        self._send_attention_env()
 
     def action_freeze(self) -> None:
         self.beams.toggle_freeze()

@@ -16,6 +16,7 @@ import numpy as np
 from tt_core.config import PlanConfig
 from tt_core.model.cache_size import cascade_cache_bytes
 from tt_core.events import (
+    AttentionMaps,
     BeamSnapshot,
     BeamStep,
     Checkpointed,
@@ -123,8 +124,26 @@ def eval_events(envs: int = 4, env_steps: int = 30) -> list[Any]:
                                     tuple(round(0.05 * (k + 1) * drift, 3) for k in range(3)),
                                     tuple(round(4.0 + 1.5 * k * drift, 3) for k in range(3)) if step >= 20 else (),
                                     "data std"))
+    out.append(demo_attention(env_steps))
     out.append(PlanParamsApplied(plan, ("beam_width",), _cache_bytes(envs, plan)))
     return out
+
+
+def demo_attention(step: int, transitions: int = 4, O: int = 11, A: int = 3) -> AttentionMaps:
+    """Made-up maps of the shape a Hopper model's have (2 layers, 2 heads): layer 0 looks
+    at the same dimension one transition back, layer 1 at the latest observation; the
+    causal and value-token masks applied as the model applies them."""
+    T = O + A + 2
+    t = transitions * T - 1
+    q, k = np.arange(t)[:, None], np.arange(t)[None, :]
+    patterns = [-np.abs(q - k - T) / 2.0, -np.abs(q - k - T) / 6.0,
+                ((k % T) >= O) * -3.0 - (q - k) / 8.0, -(q - k) / 30.0]
+    weights = []
+    for scores in patterns:
+        scores = np.where((k <= q) & (k % T != T - 1), scores, -np.inf)
+        w = np.exp(scores - scores.max(1, keepdims=True))
+        weights.append(w / w.sum(1, keepdims=True))
+    return AttentionMaps(0, step - 1, np.asarray(weights, dtype=np.float32).reshape(2, 2, t, t), O, A, 2 * T + O)
 
 
 def demo_app(mode: str, events: Iterable[Any], **kwargs):

@@ -51,6 +51,7 @@ def eval_job(
     size: int = 256,
     snapshots: bool = False,
     plans_every: int | None = None,
+    attention_every: int | None = None,
     ftt_block: str | None = None,
     world: World | None = None,
 ) -> Job:
@@ -60,7 +61,8 @@ def eval_job(
     `record_all`, else only envs toggled through the controls. Under torchrun (`world`)
     each rank plays its share of the episodes on its own device; rank 0 reports.
     `plans_every` N: every N-th plan of a recorded env is written too, beside a simulator
-    rollout of its actions.
+    rollout of its actions; `attention_every` N: the model's attention maps over every
+    N-th plan's window of a recorded env, as a PNG.
     """
     world = world or World()
 
@@ -77,7 +79,7 @@ def eval_job(
             agent, cfg.plan, cfg.eval, bus, controls,
             recorder=recorder, record_all=record_all,
             render_size=size if recorder is not None else None, snapshots=snapshots, world=world,
-            plans_every=plans_every,
+            plans_every=plans_every, attention_every=attention_every,
             threads=cfg.device.threads,
         )
         for line in (rollout.threads_text, rollout.dtype_text):

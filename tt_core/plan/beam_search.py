@@ -140,6 +140,17 @@ class _Base:
         hist = history[:, history.shape[1] - h :].reshape(history.shape[0], h * self.T)
         return torch.cat([hist, obs], dim=1).to(self.device, torch.long)
 
+    def plan_window(self, history: torch.Tensor, obs: torch.Tensor,
+                    sequence: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """([E, t] tokens, context): the window the plans `sequence` [E, S, T] were decoded
+        in from `history` and `obs` (what `plan` got), up to the first crop: their prefix
+        (`context` tokens: past transitions and the current observation), then the plans'
+        own tokens after the current observation, cut at block_size. Its attention maps
+        are the weights the model predicted those tokens with."""
+        prefix = self._prefix(history, obs)
+        plans = sequence.reshape(sequence.shape[0], -1)[:, self.O :].to(prefix.device)
+        return torch.cat([prefix, plans], dim=1)[:, : self.block], prefix.shape[1]
+
     def _expect(self, probs: torch.Tensor, dim: int) -> torch.Tensor:
         """E[value] of dimension `dim` under `probs` [..., V]. The stop token's mass
         (models that have one) counts as `plan.stop_mass` says: 0 (the original's

@@ -50,6 +50,17 @@ class GifRecorder:
         name = gif_name(self.run_name, self.env_id, env_index).removesuffix(".gif") + f"-plan-step{step:04d}.gif"
         return write_gif(self.out_dir / name, frames, self.fps)
 
+    def write_attention(self, env_index: int, step: int, image: np.ndarray) -> Path:
+        """A PNG of env `env_index`'s attention maps at env step `step`, beside its
+        episode's GIF; written atomically."""
+        name = gif_name(self.run_name, self.env_id, env_index).removesuffix(".gif") + f"-attention-step{step:04d}.png"
+        path = self.out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        iio.imwrite(tmp, image, extension=".png")
+        tmp.replace(path)
+        return path
+
     def stop(self, env_index: int) -> Path | None:
         """Write env `env_index`'s GIF; None when it recorded no frame."""
         frames = self._frames.pop(env_index, None)

@@ -29,6 +29,7 @@ from tt_core.distributed import World
 from tt_core.errors import ConfigError
 from tt_core.mujoco_import import import_glfw_shielded
 from tt_core.events import (
+    AttentionMaps,
     EnvStep,
     EpisodeEnd,
     EvalFinished,
@@ -43,6 +44,7 @@ from tt_core.events import (
     RecordingStopped,
     Throughput,
 )
+from tt_core.plan.attention_figure import attention_image
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.gif import GifRecorder
 from tt_core.plan.plan_frames import PlanRenderer
@@ -50,6 +52,8 @@ from tt_core.plan.prediction import HorizonErrors, RealizedValues, observation_s
 from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
+# The app's attention panel redraws a few times a second; maps more often would be lost work.
+MAPS_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class Rollout:
         world: World | None = None,
         threads: int | None = None,
         plans_every: int | None = None,
+        attention_every: int | None = None,
     ) -> None:
         """`world`: under torchrun each rank plays its share of the episodes and every rank
         returns all results (rank 0 reports them). `threads`: device.threads (None: chosen,
@@ -214,9 +219,12 @@ class Rollout:
         self.render_size = render_size if recorder is not None else None
         self.snapshots = snapshots
         self.plans_every = plans_every if recorder is not None else None
+        self.attention_every = attention_every if recorder is not None else None
+        self._maps_sent = -math.inf  # when AttentionMaps last went out
         self.plan_cfg, self.dtype_text = self._resolve_dtype(plan)
         self.planner = self._make_planner(self.plan_cfg)
         self._plans_said = False
+        self._attention_said = False
         # simulators that play plans, by frame size (None: playing only, for the prediction
         # errors), made at first use; None when the env's observation is not its MuJoCo state
         self._simulators: dict[int | None, PlanRenderer] | None = {}
@@ -366,6 +374,7 @@ class Rollout:
             self._check_predictions(idx, tokens, states, ep.lengths)
             if wanted:
                 self._write_plans(idx, tokens, step, wanted, states)
+        self._attention(ep, idx, ids, obs_tok, result.sequence, step)
         if self._threads is not None:
             self._threads.tick()
         if self.planner.graphs.fallback is not None and not self._fallback_said:  # said once a run
@@ -486,6 +495,41 @@ class Rollout:
         now = self._errors.summary(self._error_basis)
         self.bus.emit(PredictionErrors(tuple(now["observation"]), tuple(now["reward"]), tuple(now["value"]),
                                        self._error_basis))
+
+    def _attention(self, ep: "_Episodes", idx: np.ndarray, ids: torch.Tensor, obs_tok: torch.Tensor,
+                   sequence: torch.Tensor, step: int) -> None:
+        """The attention maps of the plans just made, for the env a view shows (a few a
+        second) and, every `attention_every` plans, the recorded envs (PNG files)."""
+        shown = self.controls.attention_env
+        local = self._ids.index(shown) if shown in self._ids else None
+        live = local in idx and time.monotonic() - self._maps_sent >= MAPS_INTERVAL_S
+        files = set()
+        if self.attention_every is not None and (ep.plans - 1) % self.attention_every == 0:
+            files = set(self.recorder.recording) & set(idx.tolist())
+        wanted = sorted(files | ({local} if live else set()))
+        if not wanted:
+            return
+        rows = [int(np.flatnonzero(idx == i)[0]) for i in wanted]
+        window, context = self.planner.plan_window(ep.history[ids[rows]], obs_tok[rows], sequence[rows])
+        maps = self.agent.model.attention_maps(window.to(self.device)).cpu().numpy()
+        for i, weights in zip(wanted, maps):
+            event = AttentionMaps(self._ids[i], step, weights, self.agent.observation_dim, self.agent.action_dim,
+                                  context)
+            if i == local and live:
+                self._maps_sent = time.monotonic()
+                self.bus.emit(event)
+            if i in files:
+                self._write_attention(event, i)
+
+    def _write_attention(self, maps: AttentionMaps, i: int) -> None:
+        title = (f"{self.recorder.run_name} {self.agent.env_id}: attention over the window of the plan of "
+                 f"episode {maps.env_index} at step {maps.step}")
+        image = attention_image(maps.weights, maps.observation_dim, maps.action_dim, maps.context, title)
+        path = self.recorder.write_attention(i, maps.step, image)
+        if not self._attention_said:
+            self._attention_said = True
+            every = "every plan" if self.attention_every == 1 else f"every {self.attention_every} plans"
+            self.bus.emit(Message(f"writing attention maps ({every}) to {path.parent}, e.g. {path.name}"))
 
     def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
         """The envs whose plan just made is to be written: asked for with the app's key

@@ -251,6 +251,8 @@ def record(
     size: int = typer.Option(256, "--size", min=32, max=2048, help="Frame width and height."),
     plans: Optional[int] = typer.Option(None, "--plans", min=1, help="Also write every N-th plan as a GIF: the "
                                         "model's predicted observations beside a simulator rollout of its actions."),
+    attention: Optional[int] = typer.Option(None, "--attention", min=1, help="Also write the model's attention maps "
+                                            "(every layer and head) over every N-th plan's window as a PNG."),
     device: Optional[str] = _DEVICE,
     headless: bool = _HEADLESS,
     ftt_block: Optional[FttBlock] = _FTT_BLOCK,
@@ -264,7 +266,7 @@ def record(
     run = _planning_source(_checked_sources(run, device, "record"))
     job = eval_job(run, patch, device, record_dir=out, record_all=True, fps=fps, size=size,
                    ftt_block=ftt_block.value if ftt_block else None, snapshots=use_app(headless),
-                   plans_every=plans)
+                   plans_every=plans, attention_every=attention)
     if use_app(headless):
         run_app(job, "record")
     else:
