@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 import numpy as np
 
 from tt_core.model.cache import AttentionMapsCache
-from tt_core.plan.attention_figure import attention_image, pool
+from tt_core.runs.attention_figure import attention_image, pool
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 
 CFG = GPTConfig(observation_dim=3, action_dim=2, num_bins=10, seq_len=4, embedding_dim=32, n_layers=2, n_heads=4)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings, strategies as st
@@ -293,6 +294,38 @@ def _umask() -> int:
     return mask
 
 
+def test_training_keeps_the_attention_of_its_evaluations_first_plan_and_report_draws_it(finished, tmp_path):
+    """attention.safetensors: every layer and head over env 0's first plan window of the
+    latest evaluation, with the training step; report --plots draws one figure per row.
+    A file tt-tui did not write (any shape, metadata or bytes) is not read."""
+    from safetensors.numpy import save
+
+    from tt_core.runs.attention_file import ATTENTION_FILE, read_attention
+    from tt_core.runs.plots import write_plots
+    from tt_core.runs.report import run_result, table_rows
+
+    maps, step = read_attention(finished)
+    L, H, t, _ = maps.weights.shape
+    cfg = load_config(finished / "config.yaml")
+    assert (L, H) == (cfg.model.n_layers, cfg.model.n_heads) and step == 10 and maps.env_index == 0
+    np.testing.assert_allclose(maps.weights.sum(-1), 1.0, atol=1e-5)
+    assert 0 < maps.context < t
+    written = write_plots(table_rows([run_result(finished)[0]]), tmp_path / "plots")
+    assert tmp_path / "plots" / "attention-1.png" in written
+
+    copy = _copy(finished, tmp_path / "runs", "bad")
+    good = (copy / ATTENTION_FILE).read_bytes()
+    for weights, meta in [(np.zeros((2, 2, 3, 4), np.float32), {}),  # not square
+                          (np.full((1, 1, 3, 3), np.nan, np.float32), {}),  # not finite
+                          (maps.weights, {"context": "-1"}), (maps.weights, {"context": str(t + 1)}),
+                          (maps.weights.astype(np.float64), {})]:
+        fields = {k: str(getattr(maps, k)) for k in ("env_index", "step", "observation_dim", "action_dim", "context")}
+        (copy / ATTENTION_FILE).write_bytes(save({"weights": weights}, fields | {"train_step": "10"} | meta))
+        assert read_attention(copy) is None
+    (copy / ATTENTION_FILE).write_bytes(good)
+    assert read_attention(copy) is not None
+
+
 # ------------------------------------------------------------------ fuzzing
 # derandomize=True (and no example database): every run tries the same examples. Random
 # examples found the hangs, the 23 GB layout and the 23 GB /dev/zero config fixed in #27
@@ -305,7 +338,7 @@ HOSTILE_VALUES = st.one_of(
     st.recursive(st.integers(), lambda inner: st.lists(inner, max_size=2), max_leaves=40),
 )
 RUN_FILES = ("metrics.jsonl", "latest.json", "dataset.json", "config.yaml", "heartbeat.json", "snapshots.json",
-             "listing.json")
+             "listing.json", "attention.safetensors")
 
 
 @st.composite
@@ -404,6 +437,8 @@ COMMANDS = [["runs", "{folder}"], ["runs", "{folder}", "--json"], ["runs", "{fol
 @example(how=("file", "metrics.jsonl", "dev-zero", None))
 @example(how=("file", "latest.json", "loop", None))
 @example(how=("file", "snapshots.json", "fifo", None))  # found by this test: show's read blocked forever
+@example(how=("file", "attention.safetensors", "binary", None))  # report --plots reads it
+@example(how=("file", "attention.safetensors", "dev-zero", None))
 @example(how=("field", "EvalStarted", "episodes", 10 ** 9))  # found by this test: show laid out 1e9 rows (23 GB)
 def test_any_damage_to_a_run_ends_every_reading_command_in_one_line_with_a_documented_code(finished, tmp_path, how):
     from typer.testing import CliRunner

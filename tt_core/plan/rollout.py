@@ -44,11 +44,11 @@ from tt_core.events import (
     RecordingStopped,
     Throughput,
 )
-from tt_core.plan.attention_figure import attention_image
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.gif import GifRecorder
 from tt_core.plan.plan_frames import PlanRenderer
 from tt_core.plan.prediction import HorizonErrors, RealizedValues, observation_scale, plan_errors, predicted_rows
+from tt_core.runs.attention_figure import attention_image
 from tt_core.model.sampling import EnvStreams
 
 RUNNING, DONE, TRUNCATED, FAILED = "running", "done", "truncated", "failed"
@@ -201,6 +201,7 @@ class Rollout:
         threads: int | None = None,
         plans_every: int | None = None,
         attention_every: int | None = None,
+        first_maps: bool = False,
     ) -> None:
         """`world`: under torchrun each rank plays its share of the episodes and every rank
         returns all results (rank 0 reports them). `threads`: device.threads (None: chosen,
@@ -221,6 +222,7 @@ class Rollout:
         self.plans_every = plans_every if recorder is not None else None
         self.attention_every = attention_every if recorder is not None else None
         self._maps_sent = -math.inf  # when AttentionMaps last went out
+        self._first_maps = first_maps
         self.plan_cfg, self.dtype_text = self._resolve_dtype(plan)
         self.planner = self._make_planner(self.plan_cfg)
         self._plans_said = False
@@ -503,6 +505,9 @@ class Rollout:
         shown = self.controls.attention_env
         local = self._ids.index(shown) if shown in self._ids else None
         live = local in idx and time.monotonic() - self._maps_sent >= MAPS_INTERVAL_S
+        if self._first_maps and len(idx):
+            self._first_maps = False
+            local, live = int(idx[0]), True
         files = set()
         if self.attention_every is not None and (ep.plans - 1) % self.attention_every == 0:
             files = set(self.recorder.recording) & set(idx.tolist())

@@ -1,7 +1,9 @@
 """The report's figures, PNG and SVG: training loss per kind against tokens seen and
 evaluation return against the training step (the mean over seeds with a band of one
 std), the normalised scores as bars with their standard error, like the TT paper's, and
-the plans' prediction errors against the step into the plan (runs that measured them).
+the plans' prediction errors against the step into the plan (runs that measured them),
+and the attention maps a row's run kept from its latest evaluation (PNG only, drawn
+like record's: tt_core/runs/attention_figure.py).
 
 matplotlib is an optional extra (`pip install -e ".[plots]"`); without it `write_plots`
 raises a ConfigError saying how to install it. No torch here.
@@ -13,6 +15,8 @@ import math
 from pathlib import Path
 
 from tt_core.errors import ConfigError
+from tt_core.runs.attention_figure import attention_image
+from tt_core.runs.attention_file import read_attention
 from tt_core.runs.report import KINDS, Row, Stats, final_prediction, run_curves
 
 
@@ -81,7 +85,29 @@ def write_plots(rows: list[Row], folder: Path) -> list[Path]:
                   "return" if not any(row.scores for row in rows) else "normalised score (return: no reference)")
     written += _save(fig, folder, "scores")
     plt.close(fig)
-    return written + _prediction_figure(plt, rows, label, folder)
+    return written + _prediction_figure(plt, rows, label, folder) + _attention_figures(rows, folder)
+
+
+def _attention_figures(rows: list[Row], folder: Path) -> list[Path]:
+    """Per row, the attention maps its first run kept from its latest evaluation (every
+    layer and head over the window of env 0's first plan; tt_core/runs/attention_file.py)
+    as `attention-<row>.png`; none for rows whose runs kept none (runs trained before
+    they were kept, or a damaged file)."""
+    import imageio.v3 as iio
+
+    written = []
+    for n, row in enumerate(rows, 1):
+        kept = next(((run, k) for run in row.runs if (k := read_attention(run)) is not None), None)
+        if kept is None:
+            continue
+        run, (maps, step) = kept
+        title = (f"{Path(run).name} ({row.dataset}, step {step}): attention over the window of the first plan "
+                 f"of its latest evaluation")
+        path = folder / f"attention-{n}.png"
+        iio.imwrite(path, attention_image(maps.weights, maps.observation_dim, maps.action_dim, maps.context, title),
+                    extension=".png")
+        written.append(path)
+    return written
 
 
 def _prediction_figure(plt, rows: list[Row], label: list[str], folder: Path) -> list[Path]:

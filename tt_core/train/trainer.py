@@ -37,6 +37,7 @@ from tt_core.runs.metrics import MetricsWriter, truncate_after_step
 from tt_core.model.attention import query_blocks
 from tt_core.model.gpt import GPTConfig, TrajectoryGPT
 from tt_core.plan.gif import GifRecorder
+from tt_core.runs.attention_file import AttentionWriter
 from tt_core.runs.snapshots import SnapshotWriter
 from tt_core.plan.rollout import Rollout
 from tt_core.runs.listing import Heartbeat
@@ -410,6 +411,7 @@ class Trainer:
         self.metrics = MetricsWriter(self.run_files.metrics)
         self.bus.subscribe(self.metrics)
         self.bus.subscribe(SnapshotWriter(self.run_files.root))  # the beam trees, for `tt-tui show`
+        self.bus.subscribe(AttentionWriter(self.run_files.root))  # attention maps, for `tt-tui report --plots`
         self.trackers = trackers(self.run_files.root, self.cfg, self.bus.emit, self.step)  # TensorBoard, W&B
         for tracker in self.trackers:
             self.bus.subscribe(tracker)
@@ -569,6 +571,7 @@ class Trainer:
         rollout = Rollout(agent, self.plan_cfg, self.cfg.eval, self.bus, self.controls,
                           recorder=recorder, render_size=256 if self.watch else None,
                           snapshots=True, world=self.world,  # snapshots.json keeps the last
+                          first_maps=True,  # and attention.safetensors the first plan's attention
                           threads=self.cfg.device.threads)
         try:
             return rollout.run()

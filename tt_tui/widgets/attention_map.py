@@ -4,8 +4,8 @@ While this panel is shown the engine sends the attention maps of the selected en
 (tt_core.events.AttentionMaps, a few a second; nothing is computed while it is hidden).
 It draws one layer and head at a time (`L`, `H`; after the last head, their mean) as a
 heatmap in half-block cells filling the panel: rows are queries, columns keys, each cell
-the mean weight of the tokens it covers (tt_core/plan/attention_figure.py, pool), coloured like the PNG
-figures (tt_core/plan/attention_figure.py); positions the model's mask hides (later
+the mean weight of the tokens it covers (tt_core/runs/attention_figure.py, pool), coloured like the PNG
+figures (tt_core/runs/attention_figure.py); positions the model's mask hides (later
 tokens, value tokens: weights of exactly 0) are left blank.
 """
 
@@ -19,7 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from tt_core.events import AttentionMaps
-from tt_core.plan.attention_figure import colours, intensity, pool
+from tt_core.runs.attention_figure import colours, intensity, pool
 from tt_tui.widgets.throttled import ThrottledRedraw
 
 
