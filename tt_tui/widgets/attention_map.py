@@ -74,7 +74,7 @@ class AttentionPanel(ThrottledRedraw, Vertical):
         view.update(heatmap(cells))
         which = f"head {self.map_head}/{H - 1}" if self.map_head < H else "mean of heads"
         self.border_subtitle = (f"env {ev.env_index} · step {ev.step} · layer {self.map_layer}/{L - 1} · {which} · "
-                                f"plan from token {ev.context}/{t}")
+                                f"plan {ev.context}/{t}")
 
 
 def heatmap(cells: np.ndarray) -> Text:
