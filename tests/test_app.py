@@ -184,9 +184,9 @@ def test_eval_in_the_app_edits_reach_the_planner_bad_edits_are_refused_r_records
     assert logged(app, "evaluation done")
 
 
-def test_a_shows_the_selected_envs_attention_maps_live_and_hiding_them_stops_them(tiny_run):
+def test_a_shows_the_selected_envs_attention_maps_live_and_o_switches_the_planners_objective(tiny_run):
     """The engine computes maps only for the env the shown panel asks for; L and H choose
-    the layer and head."""
+    the layer and head. o asks the planner to rank by likelihood."""
     engine = JobThread(eval_job(tiny_run, PlanningPatch.checked({"eval.episodes": 2, "eval.max_steps": 300}), "cpu"))
     engine.controls.set_paused(True)
     app = TTApp(engine, "eval")
@@ -196,8 +196,12 @@ def test_a_shows_the_selected_envs_attention_maps_live_and_hiding_them_stops_the
             await wait_for(pilot, lambda: app.envs == 2, what="EvalStarted")
             attention = app.query_one(AttentionPanel)
             assert engine.controls.attention_env is None  # hidden: no maps are computed
+            await pilot.press("o")  # while paused: the planner takes it at its next plan
+            assert logged(app, "requested objective=likelihood")
             await pilot.press("right_square_bracket", "a", "p")
             assert engine.controls.attention_env == 1
+            await wait_for(pilot, lambda: logged(app, "planning: objective=likelihood"), what="the planner's answer")
+            assert app.query_one(PlanControls).current.objective == "likelihood"
             await wait_for(pilot, lambda: attention.latest is not None, what="attention maps")
             assert attention.latest.env_index == 1
             layers, heads = attention.latest.weights.shape[:2]

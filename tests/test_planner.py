@@ -66,12 +66,13 @@ def assert_same_plan(a, b):
 # ---------------------------------------------------------------- deterministic
 
 
+@pytest.mark.parametrize("objective", ["reward", "likelihood"])
 @pytest.mark.parametrize("stop_token", [True, False], ids=["stop-token", "no-stop-token"])
 @pytest.mark.parametrize("seq_len", [8, 3], ids=["no-crop", "crop-mid-plan"])
-def test_greedy_cached_plan_equals_naive_token_for_token(seq_len, stop_token):
+def test_greedy_cached_plan_equals_naive_token_for_token(seq_len, stop_token, objective):
     model, disc = make_model(seq_len, stop_token=stop_token), make_disc()
     hist, obs = context(E, 4)  # every env its own context
-    p = params(**GREEDY)
+    p = params(**GREEDY, objective=objective)
     a = BeamPlanner(model, disc, p).plan(hist, obs)
     b = NaivePlanner(model, disc, p).plan(hist, obs)
     assert a.actions.shape == (E, 3, A) and a.sequence.shape == (E, 3, T)
@@ -355,11 +356,15 @@ class Replayer:
         return chosen
 
 
+@pytest.mark.parametrize("objective", ["reward", "likelihood"])
 @pytest.mark.parametrize("seq_len", [8, 3], ids=["no-crop", "crop-mid-plan"])
-def test_sampled_plan_candidate_logits_equal_full_forward_at_every_token(seq_len):
+def test_sampled_plan_candidate_logits_equal_full_forward_at_every_token(seq_len, objective):
+    """Every token's logits, and every selection's scores (either objective), equal the
+    naive planner's full forward passes."""
     model, disc = make_model(seq_len), make_disc()
     hist, obs = context(E, 3)
-    p = params(k_act=None, cdf_act=0.6, k_obs=None, cdf_obs=0.9, k_reward=None, temperature=1.3)
+    p = params(k_act=None, cdf_act=0.6, k_obs=None, cdf_obs=0.9, k_reward=None, temperature=1.3,
+               objective=objective)
     rec = Recorder()
     gen = torch.Generator().manual_seed(0)
     a = BeamPlanner(model, disc, p).plan(hist, obs, generator=gen, hooks=rec)
@@ -372,6 +377,28 @@ def test_sampled_plan_candidate_logits_equal_full_forward_at_every_token(seq_len
     assert rep.checked == sum(s[1].shape[1] for s in rec.samples) * E
     assert rep.max_err <= 1e-4
     assert_same_plan(a, b)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_a_likelihood_plans_score_is_its_log_probability_under_one_full_forward(temperature):
+    """The likelihood objective's score of each env's plan: the sum, over every token the
+    plan sampled (actions, reward, value, then the next observation, ...; not the current
+    observation, which is given), of log softmax(logits / temperature) of that token, the
+    logits taken from ONE forward pass of the prefix and the plan (no crop: seq_len 8)."""
+    model, disc = make_model(8), make_disc()
+    hist, obs = context(E, 2)
+    p = params(k_act=None, cdf_act=0.6, k_obs=None, cdf_obs=0.9, k_reward=None, temperature=temperature,
+               objective="likelihood")
+    result = BeamPlanner(model, disc, p).plan(hist, obs, generator=torch.Generator().manual_seed(1))
+    prefix = torch.cat([hist.reshape(E, -1), obs], 1)
+    plan = result.sequence.reshape(E, -1)[:, O:]  # the plan's tokens after the current observation
+    window = torch.cat([prefix, plan], 1)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(window[:, :-1]) / temperature, -1)
+    picked = logp.gather(2, window[:, 1:].unsqueeze(2)).squeeze(2)[:, prefix.shape[1] - 1 :]
+    np.testing.assert_allclose(result.value, picked.sum(1).numpy(), atol=1e-4, rtol=1e-5)
+    reward = BeamPlanner(model, disc, params(**GREEDY)).plan(hist, obs)
+    assert not np.allclose(reward.value, result.value)  # the reward objective scores something else
 
 
 def test_replay_check_detects_a_wrong_model():

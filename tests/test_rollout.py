@@ -445,6 +445,18 @@ def test_a_cuda_graph_fallback_is_said_once_per_run(agent):
     assert [(m.text, m.level) for m in said] == [(rollout.planner.graphs.fallback, "warning")]
 
 
+def test_likelihood_planning_runs_from_the_cli_and_an_unknown_objective_exits_2(tiny_run, tmp_path):
+    out = tmp_path / "eval.json"
+    ok = tt("eval", tiny_run, "--episodes", 1, "--max-steps", 3, "--objective", "likelihood", "--headless",
+            "--json", out)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(out.read_text())["plan"]["objective"] == "likelihood"
+    assert "by likelihood" in ok.stdout + ok.stderr  # the evaluation's first line says how it ranks
+    bad = tt("eval", tiny_run, "--episodes", 1, "--objective", "imitate", "--headless")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "plan.objective" in bad.stderr and "likelihood" in bad.stderr
+
+
 def test_no_cuda_graphs_flag_reaches_the_plan_config():
     from tt_core.config import Config
     from tt_tui.cli.planning import PLANNING_FLAGS, patch_from_flags

@@ -132,6 +132,11 @@ class PlanConfig:
     # docs/learning-check.md), "zero" the original's value_expectation (an ended episode
     # earns 0 more), "lowest" an end scored as the dimension's lowest bin.
     stop_mass: Literal["zero", "renormalize", "lowest"] = "renormalize"
+    # What beam search ranks candidates by: "reward", the discounted expected rewards plus
+    # the terminal value (the paper's offline RL planner, the original's beam_plan), or
+    # "likelihood", the log-probability of every token the plan sampled (observations,
+    # actions, rewards, values; the paper's imitation planner, the original's beam_search).
+    objective: Literal["reward", "likelihood"] = "reward"
     plan_every: int = 1
     # fp32 equals the naive planner up to float reassociation; bf16 runs the network in
     # bfloat16 (the KV cache too on GPUs; scores stay fp32): faster on GPUs and CPUs with

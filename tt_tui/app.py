@@ -422,6 +422,14 @@ class TTApp(App[int]):
         self.main.toggle_class("-predictions")
         self.predictions.redraw()
 
+    def action_toggle_objective(self) -> None:
+        """Ask the planner to rank by the other objective (reward <-> likelihood)."""
+        plan = self.plan_controls.current
+        if plan is None:
+            self.notify("no evaluation is running", severity="warning")
+            return
+        self.post_message(PlanParamsRequested({"objective": "likelihood" if plan.objective == "reward" else "reward"}))
+
     def action_toggle_attention(self) -> None:
         """Show or hide the attention panel; the engine computes maps only while it is shown."""
         self.main.toggle_class("-attention")

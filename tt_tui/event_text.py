@@ -30,9 +30,11 @@ def _episode_end(ev: EpisodeEnd) -> str:
 
 def plan_line(plan: PlanConfig) -> str:
     """The beam search's shape in a few words (the status bar and the EvalStarted line):
-    beam width x steps, context transitions, candidates per beam."""
+    beam width x steps, context transitions, candidates per beam, and the objective when
+    it is not the default reward."""
+    objective = "" if plan.objective == "reward" else f" by {plan.objective}"
     return (f"beam {plan.beam_width}x{plan.beam_steps} ctx {plan.beam_context} "
-            f"exp {plan.sample_expand}")
+            f"exp {plan.sample_expand}{objective}")
 
 
 def _eval_started(ev: EvalStarted) -> str:

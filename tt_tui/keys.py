@@ -38,6 +38,8 @@ KEYS: tuple[Key, ...] = (
     Key(("r",), "record", "start / stop a GIF recording of the selected env", "eval", "Rec", steers=True),
     # no footer label: at 80 columns it would push `? Help` off the line; `?` lists it
     Key(("g",), "plan_gif", "save the selected env's next plan beside the simulator as a GIF", "eval", steers=True),
+    Key(("o",), "toggle_objective", "rank plans by reward / by likelihood (imitation), from the next plan", "eval",
+        steers=True),
     Key(("e",), "edit_plan", "edit the planning parameters (enter applies)", "eval", "Edit plan", steers=True),
     Key(("escape",), "leave_input", "leave the planning inputs", "all", "Done editing"),
     Key(("tab", "shift+tab"), None, "move focus between the tree and the inputs", "all"),

@@ -18,6 +18,17 @@ next step overwrites it with its reward); score = sum_i discount^i rewards[:, i]
 the top `beam_width` candidates of each env; unless t is the last step, sample O
 observation tokens (`k_obs`, `cdf_obs`). The best final beam of each env is the plan.
 
+Objective (`plan.objective`): "reward" ranks candidates by the score above (the
+original's `beam_plan`, the paper's offline RL planner); "likelihood" by the summed
+log-probability of every token the candidate's plan sampled so far, observations,
+actions, rewards and values, each under the raw distribution softmax(logits /
+temperature) before filters (the original's `beam_search`, the paper's imitation planner,
+which scores every token of the sequence). Same search, same draws: only the ranking
+differs. Unlike the original's `beam_search`, which expands every vocabulary entry of
+every token and ranks after each token, candidates are sampled (`sample_expand` per
+beam, the filters applied) and ranked once per transition, so one batched cascade serves
+both objectives.
+
 Stop token (models that have one): every draw and filter acts over all N + 1 outputs,
 so a beam can draw the stop token anywhere; it is fed back like any token (the model was
 trained on what follows an end). What its probability counts for in the expectations is
@@ -249,22 +260,26 @@ class NaivePlanner(_Base):
         plan = prefix[:, -O:].repeat(W, 1)  # the plan's own tokens, from the current obs
         rewards = torch.zeros(W, S + 1, device=self.device)
         discounts = p.discount ** torch.arange(S + 1, device=self.device, dtype=torch.float32)
+        logp = torch.zeros(W, device=self.device)  # summed log-probability of each row's sampled tokens
         n_tokens = 0
         log = _SnapshotLog(X) if snapshot else None
 
         def sample(kind, window, k, cdf):
+            nonlocal logp
             window, logits = self._next_logits(window)
             logits = logits / temp
             tok = sample_tokens(logits, k, cdf, gen)
             if hooks is not None:
                 r = hooks.sampled(env, kind, logits.unsqueeze(0), tok.unsqueeze(0))
                 tok = tok if r is None else r.reshape(-1).to(tok)
+            logp = logp + torch.log_softmax(logits, -1)[torch.arange(len(tok)), tok]
             return window, logits, tok
 
         for t in range(S):
             window = window.repeat_interleave(X, 0)
             plan = plan.repeat_interleave(X, 0)
             rewards = rewards.repeat_interleave(X, 0)
+            logp = logp.repeat_interleave(X, 0)
             for _ in range(A):
                 window, _, tok = sample("act", window, p.k_act, p.cdf_act)
                 window = torch.cat([window, tok[:, None]], 1)
@@ -280,12 +295,12 @@ class NaivePlanner(_Base):
             n_tokens += W * X * (A + 2)
             rewards[:, t] = r
             rewards[:, t + 1] = v
-            scores = (rewards * discounts).sum(-1)
+            scores = logp if p.objective == "likelihood" else (rewards * discounts).sum(-1)
             idx = torch.topk(scores, W).indices
             if hooks is not None:
                 rr = hooks.selected(env, t, scores.unsqueeze(0), idx.unsqueeze(0))
                 idx = idx if rr is None else rr.reshape(-1).to(idx)
-            window, plan, rewards, value = window[idx], plan[idx], rewards[idx], scores[idx]
+            window, plan, rewards, value, logp = window[idx], plan[idx], rewards[idx], scores[idx], logp[idx]
             if log is not None:
                 log.record(t, idx, value, plan[:, -(A + 2) : -2], rewards[:, t].clone(), rewards[:, t + 1].clone())
             if t < S - 1:
@@ -371,8 +386,12 @@ class BeamPlanner(_Base):
             rewards = rewards.repeat_interleave(n_expand, 0)
             rewards[:, t] = r_t
             rewards[:, t + 1] = V_t
-            ## rewards up to `t` and the terminal value at `t`, discounted
-            values = (rewards * discounts).view(n_envs, beam_width * n_expand, n_steps + 1).sum(-1)
+            if search.logp is not None:
+                ## the likelihood objective: the log-probability of every token sampled so far
+                values = search.logp.view(n_envs, beam_width * n_expand)
+            else:
+                ## rewards up to `t` and the terminal value at `t`, discounted
+                values = (rewards * discounts).view(n_envs, beam_width * n_expand, n_steps + 1).sum(-1)
             ## the `beam_width` best candidates of each env (rows of all envs' candidates)
             top = search.sampler.selected(t, values, torch.topk(values, beam_width, dim=1).indices)
             inds = (top + search.env_base).reshape(-1)
@@ -442,6 +461,15 @@ class _CascadeSearch:
         self.env_base = (torch.arange(E, device=dev) * (W * X)).unsqueeze(1)  # first candidate row
         self.rows = E * W  # beams, all envs
         self.n_tokens = 0
+        # the likelihood objective: each row's summed log-probability of its sampled tokens
+        # (beams between steps, candidates within one); None for the reward objective
+        self.logp = torch.zeros(E * W, device=dev) if p.objective == "likelihood" else None
+
+    def _count(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Add the log-probabilities of `tokens` under `logits` (already / temperature,
+        before any filter) to the rows' scores (likelihood objective only)."""
+        if self.logp is not None:
+            self.logp += logits.log_softmax(-1).gather(1, tokens.unsqueeze(1)).squeeze(1)
 
     def _feed(self, tokens: torch.Tensor, level) -> torch.Tensor:
         """Decode one token per row at `level` (window rule first); fp32 logits [rows, V]."""
@@ -458,8 +486,11 @@ class _CascadeSearch:
         """Draw and feed each candidate's A action tokens; the reward token's logits."""
         p, X = self.params, self.params.sample_expand
         self.cache.clear(2)
+        if self.logp is not None:  # each candidate starts from its beam's score
+            self.logp = self.logp.repeat_interleave(X, 0)
         for j in range(self.planner.A):
-            _, tokens = self.sampler("act", logits, p.k_act, p.cdf_act, self.params.beam_width * X)
+            scaled, tokens = self.sampler("act", logits, p.k_act, p.cdf_act, self.params.beam_width * X)
+            self._count(scaled, tokens)
             self.candidate_tokens[:, j] = tokens
             logits = self._feed(tokens, self.candidates)
         return logits
@@ -471,9 +502,11 @@ class _CascadeSearch:
         rows = p.beam_width * p.sample_expand
         logits, tokens = self.sampler("reward", logits, p.k_reward, None, rows)
         r_t = self.planner._expect(logits.softmax(-1), O + A)
+        self._count(logits, tokens)
         self.candidate_tokens[:, A] = tokens
         logits, tokens = self.sampler("value", self._feed(tokens, self.candidates), p.k_reward, None, rows)
         V_t = self.planner._expect(logits.softmax(-1), O + A + 1)
+        self._count(logits, tokens)
         self.candidate_tokens[:, A + 1] = tokens
         self.n_tokens += self.rows * p.sample_expand * (A + 2)
         return r_t, V_t
@@ -486,6 +519,8 @@ class _CascadeSearch:
         self.plan, self._spare = self._spare, self.plan
         self.plan[:, t * T + O : (t + 1) * T] = self.candidate_tokens[inds]
         self.cache.select(parents, inds)
+        if self.logp is not None:
+            self.logp = self.logp[inds]
 
     def sample_observation(self, t: int) -> torch.Tensor:
         """Feed the kept value token, then draw and feed the next observation's O tokens;
@@ -493,7 +528,8 @@ class _CascadeSearch:
         O, T, p = self.planner.O, self.planner.T, self.params
         logits = self._feed(self.plan[:, (t + 1) * T - 1], self.beams)  # value: its keys are masked for all
         for j in range(O):
-            _, tokens = self.sampler("obs", logits, p.k_obs, p.cdf_obs, p.beam_width)
+            scaled, tokens = self.sampler("obs", logits, p.k_obs, p.cdf_obs, p.beam_width)
+            self._count(scaled, tokens)
             self.plan[:, (t + 1) * T + j] = tokens
             logits = self._feed(tokens, self.beams)
         self.n_tokens += self.rows * O

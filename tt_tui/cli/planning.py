@@ -76,6 +76,8 @@ PLANNING_FLAGS = (
     PlanningFlag("--discount", "plan.discount", float, "Discount of the plan's score."),
     PlanningFlag("--stop-mass", "plan.stop_mass", str,
                  "What a stop token's probability counts for in E[r], E[V]: renormalize (default), zero (the original's) or lowest."),
+    PlanningFlag("--objective", "plan.objective", str,
+                 "What beam search ranks by: reward (default: offline RL) or likelihood (imitation: the plan's log-probability)."),
     PlanningFlag("--cuda-graphs/--no-cuda-graphs", "plan.cuda_graphs", bool,
                  "CUDA graphs for the decode (CUDA only; default on; a failure falls back to eager)."),
     PlanningFlag("--threads", "device.threads", int, "CPU compute threads (default: the usable cores shared "

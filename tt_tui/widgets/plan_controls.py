@@ -50,6 +50,7 @@ class PlanControls(Vertical):
                  device: str = "cpu") -> None:
         """The parameters in force (EvalStarted.plan) and what the memory check needs."""
         self.current = plan
+        self.border_subtitle = f"o: by {plan.objective}"
         self.device = device
         self.envs = max(int(envs), 1)
         self.dims = dims
@@ -61,6 +62,7 @@ class PlanControls(Vertical):
     def confirm(self, plan: PlanConfig, cache_bytes: int) -> None:
         """The engine applied an edit: `plan` is now in force."""
         self.current = plan
+        self.border_subtitle = f"o: by {plan.objective}"
         self.in_use = cache_bytes
         self._show_estimate()
 
