@@ -278,3 +278,11 @@ def test_ctrl_c_stops_the_running_seed_cleanly_and_starts_no_other(tmp_path):
     from tt_core.runs.listing import STOPPED, summarize_run
 
     assert summarize_run(tmp_path / "runs" / "cc-seed0").state == STOPPED  # it saved and stopped
+
+
+def test_a_likelihood_evaluation_is_its_own_row_named_by_its_objective():
+    from tt_core.runs.report import setting_of
+
+    plan = {"beam_width": 32, "beam_steps": 5, "beam_context": 3, "sample_expand": 2, "stop_mass": "renormalize"}
+    assert setting_of(plan) == setting_of({**plan, "objective": "reward"})  # runs from before objectives: reward
+    assert setting_of({**plan, "objective": "likelihood"}) == setting_of(plan) + ", by likelihood"

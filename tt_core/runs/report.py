@@ -87,9 +87,10 @@ class Reference:
 
 def setting_of(plan: dict) -> str:
     """The planning settings a result depends on, in one short phrase."""
-    stop = plan.get("stop_mass")
+    stop, objective = plan.get("stop_mass"), plan.get("objective", "reward")  # runs before objectives: reward
     return (f"beam {plan.get('beam_width')} x {plan.get('beam_steps')}, context {plan.get('beam_context')}, "
-            f"expand {plan.get('sample_expand')}" + ("" if stop == "zero" else f", stop mass {stop}"))
+            f"expand {plan.get('sample_expand')}" + ("" if stop == "zero" else f", stop mass {stop}")
+            + ("" if objective == "reward" else f", by {objective}"))
 
 
 def run_result(root: Path) -> tuple[Optional[RunResult], Optional[str]]:
