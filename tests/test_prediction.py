@@ -218,3 +218,16 @@ def test_value_errors_are_nonnegative_where_known_and_zero_for_the_truth(hopper,
         assert len(err) == rows
         assert np.array_equal(np.isfinite(err), known)
         assert np.all(err[known] == 0)
+
+
+def test_a_value_predicted_as_a_stop_token_is_not_compared(hopper):
+    disc, _, _ = hopper
+    truth = realized([1.0, 2.0, 3.0], 0.9, penalty=-100.0)
+    tokens = value_plan(disc, truth)
+    tokens[1, -1] = disc.num_bins  # the stop token where row 1's value is
+    values = RealizedValues(disc, 0.9, -100.0)
+    values.planned(0, 0, tokens, O)
+    for r in (1.0, 2.0, 3.0):
+        values.rewarded(0, r)
+    (err,) = values.ended(0, terminated=True)
+    assert err[0] == 0 and np.isnan(err[1]) and err[2] == 0

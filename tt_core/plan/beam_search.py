@@ -26,8 +26,9 @@ temperature) before filters (the original's `beam_search`, the paper's imitation
 which scores every token of the sequence). Same search, same draws: only the ranking
 differs. Unlike the original's `beam_search`, which expands every vocabulary entry of
 every token and ranks after each token, candidates are sampled (`sample_expand` per
-beam, the filters applied) and ranked once per transition, so one batched cascade serves
-both objectives.
+beam, the filters applied, with replacement: under `likelihood` beams may hold copies of
+one sequence) and ranked once per transition, so one batched cascade serves both
+objectives.
 
 Stop token (models that have one): every draw and filter acts over all N + 1 outputs,
 so a beam can draw the stop token anywhere; it is fed back like any token (the model was

@@ -23,7 +23,12 @@ steps into the plan:
   at every step of an episode that terminated, and, where it was truncated (max_steps,
   a stop), at the steps whose unseen rest weighs at most TAIL_WEIGHT (discount^(steps
   left) <= 1 %), so a cut-off episode does not count as the model's error. The value
-  errors of an episode's plans are added when it ends (`RealizedValues`).
+  errors of an episode's plans are added when it ends (`RealizedValues`). Unlike the
+  observation and reward errors, which replay the plan's own actions, this compares with
+  the trajectory the agent executed: after the first `plan_every` steps it replans, so
+  for k >= 1 the error also holds the gap between the plan and what was executed (and
+  beam search, keeping the highest predicted values, biases it upward). At k = 0 it is
+  the model's error alone.
 
 Both sides are compared as bin centers (the simulated values discretized with the run's
 own bins), so a model that predicts every token right scores exactly 0 and the
@@ -121,7 +126,9 @@ class RealizedValues:
         """Env `env` planned at episode step `step` (rows taken so far); `tokens` [S, T]
         its plan, whose row k predicts the value at step `step + k`."""
         rows = predicted_rows(tokens, observation_dim, self.disc.num_bins)
-        self._plans.setdefault(env, []).append((step, self.disc.decode(rows[:, -1:], self._dim)[:, 0]))
+        values = self.disc.decode(rows[:, -1:], self._dim)[:, 0]
+        values[tokens[: len(rows), -1] == self.disc.num_bins] = np.nan  # a stop token: no value predicted
+        self._plans.setdefault(env, []).append((step, values))
 
     def rewarded(self, env: int, reward: float) -> None:
         """The reward of env `env`'s next step."""
@@ -143,7 +150,7 @@ class RealizedValues:
         for start, values in plans:
             err = np.full(len(values), np.nan)
             steps = start + np.arange(len(values))
-            ok = steps < L
+            ok = (steps < L) & np.isfinite(values)
             ok[ok] &= known[steps[ok]]
             err[ok] = np.abs(values[ok] - realized[steps[ok]])
             out.append(err)
