@@ -14,7 +14,6 @@ Two measurements, both on the run's own model and env:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tt_core.events import EventBus
 from tt_core.plan.agent import load_agent
 from tt_core.plan.beam_search import BeamPlanner
 from tt_core.plan.rollout import Rollout
+from tt_core.runs.report import Stats
 
 DTYPES = ("fp32", "bf16")
 
@@ -102,9 +102,8 @@ def precision_table(report: PrecisionReport) -> str:
         "|---|" + "---:|" * (len(report.returns["fp32"]) + 1),
     ]
     for dtype, by_seed in report.returns.items():
-        every = [r for rs in by_seed.values() for r in rs]
-        mean = sum(every) / len(every)
-        se = math.sqrt(sum((r - mean) ** 2 for r in every) / (len(every) - 1) / len(every)) if len(every) > 1 else 0.0
+        every = Stats.of(r for rs in by_seed.values() for r in rs)  # the report's mean ± s.e., one formula
         cells = " | ".join(f"{sum(rs) / len(rs):.1f}" for rs in by_seed.values())
-        lines.append(f"| {dtype} | {cells} | {mean:.1f} ± {se:.1f} ({len(every)} episodes) |")
+        episodes = sum(map(len, by_seed.values()))
+        lines.append(f"| {dtype} | {cells} | {every.mean:.1f} ± {every.sem:.1f} ({episodes} episodes) |")
     return "\n".join(lines)
