@@ -214,7 +214,7 @@ class Downloaded:
 
 Event = Union[
     TrainStarted, TrainStep, Checkpointed, TrainFinished, Message, Failed,
-    EvalStarted, EnvStep, EpisodeEnd, PlanSnapshot, Throughput, EvalFinished,
+    EvalStarted, EnvStep, EpisodeEnd, PlanSnapshot, AttentionMaps, PredictionErrors, Throughput, EvalFinished,
     PlanParamsApplied, PlanParamsRefused, RecordingStarted, RecordingStopped,
     DownloadProgress, Downloaded,
 ]
