@@ -249,6 +249,67 @@ def test_evaluations_report_the_plans_prediction_errors_per_step_into_the_plan(a
     assert prediction["observation_scale"] == "data std"  # the run recorded observation_std
 
 
+class TrueFuture:
+    """A planner hook that replaces every sampled reward and observation token by what the
+    simulator does with the plan's own actions from the env's true state: the plans of a
+    model that predicts the dynamics perfectly (one env, one beam, one candidate)."""
+
+    def __init__(self, agent, sim, state):
+        self.disc, self.sim, self.state = agent.discretizer, sim, state
+        self.O, self.A = agent.observation_dim, agent.action_dim
+        self.actions, self.obs_at = [], 0
+
+    def _played(self):
+        ids = np.minimum(np.array(self.actions).reshape(-1, self.A), self.disc.num_bins - 1)
+        return self.sim.play(self.state, self.disc.decode(ids, slice(self.O, self.O + self.A)))
+
+    def sampled(self, env, kind, logits, tokens):
+        O, A, disc = self.O, self.A, self.disc
+        if kind == "act":
+            self.actions.append(int(tokens.reshape(-1)[0]))
+            return None
+        if kind == "reward":
+            played = self._played()
+            reward = played.rewards[-1] if len(played.rewards) == len(self.actions) // A else 0.0
+            if played.terminated and len(played.rewards) == len(self.actions) // A:
+                reward = -100.0  # the termination penalty, as the data scored a fall
+            return torch.as_tensor(disc.encode(np.array([[reward]]), slice(O + A, O + A + 1))).reshape(tokens.shape)
+        if kind == "obs":
+            obs = self._played().observations[-1]
+            token = disc.encode(obs[None], slice(0, O))[0, self.obs_at % O]
+            self.obs_at += 1
+            return torch.full_like(tokens, int(token))
+        return None
+
+    def selected(self, env, step, scores, index):
+        return None
+
+
+def test_a_model_that_predicts_the_true_future_has_zero_observation_and_reward_error(agent, monkeypatch):
+    """The planner fed the simulator's future (a hook) is a perfect model: its evaluation's
+    prediction errors are exactly 0 at every step into the plan."""
+    import tt_core.plan.rollout as rollout_module
+    from tt_core.plan.plan_frames import PlanRenderer
+
+    assert agent.config.dataset.termination_penalty == -100.0
+    made = []
+    make = rollout_module.make_vector_env
+    monkeypatch.setattr(rollout_module, "make_vector_env", lambda *a, **k: made.append(make(*a, **k)) or made[-1])
+    plan = replace(agent.config.plan, beam_width=1, sample_expand=1, beam_steps=4)
+    bus = EventBus()
+    events = _events(bus)
+    rollout = Rollout(agent, plan, EvalConfig(episodes=1, max_steps=3, seed=0), bus, Controls())
+    sim = PlanRenderer(agent.env_id, None)
+    planned = rollout.planner.plan
+    rollout.planner.plan = lambda *a, **k: planned(*a, **k, hooks=TrueFuture(agent, sim, made[-1].call("state_vector")[0]))
+    rollout.run()
+    sim.close()
+    (finished,) = [e for e in events if isinstance(e, EvalFinished)]
+    prediction = finished.summary["prediction"]
+    assert prediction["observation_count"][1] > 0 and prediction["reward_count"][0] > 0
+    assert all(v == 0 for v in prediction["observation"][1:] + prediction["reward"] if v is not None)
+
+
 def test_evaluations_compare_the_plans_values_with_the_returns_their_episodes_realized(agent):
     """Values are compared once an episode has ended; a truncated one gives the steps whose
     unseen rewards weigh under the tail (with discount 0.1, all but its last step)."""
