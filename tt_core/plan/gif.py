@@ -8,6 +8,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from tt_core.durable import atomic_write_bytes
+
 
 def gif_name(run_name: str, env_id: str, episode: int, part: int = 0) -> str:
     """File name that says run, env and episode (and the part, for toggled recordings)."""
@@ -17,10 +19,13 @@ def gif_name(run_name: str, env_id: str, episode: int, part: int = 0) -> str:
 
 def write_gif(path: Path, frames: list[np.ndarray], fps: int) -> Path:
     """Write `frames` ([H, W, 3] uint8) as a looping GIF; the write is atomic."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
-    tmp.replace(path)
+    return _write_image(path, iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000 / fps, loop=0))
+
+
+def _write_image(path: Path, data: bytes) -> Path:
+    """An encoded image at `path`, atomically (a viewer never opens half a file);
+    readable by all, as files a user shares; no fsync: a lost recording is re-made."""
+    atomic_write_bytes(path, data, mode=0o644, sync=False)
     return path
 
 
@@ -45,21 +50,21 @@ class GifRecorder:
     def add(self, env_index: int, frame: np.ndarray) -> None:
         self._frames[env_index].append(frame)
 
+    def _beside(self, env_index: int, what: str, step: int, extension: str) -> Path:
+        """The path of a file about env `env_index`'s plan at env step `step`, named after
+        its episode's GIF: <run>-<env>-episode000-<what>-step0025.<extension>."""
+        episode = gif_name(self.run_name, self.env_id, env_index).removesuffix(".gif")
+        return self.out_dir / f"{episode}-{what}-step{step:04d}.{extension}"
+
     def write_plan(self, env_index: int, step: int, frames: list[np.ndarray]) -> Path:
         """A plan GIF of env `env_index` made at env step `step`, beside its episode's."""
-        name = gif_name(self.run_name, self.env_id, env_index).removesuffix(".gif") + f"-plan-step{step:04d}.gif"
-        return write_gif(self.out_dir / name, frames, self.fps)
+        return write_gif(self._beside(env_index, "plan", step, "gif"), frames, self.fps)
 
     def write_attention(self, env_index: int, step: int, image: np.ndarray) -> Path:
         """A PNG of env `env_index`'s attention maps at env step `step`, beside its
-        episode's GIF; written atomically."""
-        name = gif_name(self.run_name, self.env_id, env_index).removesuffix(".gif") + f"-attention-step{step:04d}.png"
-        path = self.out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        iio.imwrite(tmp, image, extension=".png")
-        tmp.replace(path)
-        return path
+        episode's GIF."""
+        png = iio.imwrite("<bytes>", image, extension=".png")
+        return _write_image(self._beside(env_index, "attention", step, "png"), png)
 
     def stop(self, env_index: int) -> Path | None:
         """Write env `env_index`'s GIF; None when it recorded no frame."""
