@@ -99,6 +99,12 @@ class FlatCache:
         return [(self, kept)]
 
 
+def mask_bias(mask: torch.Tensor, device, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean attention mask (True = attend) as the additive bias the products path
+    adds to the scores: 0 where attended, -inf where hidden."""
+    return torch.zeros(mask.shape, device=device, dtype=dtype).masked_fill(~mask.to(device), -math.inf)
+
+
 class AttentionMapsCache(FlatCache):
     """A FlatCache that attends by the written-out products (`_attend_by_products`, the
     formula the cascade's small parts use) and keeps each layer's attention weights of
@@ -109,11 +115,16 @@ class AttentionMapsCache(FlatCache):
         super().__init__(n_layers, batch, n_heads, block_size, head_dim, device=device, dtype=dtype)
         self.maps: list[Optional[torch.Tensor]] = [None] * n_layers
         self.scale = 1 / math.sqrt(head_dim)
+        self._bias: Optional[torch.Tensor] = None
+
+    def begin(self, idx: torch.Tensor, mask: torch.Tensor) -> None:
+        super().begin(idx, mask)
+        # the decode's mask as an additive bias, once for all layers
+        self._bias = mask_bias(self._mask, idx.device, torch.float32)
 
     def attend(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         q, K, V = self._store(layer, qkv)
-        bias = torch.zeros(self._mask.shape, device=q.device).masked_fill_(~self._mask, -math.inf)
-        y, _, self.maps[layer] = _attend_by_products(q, K, V, bias, self.scale)
+        y, _, self.maps[layer] = _attend_by_products(q, K, V, self._bias, self.scale)
         return y.transpose(1, 2).reshape(self.batch, self._new, -1).to(qkv.dtype)
 
 
@@ -241,9 +252,7 @@ class CascadeCache:
         as host lists seen[q][k] = keys < k visible to query q, so deciding which levels a
         decode reads costs no device work or sync."""
         if mask is not self._mask_src:
-            self._bias = torch.zeros(mask.shape, device=self.device, dtype=self.dtype).masked_fill(
-                ~mask.to(self.device), -math.inf
-            )
+            self._bias = mask_bias(mask, self.device, self.dtype)
             counts = mask.cpu().to(torch.int32).cumsum(1)
             self._seen = torch.cat([torch.zeros(len(mask), 1, dtype=torch.int32), counts], 1).tolist()
             self._mask_src = mask
