@@ -261,6 +261,7 @@ class NaivePlanner(_Base):
         plan = prefix[:, -O:].repeat(W, 1)  # the plan's own tokens, from the current obs
         rewards = torch.zeros(W, S + 1, device=self.device)
         discounts = p.discount ** torch.arange(S + 1, device=self.device, dtype=torch.float32)
+        likelihood = p.objective == "likelihood"
         logp = torch.zeros(W, device=self.device)  # summed log-probability of each row's sampled tokens
         n_tokens = 0
         log = _SnapshotLog(X) if snapshot else None
@@ -273,7 +274,8 @@ class NaivePlanner(_Base):
             if hooks is not None:
                 r = hooks.sampled(env, kind, logits.unsqueeze(0), tok.unsqueeze(0))
                 tok = tok if r is None else r.reshape(-1).to(tok)
-            logp = logp + torch.log_softmax(logits, -1)[torch.arange(len(tok)), tok]
+            if likelihood:  # the reward objective never reads it: the baseline's time stays its own
+                logp = logp + torch.log_softmax(logits, -1)[torch.arange(len(tok)), tok]
             return window, logits, tok
 
         for t in range(S):
@@ -296,7 +298,7 @@ class NaivePlanner(_Base):
             n_tokens += W * X * (A + 2)
             rewards[:, t] = r
             rewards[:, t + 1] = v
-            scores = logp if p.objective == "likelihood" else (rewards * discounts).sum(-1)
+            scores = logp if likelihood else (rewards * discounts).sum(-1)
             idx = torch.topk(scores, W).indices
             if hooks is not None:
                 rr = hooks.selected(env, t, scores.unsqueeze(0), idx.unsqueeze(0))
