@@ -533,8 +533,8 @@ class Rollout:
         path = self.recorder.write_attention(i, maps.step, image)
         if not self._attention_said:
             self._attention_said = True
-            every = "every plan" if self.attention_every == 1 else f"every {self.attention_every} plans"
-            self.bus.emit(Message(f"writing attention maps ({every}) to {path.parent}, e.g. {path.name}"))
+            self.bus.emit(Message(f"writing attention maps ({_every(self.attention_every)}) to {path.parent}, "
+                                  f"e.g. {path.name}"))
 
     def _plan_gifs_wanted(self, idx: np.ndarray, plans: int) -> set[int]:
         """The envs whose plan just made is to be written: asked for with the app's key
@@ -570,9 +570,8 @@ class Rollout:
                 self.bus.emit(Message(f"plan of env {i} at step {step} beside the simulator: {path}"))
             elif not self._plans_said:
                 self._plans_said = True
-                every = "every plan" if self.plans_every == 1 else f"every {self.plans_every} plans"
-                self.bus.emit(Message(f"writing plan GIFs ({every}; the model's predictions beside the "
-                                      f"simulator) to {path.parent}, e.g. {path.name}"))
+                self.bus.emit(Message(f"writing plan GIFs ({_every(self.plans_every)}; the model's predictions "
+                                      f"beside the simulator) to {path.parent}, e.g. {path.name}"))
 
     def _capture(self, envs: gym.vector.VectorEnv) -> None:
         if self.recorder is None or not self.recorder.recording:
@@ -584,6 +583,11 @@ class Rollout:
             frames = envs.call("render")
             for i in self.recorder.recording:
                 self.recorder.add(i, frames[i])
+
+
+def _every(n: int) -> str:
+    """How often a file is written, in words: every plan, every 5 plans."""
+    return "every plan" if n == 1 else f"every {n} plans"
 
 
 def summarize(results: list[EpisodeResult], meta: dict, tokens: float, seconds: float, plans: float) -> dict:
