@@ -29,7 +29,7 @@ def test_a_predicted_observation_equal_to_the_true_one_renders_the_true_frame(en
     state, obs = env.unwrapped.state_vector(), env.unwrapped._get_obs()
     renderer = PlanRenderer(env_id, SIZE)
     try:
-        true_frame = renderer.frame_of_state(state)
+        (true_frame,) = renderer.rollout(state, np.zeros((0, env.action_space.shape[0])))  # the true state's frame
         assert np.array_equal(renderer.frame_of_observation(obs, state), true_frame)
         moved = obs.copy()
         moved[1] += 0.5  # a joint angle: a wrong prediction shows

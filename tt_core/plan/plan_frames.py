@@ -88,11 +88,6 @@ class PlanRenderer:
         """Put the simulator in a full state [qpos, qvel] (MujocoEnv.state_vector's order)."""
         self.sim.set_state(state[: self.layout.nq], state[self.layout.nq :])
 
-    def frame_of_state(self, state: np.ndarray) -> np.ndarray:
-        """The frame of a full simulator state [qpos, qvel]."""
-        self._restore(state)
-        return self.env.render()
-
     def frame_of_observation(self, observation: np.ndarray, true_state: np.ndarray) -> np.ndarray:
         """The frame of a (predicted) observation, the omitted positions from `true_state`."""
         self.sim.set_state(*self.layout.state(observation, true_state))
