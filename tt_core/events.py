@@ -128,7 +128,8 @@ class PlanSnapshot:
 @dataclass(frozen=True)
 class AttentionMaps:
     """The model's attention over the window one env's plan was decoded in
-    (tt_core/plan/attention_maps.py): every layer and head, rows queries, columns keys."""
+    (TrajectoryGPT.attention_maps, sent by tt_core/plan/rollout.py): every layer and head,
+    rows queries, columns keys."""
 
     env_index: int
     step: int  # the env step the plan was made at
