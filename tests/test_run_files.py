@@ -326,6 +326,43 @@ def test_training_keeps_the_attention_of_its_evaluations_first_plan_and_report_d
     assert read_attention(copy) is not None
 
 
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(
+    st.binary(max_size=300),
+    st.tuples(st.sampled_from(["float32", "float64", "int32"]), st.lists(st.integers(0, 5), min_size=0, max_size=5),
+              st.dictionaries(st.sampled_from(["env_index", "step", "observation_dim", "action_dim", "context",
+                                               "train_step", "other"]),
+                              st.one_of(st.text(max_size=6), st.integers(-5, 10 ** 30).map(str)), max_size=7),
+              st.sampled_from([0.0, 0.5, float("nan"), float("inf")])),
+    st.tuples(st.integers(0, 2 ** 64 - 1), st.binary(max_size=100)),
+))
+@example(content=("float32", [1, 1, 2, 2], {k: "1" for k in ("env_index", "step", "observation_dim", "action_dim",
+                                                               "context", "train_step")}, 0.5))  # one it accepts
+def test_any_attention_file_is_read_as_tt_tui_maps_or_not_at_all(tmp_path, content):
+    """Hostile attention.safetensors contents (random bytes; well-formed files of any dtype,
+    shape, fill and metadata; a header length that lies): `read_attention` never raises,
+    and whatever it accepts is what `tt-tui report --plots` can draw."""
+    from safetensors.numpy import save
+
+    from tt_core.runs.attention_file import ATTENTION_FILE, read_attention
+
+    path = tmp_path / ATTENTION_FILE
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif len(content) == 2:
+        size, rest = content
+        path.write_bytes(size.to_bytes(8, "little") + rest)
+    else:
+        dtype, shape, meta, fill = content
+        path.write_bytes(save({"weights": np.full(shape, fill if dtype != "int32" else 0, dtype=dtype)}, meta))
+    read = read_attention(tmp_path)
+    if read is not None:
+        maps, _ = read
+        L, H, t, t2 = maps.weights.shape
+        assert maps.weights.dtype == np.float32 and t == t2 and np.isfinite(maps.weights).all()
+        assert 0 < maps.context <= t and maps.observation_dim >= 1 and maps.action_dim >= 1
+
+
 # ------------------------------------------------------------------ fuzzing
 # derandomize=True (and no example database): every run tries the same examples. Random
 # examples found the hangs, the 23 GB layout and the 23 GB /dev/zero config fixed in #27
