@@ -266,8 +266,9 @@ class NaivePlanner(_Base):
         n_tokens = 0
         log = _SnapshotLog(X) if snapshot else None
 
-        def sample(kind, window, k, cdf):
-            nonlocal logp
+        def sample(kind, k, cdf):
+            """Draw every row's next token and append it to its window and plan; the logits / temperature."""
+            nonlocal window, plan, logp
             window, logits = self._next_logits(window)
             logits = logits / temp
             tok = sample_tokens(logits, k, cdf, gen)
@@ -276,7 +277,9 @@ class NaivePlanner(_Base):
                 tok = tok if r is None else r.reshape(-1).to(tok)
             if likelihood:  # the reward objective never reads it: the baseline's time stays its own
                 logp = logp + torch.log_softmax(logits, -1)[torch.arange(len(tok)), tok]
-            return window, logits, tok
+            window = torch.cat([window, tok[:, None]], 1)
+            plan = torch.cat([plan, tok[:, None]], 1)
+            return logits
 
         for t in range(S):
             window = window.repeat_interleave(X, 0)
@@ -284,17 +287,9 @@ class NaivePlanner(_Base):
             rewards = rewards.repeat_interleave(X, 0)
             logp = logp.repeat_interleave(X, 0)
             for _ in range(A):
-                window, _, tok = sample("act", window, p.k_act, p.cdf_act)
-                window = torch.cat([window, tok[:, None]], 1)
-                plan = torch.cat([plan, tok[:, None]], 1)
-            window, logits, tok = sample("reward", window, p.k_reward, None)
-            r = self._expect(logits.softmax(-1), O + A)
-            window = torch.cat([window, tok[:, None]], 1)
-            plan = torch.cat([plan, tok[:, None]], 1)
-            window, logits, tok = sample("value", window, p.k_reward, None)
-            v = self._expect(logits.softmax(-1), O + A + 1)
-            window = torch.cat([window, tok[:, None]], 1)
-            plan = torch.cat([plan, tok[:, None]], 1)
+                sample("act", p.k_act, p.cdf_act)
+            r = self._expect(sample("reward", p.k_reward, None).softmax(-1), O + A)
+            v = self._expect(sample("value", p.k_reward, None).softmax(-1), O + A + 1)
             n_tokens += W * X * (A + 2)
             rewards[:, t] = r
             rewards[:, t + 1] = v
@@ -308,9 +303,7 @@ class NaivePlanner(_Base):
                 log.record(t, idx, value, plan[:, -(A + 2) : -2], rewards[:, t].clone(), rewards[:, t + 1].clone())
             if t < S - 1:
                 for _ in range(O):
-                    window, _, tok = sample("obs", window, p.k_obs, p.cdf_obs)
-                    window = torch.cat([window, tok[:, None]], 1)
-                    plan = torch.cat([plan, tok[:, None]], 1)
+                    sample("obs", p.k_obs, p.cdf_obs)
                 n_tokens += W * O
         best = int(torch.argmax(value))
         snap = log.snapshots(self, 1, W) if log is not None else None
